@@ -1,0 +1,44 @@
+# Two entry points: `make run` (the flywheel on the embedded default) and `make test`.
+# Both set up .venv from the pinned lock first; nothing installed by hand is assumed.
+
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTHON ?= python3
+
+# No process the project starts reaches for the network or sends analytics.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export DVC_NO_ANALYTICS := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export MLFLOW_ENABLE_TELEMETRY := false
+export DO_NOT_TRACK := 1
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: setup run test clean-data
+
+# torch first and alone: only the pinned CPU build lies on this machine's disk, and an
+# unpinned torch pulled in by another package would download a multi-GB CUDA build.
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $@
+
+# DVC's metadata is committed; a checkout without it (or outside git) gets a fresh one.
+.dvc/config:
+	if git rev-parse --git-dir >/dev/null 2>&1; then $(BIN)/dvc init -q; else $(BIN)/dvc init -q --no-scm; fi
+	$(BIN)/dvc remote add -d local ../.dvc-remote
+
+setup: $(STAMP) .dvc/config
+
+run: setup
+	$(BIN)/dvc repro
+	$(BIN)/dvc metrics show
+
+test: setup
+	$(BIN)/python -m pytest
+
+clean-data:
+	rm -rf data/seed data/gen-* data/eval.parquet data/tokenizer.json

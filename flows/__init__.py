@@ -1,0 +1,4 @@
+"""Orchestration of the flywheel: the Prefect flow that runs each generation's DVC stages
+as tasks, and the only place with side effects outside the workspace (MLflow lineage,
+the model registry, git tags, `dvc push`). Until it lands, `make run` runs `dvc repro`.
+"""

@@ -1,0 +1,143 @@
+"""`params.yaml` -> a validated, typed config. The only module that reads the YAML.
+
+Each stage reads its own section (and `dvc.yaml` lists exactly those sections as the
+stage's params, so a change reruns only what it affects). An unknown key, a missing key
+or a wrong type is a `ConfigError` whose one-line message names the key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+PARAMS = Path("params.yaml")
+
+
+class ConfigError(ValueError):
+    """Bad configuration; the message is one line naming the file and key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Generation(_Section):
+    prev: str = Field(description="the generation this one builds on ('seed' for the first)")
+
+
+class ModelConfig(_Section):
+    n_layer: int = Field(2, ge=1, description="transformer blocks of the student")
+    n_embd: int = Field(128, ge=8, description="width of the student")
+    n_head: int = Field(4, ge=1, description="attention heads")
+    n_positions: int = Field(96, ge=16, description="longest request + call, in tokens")
+
+
+class PrepareConfig(_Section):
+    seed_rows: int = Field(240, ge=1, description="rows of the correctly labelled seed set")
+    eval_rows: int = Field(600, ge=1, description="rows of the fixed held-out evaluation set")
+    eval_mix: dict[Literal["seen", "new_values", "new_phrasing"], float] = Field(
+        description="share of evaluation rows per kind of generalisation")
+    plan_rows: int = Field(1500, ge=1, description="requests the first generation asks the teacher for")
+    model: ModelConfig = Field(default_factory=ModelConfig)
+
+
+class GenerateConfig(_Section):
+    teacher: Literal["embedded"] = Field("embedded", description="teacher backend")
+    error_rate: float = Field(0.08, ge=0, le=1, description="teacher label-error rate of a plain row")
+    skill_error_rates: dict[str, float] = Field(
+        default_factory=dict, description="label-error rate of rows with that skill (the highest applies)")
+
+
+class JudgeConfig(_Section):
+    judge: Literal["embedded"] = Field("embedded", description="judge backend")
+    use_student: bool = Field(True, description="compare every label with the current student")
+    repair: bool = Field(True, description="let the verifier correct values it can ground uniquely")
+    batch_size: int = Field(256, ge=1, description="student decoding batch")
+
+
+class ComposeConfig(_Section):
+    policy: Literal["accumulate", "replace", "accumulate-subsample"] = "accumulate"
+    budget: int = Field(0, ge=0, description="training-set size for accumulate-subsample")
+    min_seed_share: float = Field(0.0, ge=0, le=1, description="floor on the share of seed rows")
+
+
+class TrainConfig(_Section):
+    steps: int = Field(500, ge=1, description="optimizer steps per generation")
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    warmup_steps: int = Field(30, ge=0)
+    weight_decay: float = Field(0.01, ge=0)
+    threads: int = Field(2, ge=1, description="torch threads; fixed so runs are bit-identical")
+    log_every: int = Field(25, ge=1, description="steps between loss points in the plot")
+
+
+class EvaluateConfig(_Section):
+    batch_size: int = Field(256, ge=1)
+    max_new_tokens: int = Field(64, ge=1)
+
+
+class ProbeConfig(_Section):
+    batch_size: int = Field(256, ge=1)
+
+
+class ExpandConfig(_Section):
+    budget: int = Field(1500, ge=0, description="requests planned for the next generation")
+    variations_per_failure: int = Field(3, ge=1, description="new requests per failing row")
+    explore_share: float = Field(0.3, ge=0, le=1, description="share of the budget spread over all skills")
+
+
+class Config(_Section):
+    seed: int
+    generations: dict[str, Generation]
+    prepare: PrepareConfig
+    generate: GenerateConfig
+    judge: JudgeConfig
+    compose: ComposeConfig
+    train: TrainConfig
+    evaluate: EvaluateConfig
+    probe: ProbeConfig
+    expand: ExpandConfig
+
+    @model_validator(mode="after")
+    def _chain(self) -> "Config":
+        seen = ["seed"]
+        for name, gen in self.generations.items():
+            if gen.prev not in seen:
+                raise ValueError(f"generations.{name}.prev: {gen.prev!r} is not 'seed' or an earlier generation")
+            seen.append(name)
+        return self
+
+    def generation(self, name: str) -> Generation:
+        if name not in self.generations:
+            raise ConfigError(f"{PARAMS}: generation {name!r} is not in generations ({', '.join(self.generations)})")
+        return self.generations[name]
+
+    def index(self, name: str) -> int:
+        self.generation(name)
+        return list(self.generations).index(name)
+
+
+def _one_line(err: ValidationError, path: Path) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"])
+    msg = first["msg"].removeprefix("Value error, ")
+    extra = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
+    return f"{path}: {key + ': ' if key else ''}{msg}{extra}"
+
+
+def load(path: Path = PARAMS) -> Config:
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: not found (run from the project root)") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc, Path(path))) from None

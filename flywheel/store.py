@@ -1,0 +1,147 @@
+"""The one way stages read and write files: typed Parquet, JSON, CSV, directories.
+
+Writes are atomic (a temp file in the same directory, then `os.replace`), so a killed
+stage leaves the previous output or none, never half a file. Reads check the schema
+and raise `DataError` with a one-line message naming the file and what is wrong.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+_STR = pa.string()
+_SKILLS = pa.list_(pa.string())
+
+# Lineage columns every row carries from generate to compose.
+_LINEAGE = [
+    pa.field("id", _STR, nullable=False),
+    pa.field("generation", _STR, nullable=False),
+    pa.field("source", _STR, nullable=False),  # seed / synthetic / corrected
+    pa.field("parent_id", _STR),  # the failure this row was expanded from
+    pa.field("skills", _SKILLS, nullable=False),
+    pa.field("teacher", _STR, nullable=False),
+    pa.field("request", _STR, nullable=False),
+    pa.field("label", _STR, nullable=False),  # canonical JSON list of calls
+]
+
+GENERATED = pa.schema(_LINEAGE)
+TRUTH = pa.schema([pa.field("id", _STR, nullable=False), pa.field("true_label", _STR, nullable=False),
+                   pa.field("error_kind", _STR, nullable=False)])
+VERDICTS = pa.schema(_LINEAGE + [
+    pa.field("student_output", _STR, nullable=False),
+    pa.field("verdict", _STR, nullable=False),
+    pa.field("reason", _STR, nullable=False),
+    pa.field("final_label", _STR),  # null: dropped
+    pa.field("judge", _STR, nullable=False),
+])
+TRAINSET = pa.schema(_LINEAGE + [pa.field("judge", _STR, nullable=False)])
+EVALSET = pa.schema([pa.field("id", _STR, nullable=False), pa.field("request", _STR, nullable=False),
+                     pa.field("label", _STR, nullable=False), pa.field("skills", _SKILLS, nullable=False),
+                     pa.field("split", _STR, nullable=False)])
+PREDICTIONS = pa.schema([pa.field("id", _STR, nullable=False), pa.field("output", _STR, nullable=False),
+                         pa.field("correct", pa.bool_(), nullable=False)])
+PROBE = pa.schema([pa.field("id", _STR, nullable=False), pa.field("skills", _SKILLS, nullable=False),
+                   pa.field("output", _STR, nullable=False), pa.field("correct", pa.bool_(), nullable=False),
+                   pa.field("loss", pa.float64(), nullable=False)])
+PLAN = pa.schema([pa.field("plan_id", _STR, nullable=False), pa.field("parent_id", _STR),
+                  pa.field("functions", _SKILLS, nullable=False), pa.field("skills", _SKILLS, nullable=False),
+                  pa.field("kind", _STR, nullable=False)])
+
+
+class DataError(ValueError):
+    """Bad input data; the message is one line naming the file and the problem."""
+
+
+def row_id(*parts: str) -> str:
+    """Stable content hash of a row's defining text."""
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path, suffix: str = "") -> Iterator[Path]:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_table(df: pd.DataFrame, path: Path, schema: pa.Schema) -> None:
+    table = pa.Table.from_pandas(df[schema.names], schema=schema, preserve_index=False)
+    # No pandas metadata: the file then depends only on the rows and the schema.
+    table = table.replace_schema_metadata(None)
+    with atomic_file(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+
+
+def read_table(path: Path, schema: pa.Schema) -> pd.DataFrame:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: not found (has the stage that writes it run?)")
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"{path}: not a readable Parquet file ({' '.join(str(exc).split())[:160]})") from None
+    for field in schema:
+        if field.name not in table.column_names:
+            raise DataError(f"{path}: missing column {field.name!r}")
+        actual = table.schema.field(field.name).type
+        if not actual.equals(field.type) and not (pa.types.is_large_string(actual) and field.type == _STR):
+            raise DataError(f"{path}: column {field.name!r} has type {actual}, expected {field.type}")
+        if not field.nullable and table.column(field.name).null_count:
+            raise DataError(f"{path}: column {field.name!r} has {table.column(field.name).null_count} empty values")
+    return table.select(schema.names).cast(schema).to_pandas()
+
+
+def write_json(obj: object, path: Path) -> None:
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: not found (has the stage that writes it run?)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not valid JSON ({exc})") from None
+
+
+def write_csv(df: pd.DataFrame, path: Path) -> None:
+    with atomic_file(path) as tmp:
+        df.to_csv(tmp, index=False, float_format="%.6g")
+
+
+@contextlib.contextmanager
+def atomic_dir(path: Path) -> Iterator[Path]:
+    """Yield a temp directory that replaces `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        yield tmp
+        old = path.with_name(f".{path.name}.old")
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

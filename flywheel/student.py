@@ -1,0 +1,194 @@
+"""The student: a small GPT-2-style causal LM that reads a request and writes calls.
+
+Text layout: `<request tokens> [SEP] <call tokens> [EOS]`; the loss covers only the call
+tokens. The tokenizer is word-level (digits split one by one, so unseen numbers and
+dates can still be copied), trained locally with `tokenizers` once, in `prepare`, and
+shared by every generation so checkpoints can continue from each other.
+
+Everything here is deterministic for a given seed and thread count: the same inputs
+give bit-identical checkpoints, which is what lets `dvc repro` reproduce a generation.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+from transformers import GPT2Config, GPT2LMHeadModel
+
+PAD, UNK, SEP, EOS = "[PAD]", "[UNK]", "[SEP]", "[EOS]"
+IGNORE = -100
+
+
+def train_tokenizer(texts: Iterable[str]) -> Tokenizer:
+    tok = Tokenizer(models.WordLevel(unk_token=UNK))
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Whitespace(), pre_tokenizers.Digits(individual_digits=True)])
+    trainer = trainers.WordLevelTrainer(special_tokens=[PAD, UNK, SEP, EOS], min_frequency=1)
+    tok.train_from_iterator(texts, trainer=trainer)
+    return tok
+
+
+def load_tokenizer(path: Path) -> Tokenizer:
+    return Tokenizer.from_file(str(path))
+
+
+def build_model(vocab_size: int, *, n_layer: int, n_embd: int, n_head: int, n_positions: int,
+                seed: int) -> GPT2LMHeadModel:
+    torch.manual_seed(seed)
+    config = GPT2Config(vocab_size=vocab_size, n_positions=n_positions, n_embd=n_embd, n_layer=n_layer,
+                        n_head=n_head, bos_token_id=None, eos_token_id=3, pad_token_id=0,
+                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    return GPT2LMHeadModel(config)
+
+
+def set_threads(n: int) -> None:
+    torch.set_num_threads(n)
+    torch.use_deterministic_algorithms(True)
+
+
+class Codec:
+    """Requests and calls to token ids and back."""
+
+    def __init__(self, tokenizer: Tokenizer):
+        self.tok = tokenizer
+        self.sep, self.eos, self.pad = (tokenizer.token_to_id(t) for t in (SEP, EOS, PAD))
+
+    def prompt(self, request: str) -> list[int]:
+        return self.tok.encode(request).ids + [self.sep]
+
+    def target(self, rendered_calls: str) -> list[int]:
+        return self.tok.encode(rendered_calls).ids + [self.eos]
+
+    def tokens(self, ids: list[int]) -> list[str]:
+        out = []
+        for i in ids:
+            if i == self.eos:
+                break
+            out.append(self.tok.id_to_token(i))
+        return out
+
+
+def _pad_batch(pairs: list[tuple[list[int], list[int]]], pad: int):
+    width = max(len(p) + len(t) for p, t in pairs)
+    ids = torch.full((len(pairs), width), pad, dtype=torch.long)
+    labels = torch.full((len(pairs), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(pairs), width), dtype=torch.long)
+    for row, (p, t) in enumerate(pairs):
+        seq = p + t
+        ids[row, : len(seq)] = torch.tensor(seq)
+        labels[row, len(p): len(seq)] = torch.tensor(t)
+        mask[row, : len(seq)] = 1
+    return ids, labels, mask
+
+
+def train(model: GPT2LMHeadModel, pairs: list[tuple[list[int], list[int]]], *, steps: int, batch_size: int,
+          lr: float, warmup_steps: int, weight_decay: float, seed: int, pad: int,
+          on_step: Callable[[int, float], None] | None = None) -> list[tuple[int, float]]:
+    """Train in place for `steps` steps; returns (step, loss) pairs. Cosine schedule to 10%."""
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+
+    def schedule(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, steps - warmup_steps)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+    model.train()
+    order: list[int] = []
+    history = []
+    for step in range(steps):
+        if len(order) < batch_size:
+            more = list(range(len(pairs)))
+            rng.shuffle(more)
+            order += more
+        batch, order = order[:batch_size], order[batch_size:]
+        ids, labels, mask = _pad_batch([pairs[i] for i in batch], pad)
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        value = loss.item()
+        history.append((step + 1, value))
+        if on_step:
+            on_step(step + 1, value)
+    model.eval()
+    return history
+
+
+@torch.no_grad()
+def greedy(model: GPT2LMHeadModel, prompts: list[list[int]], *, eos: int, max_new_tokens: int,
+           batch_size: int, on_batch: Callable[[int], None] | None = None) -> list[list[int]]:
+    """Greedy continuations. Prompts are grouped by length, so no batch needs padding."""
+    model.eval()
+    out: list[list[int]] = [[] for _ in prompts]
+    by_len: dict[int, list[int]] = {}
+    for i, p in enumerate(prompts):
+        by_len.setdefault(len(p), []).append(i)
+    limit = model.config.n_positions
+    for length in sorted(by_len):
+        rows = by_len[length]
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start: start + batch_size]
+            ids = torch.tensor([prompts[i] for i in chunk])
+            done = torch.zeros(len(chunk), dtype=torch.bool)
+            past, step_input = None, ids
+            gen = []
+            for _ in range(min(max_new_tokens, limit - length)):
+                res = model(input_ids=step_input, past_key_values=past, use_cache=True)
+                past = res.past_key_values
+                nxt = res.logits[:, -1, :].argmax(-1)
+                nxt = torch.where(done, torch.full_like(nxt, eos), nxt)
+                gen.append(nxt)
+                done |= nxt == eos
+                if bool(done.all()):
+                    break
+                step_input = nxt[:, None]
+            cols = torch.stack(gen, 1).tolist() if gen else [[] for _ in chunk]
+            for i, seq in zip(chunk, cols):
+                out[i] = seq
+            if on_batch:
+                on_batch(len(chunk))
+    return out
+
+
+@torch.no_grad()
+def row_losses(model: GPT2LMHeadModel, pairs: list[tuple[list[int], list[int]]], *, pad: int,
+               batch_size: int) -> np.ndarray:
+    """Mean cross-entropy of each row's call tokens, teacher-forced."""
+    model.eval()
+    losses = np.zeros(len(pairs))
+    for start in range(0, len(pairs), batch_size):
+        ids, labels, mask = _pad_batch(pairs[start: start + batch_size], pad)
+        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
+        target = labels[:, 1:]
+        ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), target, ignore_index=IGNORE,
+                                               reduction="none")
+        counts = (target != IGNORE).sum(1).clamp(min=1)
+        losses[start: start + len(ids)] = (ce.sum(1) / counts).numpy()
+    return losses
+
+
+def load(model_dir: Path) -> GPT2LMHeadModel:
+    """A saved student (safetensors only: no pickled weights are ever loaded)."""
+    model = GPT2LMHeadModel.from_pretrained(str(model_dir), use_safetensors=True, local_files_only=True)
+    model.eval()
+    return model
+
+
+def answer(model: GPT2LMHeadModel, codec: Codec, requests: list[str], *, batch_size: int,
+           max_new_tokens: int = 64, on_batch: Callable[[int], None] | None = None) -> list[list[str]]:
+    """The student's greedy answer to each request, as output tokens."""
+    outs = greedy(model, [codec.prompt(r) for r in requests], eos=codec.eos, max_new_tokens=max_new_tokens,
+                  batch_size=batch_size, on_batch=on_batch)
+    return [codec.tokens(o) for o in outs]

@@ -1,0 +1,135 @@
+"""Calls as data: the canonical form, its text for the student, and AST-match scoring.
+
+A label is a list of calls, each `{"name": str, "arguments": {name: value}}`; an empty
+list means the request needs no call. Labels are stored as canonical JSON (sorted
+keys), so equal labels are equal strings and hash the same.
+
+Scoring follows BFCL's AST match: same function names and, per call, the same
+argument names with normalised values; the order of arguments and of calls is free.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import Counter
+from typing import Any
+
+import pandas as pd
+
+from flywheel.toolcall.catalog import BOOL, DATE, FUNCTIONS, INT, NUMBER, TIME
+
+Call = dict[str, Any]
+NO_CALL = "none"
+CALL_SEP = ";"
+
+
+def dumps(calls: list[Call]) -> str:
+    return json.dumps(calls, sort_keys=True, separators=(",", ":"))
+
+
+def loads(text: str) -> list[Call]:
+    return json.loads(text)
+
+
+def _norm_value(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        return round(float(value), 6)
+    if isinstance(value, str):
+        return " ".join(value.lower().split())
+    return value
+
+
+def _call_key(call: Call) -> tuple:
+    args = call.get("arguments") or {}
+    return (call.get("name"), tuple(sorted((k, repr(_norm_value(v))) for k, v in args.items())))
+
+
+def ast_match(predicted: list[Call] | None, expected: list[Call]) -> bool:
+    """True when `predicted` makes the same calls as `expected` (order free)."""
+    if predicted is None:
+        return False
+    return Counter(map(_call_key, predicted)) == Counter(map(_call_key, expected))
+
+
+def _render_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def render(calls: list[Call]) -> str:
+    """The label as the student reads and writes it: `fn ( a = v , b = w ) ; ...`."""
+    if not calls:
+        return NO_CALL
+    parts = []
+    for call in calls:
+        args = " , ".join(f"{k} = {_render_value(v)}" for k, v in sorted(call["arguments"].items()))
+        parts.append(f"{call['name']} ( {args} )")
+    return f" {CALL_SEP} ".join(parts)
+
+
+_COMPACT = re.compile(r"[\d.:+\-]+d?")
+
+
+def _coerce(fn_name: str, arg: str, words: list[str]) -> Any:
+    """Turn the student's value tokens back into a typed value (best effort)."""
+    compact = "".join(words)
+    text = compact if _COMPACT.fullmatch(compact) else " ".join(words)
+    spec = FUNCTIONS[fn_name].arg(arg) if fn_name in FUNCTIONS else None
+    kind = spec.type if spec else None
+    try:
+        if kind == NUMBER:
+            number = float(text)
+            return number if math.isfinite(number) else text
+        if kind == INT:
+            return int(text)
+    except ValueError:
+        return text
+    if kind == BOOL and text in ("true", "false"):
+        return text == "true"
+    if kind in (DATE, TIME):
+        return compact
+    return text
+
+
+def parse(tokens: list[str]) -> list[Call] | None:
+    """Parse the student's output tokens; None when it is not a well-formed call list."""
+    if tokens == [NO_CALL]:
+        return []
+    calls: list[Call] = []
+    chunks: list[list[str]] = [[]]
+    for tok in tokens:
+        if tok == CALL_SEP:
+            chunks.append([])
+        else:
+            chunks[-1].append(tok)
+    for chunk in chunks:
+        if len(chunk) < 3 or chunk[1] != "(" or chunk[-1] != ")":
+            return None
+        name, body = chunk[0], chunk[2:-1]
+        args: dict[str, Any] = {}
+        if body:
+            fields: list[list[str]] = [[]]
+            for tok in body:
+                if tok == ",":
+                    fields.append([])
+                else:
+                    fields[-1].append(tok)
+            for fld in fields:
+                if len(fld) < 3 or fld[1] != "=" or fld[0] in args:
+                    return None
+                args[fld[0]] = _coerce(name, fld[0], fld[2:])
+        calls.append({"name": name, "arguments": args})
+    return calls
+
+
+def score(rows: pd.DataFrame, outputs: list[list[str]]) -> pd.DataFrame:
+    """Per-row AST-match correctness of the student's output tokens against `rows.label`."""
+    correct = [ast_match(parse(o), loads(label)) for o, label in zip(outputs, rows["label"])]
+    return pd.DataFrame({"id": rows["id"].to_numpy(), "output": [" ".join(o) for o in outputs], "correct": correct})

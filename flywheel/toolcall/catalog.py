@@ -1,0 +1,106 @@
+"""The function catalog of the `toolcall` domain: what a valid call looks like.
+
+Everything else in the domain (the teacher's requests, the verifier's checks, the
+scorer's normalisation) reads the argument types from here, so a function is
+described once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# Argument types. `date` values are canonical strings: "MM-DD" for absolute dates,
+# "today", "tomorrow", "+Nd" or "next_<weekday>" for relative ones.
+STR, NUMBER, INT, ENUM, DATE, TIME, BOOL = "str", "number", "int", "enum", "date", "time", "bool"
+
+CURRENCIES = ("usd", "eur", "gbp", "jpy", "chf")
+LENGTH_UNITS = ("km", "mile", "m", "ft")
+WEIGHT_UNITS = ("kg", "lb", "g", "oz")
+TEMPERATURE_UNITS = ("celsius", "fahrenheit")
+
+
+@dataclass(frozen=True)
+class Arg:
+    name: str
+    type: str
+    required: bool = True
+    enum: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Function:
+    name: str
+    family: str
+    args: tuple[Arg, ...] = field(default_factory=tuple)
+
+    def arg(self, name: str) -> Arg | None:
+        return next((a for a in self.args if a.name == name), None)
+
+
+def _fn(name: str, family: str, *args: Arg) -> Function:
+    return Function(name, family, tuple(args))
+
+
+FUNCTIONS: dict[str, Function] = {
+    f.name: f
+    for f in (
+        _fn("get_weather", "weather", Arg("city", STR), Arg("date", DATE, False),
+            Arg("unit", ENUM, False, TEMPERATURE_UNITS)),
+        _fn("get_forecast", "weather", Arg("city", STR), Arg("days", INT)),
+        _fn("create_event", "calendar", Arg("title", STR), Arg("date", DATE),
+            Arg("time", TIME, False), Arg("all_day", BOOL, False)),
+        _fn("list_events", "calendar", Arg("date", DATE)),
+        _fn("convert_currency", "currency", Arg("amount", NUMBER),
+            Arg("from_currency", ENUM, True, CURRENCIES), Arg("to_currency", ENUM, True, CURRENCIES)),
+        _fn("get_exchange_rate", "currency", Arg("base", ENUM, True, CURRENCIES),
+            Arg("target", ENUM, True, CURRENCIES)),
+        _fn("convert_length", "units", Arg("value", NUMBER),
+            Arg("from_unit", ENUM, True, LENGTH_UNITS), Arg("to_unit", ENUM, True, LENGTH_UNITS)),
+        _fn("convert_weight", "units", Arg("value", NUMBER),
+            Arg("from_unit", ENUM, True, WEIGHT_UNITS), Arg("to_unit", ENUM, True, WEIGHT_UNITS)),
+        _fn("set_reminder", "reminders", Arg("text", STR), Arg("date", DATE),
+            Arg("repeat", BOOL, False)),
+        _fn("cancel_reminder", "reminders", Arg("text", STR)),
+        _fn("search_flights", "travel", Arg("origin", STR), Arg("destination", STR),
+            Arg("date", DATE), Arg("nonstop", BOOL, False)),
+        _fn("book_hotel", "travel", Arg("city", STR), Arg("check_in", DATE), Arg("nights", INT)),
+    )
+}
+
+FAMILIES = tuple(sorted({f.family for f in FUNCTIONS.values()}))
+# Phenomena that cut across families. Together with the families they are the skills
+# a row is tagged with, and the unit the failure profile and the expansion plan count in.
+PHENOMENA = ("relative_dates", "unit_words", "optional_args", "booleans", "two_calls", "no_call")
+SKILLS = FAMILIES + PHENOMENA
+
+# Surface words for enum values. The first word is the canonical value itself; the
+# others are the "unit words" a request may use instead (skill `unit_words`).
+ENUM_WORDS: dict[str, tuple[str, ...]] = {
+    "celsius": ("celsius", "metric", "centigrade"),
+    "fahrenheit": ("fahrenheit", "imperial"),
+    "usd": ("usd", "dollars", "bucks"),
+    "eur": ("eur", "euros"),
+    "gbp": ("gbp", "pounds sterling", "quid"),
+    "jpy": ("jpy", "yen"),
+    "chf": ("chf", "swiss francs", "francs"),
+    "km": ("km", "kilometers", "kilometres"),
+    "mile": ("mile", "miles"),
+    "m": ("m", "meters", "metres"),
+    "ft": ("ft", "feet"),
+    "kg": ("kg", "kilograms", "kilos"),
+    "lb": ("lb", "pounds", "lbs"),
+    "g": ("g", "grams"),
+    "oz": ("oz", "ounces"),
+}
+
+# Words that switch a boolean argument on (skill `booleans`).
+BOOL_WORDS: dict[str, tuple[str, ...]] = {
+    "all_day": ("all day", "the whole day"),
+    "repeat": ("every day", "daily", "repeating"),
+    "nonstop": ("nonstop", "direct"),
+}
+
+MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august",
+          "september", "october", "november", "december")
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven")

@@ -1,0 +1,82 @@
+"""The embedded judge: a verdict per candidate label, and the judge's measured quality.
+
+`verdict` decides from the request, the teacher's label and the current student's
+answer; it never sees the truth. `quality` is the only code that reads the truth: it
+scores the verdicts afterwards, which the simulation can do because the teacher drew
+every request itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from flywheel.toolcall import calls as C
+from flywheel.toolcall.verifier import check, repair
+
+LABEL_OK, LABEL_WRONG, MODEL_WRONG, BOTH_WRONG = "label_ok", "label_wrong", "model_wrong", "both_wrong"
+VERDICTS = (LABEL_OK, LABEL_WRONG, MODEL_WRONG, BOTH_WRONG)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    verdict: str
+    reason: str
+    final_label: list | None  # None: the row is dropped
+
+
+def verdict(request: str, label: list, student: list | None, *, use_repair: bool = True) -> Verdict:
+    """Judge one label. `student` is the student's parsed answer (None: unparseable or no student).
+
+    - label passes the cascade: `label_ok` if the student agrees (or there is none to ask),
+      else `model_wrong` (the label stands; the student has something to learn here);
+    - label fails: `label_wrong` when the student's answer passes every check, `both_wrong`
+      when it does not; corrected to the verifier's repair when it has one (it is grounded
+      in the request), else to the student's answer when that passes; dropped otherwise.
+    """
+    problems = check(request, label)
+    student_ok = student is not None and not check(request, student)
+    if not problems:
+        if student is None or C.ast_match(student, label):
+            return Verdict(LABEL_OK, "passes schema, types, grounding" + ("" if student is None else ", student agrees"),
+                           label)
+        return Verdict(MODEL_WRONG, "label passes every check; student answers otherwise", label)
+    why = problems[0]
+    # The verifier's repair is grounded in the request, so it is trusted before the student.
+    fixed = repair(request, label) if use_repair else None
+    if student_ok:
+        kind = LABEL_WRONG
+        if fixed is None:
+            return Verdict(kind, f"{why}; corrected to the student's answer", student)
+    else:
+        kind = BOTH_WRONG if student is not None else LABEL_WRONG
+    if fixed is not None:
+        return Verdict(kind, f"{why}; corrected by the verifier", fixed)
+    return Verdict(kind, f"{why}; dropped", None)
+
+
+def quality(verdicts: pd.DataFrame, truth: pd.DataFrame) -> dict:
+    """Judge precision/recall at flagging wrong labels, and how clean the kept labels are."""
+    df = verdicts.merge(truth, on="id", how="left", validate="one_to_one")
+    wrong = df["label"] != df["true_label"]  # canonical JSON: equal labels are equal strings
+    flagged = df["verdict"].isin([LABEL_WRONG, BOTH_WRONG])
+    kept = df["final_label"].notna()
+    corrected = flagged & kept
+    tp = int((wrong & flagged).sum())
+    return {
+        "rows": len(df),
+        "teacher_errors": int(wrong.sum()),
+        "teacher_error_rate": float(wrong.mean()) if len(df) else 0.0,
+        "flagged": int(flagged.sum()),
+        "precision": tp / int(flagged.sum()) if flagged.any() else 1.0,
+        "recall": tp / int(wrong.sum()) if wrong.any() else 1.0,
+        "corrected": int(corrected.sum()),
+        "correction_accuracy": float((df.loc[corrected, "final_label"] == df.loc[corrected, "true_label"]).mean())
+        if corrected.any() else 1.0,
+        "dropped": int((~kept).sum()),
+        "kept_label_accuracy": float((df.loc[kept, "final_label"] == df.loc[kept, "true_label"]).mean())
+        if kept.any() else 1.0,
+        "verdicts": {v: int((df["verdict"] == v).sum()) for v in VERDICTS},
+        "missed_by_kind": df.loc[wrong & ~flagged, "error_kind"].value_counts().sort_index().to_dict(),
+    }

@@ -1,0 +1,57 @@
+"""dvc.yaml is the single definition of the DAG: check it against the code's layout."""
+
+from __future__ import annotations
+
+import yaml
+
+from conftest import ROOT
+from flywheel import layout
+
+DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+ORDER = ["generate", "judge", "compose", "train", "evaluate", "probe", "expand"]
+
+
+def test_every_generation_stage_is_a_foreach_over_the_generations():
+    assert set(DVC) == {"prepare", *ORDER}
+    for name in ORDER:
+        assert DVC[name]["foreach"] == "${generations}"
+        assert DVC[name]["do"]["cmd"] == f"python -m tasks.{name} ${{key}}"
+        assert (ROOT / "tasks" / f"{name}.py").exists()
+
+
+def test_only_the_judge_reads_the_truth():
+    for name in ORDER:
+        deps = DVC[name]["do"].get("deps", [])
+        reads_truth = any(str(d).endswith(layout.TRUTH) for d in deps)
+        assert reads_truth == (name == "judge"), name
+    for name in ("compose", "train", "expand", "probe", "evaluate"):
+        assert layout.TRUTH.split(".")[0] not in (ROOT / "tasks" / f"{name}.py").read_text()
+
+
+def test_stages_list_only_their_own_params_section():
+    for name in ORDER:
+        assert set(DVC[name]["do"]["params"]) <= {"seed", name}, name
+    assert set(DVC["prepare"]["params"]) == {"seed", "prepare"}
+
+
+def _files(entries):
+    return {next(iter(e)) if isinstance(e, dict) else e for e in entries}
+
+
+def test_declared_outputs_match_the_layout():
+    outs = {name: _files(DVC[name]["do"].get("outs", []) + DVC[name]["do"].get("metrics", [])
+                         + DVC[name]["do"].get("plots", [])) for name in ORDER}
+    expected = {
+        "generate": {layout.GENERATED, layout.TRUTH},
+        "judge": {layout.VERDICTS, layout.JUDGE_METRICS},
+        "compose": {layout.TRAIN},
+        "train": {layout.MODEL, layout.TRAIN_LOSS},
+        "evaluate": {layout.METRICS, layout.SKILL_ACCURACY, layout.PREDICTIONS},
+        "probe": {layout.PROBE, layout.FAILURE_PROFILE},
+        "expand": {layout.PLAN},
+    }
+    for name, files in expected.items():
+        assert outs[name] == {f"data/${{key}}/{f}" for f in files}, name
+    assert _files(DVC["prepare"]["outs"]) == {
+        str(layout.EVAL), str(layout.TOKENIZER), str(layout.path(layout.SEED, layout.TRAIN)),
+        str(layout.path(layout.SEED, layout.PLAN)), str(layout.path(layout.SEED, layout.MODEL))}

@@ -1,0 +1,145 @@
+"""The default domain: catalog, requests, scoring, the verifier and the judge's verdicts."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+
+from flywheel import student
+from flywheel.toolcall import calls as C
+from flywheel.toolcall import judge, teacher
+from flywheel.toolcall import phrasings as P
+from flywheel.toolcall.catalog import BOOL, DATE, ENUM, FAMILIES, FUNCTIONS, INT, NUMBER, SKILLS, STR, TIME
+from flywheel.toolcall.verifier import check, dates_in, repair
+
+
+def draw(n: int, seed: int = 0, **kw) -> list[P.Request]:
+    rng = random.Random(seed)
+    return [P.make_request(rng, P.spec_for_skill(rng, SKILLS[i % len(SKILLS)]), **kw) for i in range(n)]
+
+
+def test_catalog_covers_the_required_breadth():
+    assert len(FUNCTIONS) >= 12 and len(FAMILIES) >= 4 and len(SKILLS) >= 10
+    types = {a.type for f in FUNCTIONS.values() for a in f.args}
+    assert {STR, NUMBER, INT, ENUM, DATE, TIME, BOOL} <= types
+    assert any(not a.required for f in FUNCTIONS.values() for a in f.args)
+
+
+def test_every_skill_is_shown_by_some_request():
+    shown = Counter(s for r in draw(600) for s in r.skills)
+    assert set(SKILLS) <= set(shown), set(SKILLS) - set(shown)
+
+
+def test_true_labels_pass_the_verifier():
+    for sets, values in [(("seed", "gen"), "train"), (("heldout",), "heldout")]:
+        for req in draw(1500, seed=1, phrasing_sets=sets, value_split=values):
+            assert check(req.text, req.calls) == [], (req.text, req.calls)
+
+
+def test_labels_survive_the_students_text_round_trip():
+    reqs = draw(800, seed=2)
+    tok = student.train_tokenizer([r.text + " " + C.render(r.calls) for r in reqs])
+    codec = student.Codec(tok)
+    for req in reqs:
+        ids = codec.target(C.render(req.calls))
+        assert C.ast_match(C.parse(codec.tokens(ids)), req.calls), C.render(req.calls)
+
+
+def test_ast_match_is_order_free_and_normalised():
+    a = [{"name": "get_weather", "arguments": {"city": "New  York", "unit": "celsius"}},
+         {"name": "convert_length", "arguments": {"value": 12, "from_unit": "km", "to_unit": "mile"}}]
+    b = [{"name": "convert_length", "arguments": {"to_unit": "mile", "value": 12.0, "from_unit": "km"}},
+         {"name": "get_weather", "arguments": {"unit": "celsius", "city": "new york"}}]
+    assert C.ast_match(a, b)
+    assert not C.ast_match(a[:1], b)
+    assert not C.ast_match([{"name": "get_weather", "arguments": {"city": "paris"}}], a[:1])
+    assert not C.ast_match(None, [])
+    assert C.ast_match([], [])
+
+
+def test_parse_rejects_malformed_output():
+    assert C.parse(["get_weather", "(", "city", "paris", ")"]) is None
+    assert C.parse(["get_weather", "city"]) is None
+    assert C.parse(["none"]) == []
+
+
+def test_dates_are_read_from_the_words():
+    assert dates_in("remind me the day after tomorrow") == ["+2d"]
+    assert dates_in("in three days and next friday") == ["+3d", "next_friday"]
+    assert dates_in("on december 5 or on 03/07") == ["12-05", "03-07"]
+
+
+@pytest.mark.parametrize("label, reason", [
+    ([{"name": "get_weather", "arguments": {"city": "rome"}}], "grounding"),
+    ([{"name": "get_weather", "arguments": {"city": "paris", "unit": "kelvin"}}], "type"),
+    ([{"name": "get_weather", "arguments": {}}], "schema"),
+    ([{"name": "get_weather", "arguments": {"city": "paris", "date": "+3d"}}], "grounding"),
+    ([{"name": "teleport", "arguments": {}}], "schema"),
+])
+def test_verifier_names_what_is_wrong(label, reason):
+    problems = check("what is the weather in paris tomorrow in celsius", label)
+    assert problems and problems[0].startswith(reason)
+
+
+def test_repair_fixes_a_value_with_one_candidate_only():
+    req = "convert 12.5 km to miles"
+    bad = [{"name": "convert_length", "arguments": {"value": "12.5 units", "from_unit": "km", "to_unit": "mile"}}]
+    assert repair(req, bad) == [{"name": "convert_length",
+                                 "arguments": {"value": 12.5, "from_unit": "km", "to_unit": "mile"}}]
+    assert repair("weather in paris", [{"name": "get_weather", "arguments": {"city": "rome"}}]) is None
+
+
+def noisy_rows(n: int, rate: float, seed: int = 3):
+    rng = random.Random(seed)
+    rows = []
+    for req in draw(n, seed=seed):
+        cand, true, kind = teacher.label(rng, req, {}, rate)
+        rows.append((req, cand, true, kind))
+    return rows
+
+
+def test_judge_finds_seeded_label_noise_without_a_student():
+    rows = noisy_rows(3000, 0.3)
+    wrong = [r for r in rows if r[1] != r[2]]
+    assert 0.25 < len(wrong) / len(rows) < 0.35
+    verdicts = [judge.verdict(req.text, cand, None) for req, cand, _, _ in rows]
+    flagged = [v.verdict in (judge.LABEL_WRONG, judge.BOTH_WRONG) for v in verdicts]
+    is_wrong = [cand != true for _, cand, true, _ in rows]
+    tp = sum(f and w for f, w in zip(flagged, is_wrong))
+    assert tp / sum(flagged) == 1.0  # the cascade never flags a correct label
+    assert tp / sum(is_wrong) > 0.45  # and catches the errors it can see
+    # Corrections it makes are right.
+    fixed = [(v.final_label, true) for v, (_, _, true, _) in zip(verdicts, rows) if v.final_label is not None
+             and v.verdict != judge.LABEL_OK]
+    assert fixed and all(C.dumps(f) == C.dumps(t) for f, t in fixed)
+
+
+def test_a_disagreeing_student_exposes_errors_the_cascade_cannot_see():
+    rows = noisy_rows(3000, 0.3)
+    invisible = [(req, cand, true) for req, cand, true, _ in rows if cand != true and not check(req.text, cand)]
+    assert invisible, "the teacher should make some errors that pass every check"
+    with_student = [judge.verdict(req.text, cand, true) for req, cand, true in invisible]
+    assert all(v.verdict == judge.MODEL_WRONG for v in with_student)  # the row is flagged for the student...
+    agree = [judge.verdict(req.text, true, true) for req, _, true in invisible]
+    assert all(v.verdict == judge.LABEL_OK for v in agree)
+
+
+def test_judge_quality_reads_the_truth():
+    import pandas as pd
+
+    rows = noisy_rows(500, 0.3)
+    verdicts = pd.DataFrame({
+        "id": [str(i) for i in range(len(rows))],
+        "label": [C.dumps(c) for _, c, _, _ in rows],
+        "verdict": [judge.verdict(r.text, c, None).verdict for r, c, _, _ in rows],
+        "final_label": [None if (v := judge.verdict(r.text, c, None)).final_label is None else C.dumps(v.final_label)
+                        for r, c, _, _ in rows],
+    })
+    truth = pd.DataFrame({"id": verdicts["id"], "true_label": [C.dumps(t) for _, _, t, _ in rows],
+                          "error_kind": [k for *_, k in rows]})
+    q = judge.quality(verdicts, truth)
+    assert q["teacher_errors"] == sum(c != t for _, c, t, _ in rows)
+    assert q["precision"] == 1.0 and 0 < q["recall"] < 1
+    assert q["kept_label_accuracy"] > 1 - q["teacher_error_rate"]
