@@ -35,7 +35,7 @@ setup: $(STAMP) .dvc/config
 
 run: setup
 	$(BIN)/dvc repro
-	$(BIN)/dvc metrics show
+	$(BIN)/python -m flywheel.report
 
 test: setup
 	$(BIN)/python -m pytest
