@@ -34,8 +34,7 @@ $(STAMP): requirements.lock pyproject.toml
 setup: $(STAMP) .dvc/config
 
 run: setup
-	$(BIN)/dvc repro
-	$(BIN)/python -m flywheel.report
+	$(BIN)/flywheel run
 
 test: setup
 	$(BIN)/python -m pytest

@@ -89,6 +89,19 @@ class ExpandConfig(_Section):
     explore_share: float = Field(0.3, ge=0, le=1, description="share of the budget spread over all skills")
 
 
+class LineageConfig(_Section):
+    tracking_uri: str = Field("", description="MLflow tracking URI; empty: sqlite:///<project>/mlflow.db")
+    experiment: str = Field("flywheel", description="one MLflow experiment per flywheel project")
+    registered_model: str = Field("flywheel-student", description="registry name of the student")
+    gate_margin: float = Field(0.05, ge=0, le=1, description="largest per-skill accuracy drop a champion may have")
+
+
+class PublishConfig(_Section):
+    git_commit: bool = Field(True, description="commit params.yaml, dvc.lock and metrics after each generation")
+    git_tag: bool = Field(True, description="tag that commit gen-XXX")
+    dvc_push: bool = Field(True, description="dvc push each generation's data to the default remote")
+
+
 class Config(_Section):
     seed: int
     generations: dict[str, Generation]
@@ -100,6 +113,8 @@ class Config(_Section):
     evaluate: EvaluateConfig
     probe: ProbeConfig
     expand: ExpandConfig
+    lineage: LineageConfig = Field(default_factory=LineageConfig)
+    publish: PublishConfig = Field(default_factory=PublishConfig)
 
     @model_validator(mode="after")
     def _chain(self) -> "Config":

@@ -7,6 +7,7 @@ data/tokenizer.json; writes data/<gen>/probe.parquet and data/<gen>/failure_prof
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from flywheel import layout, stage, store, student
@@ -38,7 +39,9 @@ def main(cfg: Config, generation: str) -> None:
     pairs = [(codec.prompt(r), codec.target(C.render(C.loads(l)))) for r, l in zip(rows["request"], rows["label"])]
     probe = C.score(rows, outputs)
     probe["skills"] = rows["skills"]
-    probe["loss"] = student.row_losses(model, pairs, pad=codec.pad, batch_size=pc.batch_size)
+    # A diverged student has NaN losses: count those rows as infinitely hard, not as missing.
+    probe["loss"] = np.nan_to_num(student.row_losses(model, pairs, pad=codec.pad, batch_size=pc.batch_size),
+                                  nan=np.inf)
     profile = failure_profile(probe)
     store.write_table(probe, layout.path(generation, layout.PROBE), store.PROBE)
     store.write_json(profile, layout.path(generation, layout.FAILURE_PROFILE))

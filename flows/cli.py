@@ -1,0 +1,244 @@
+"""`flywheel`: the command line of the project (installed into .venv by `make`).
+
+    flywheel run [--generations N]     run the flow; end with a table per generation
+    flywheel status                    generations made, what is stale, the champion
+    flywheel lineage [VERSION|champion]  model -> generation -> datasets -> parent model ...
+    flywheel schedule --cron "0 2 * * *"  a nightly deployment, served until stopped
+    flywheel ui                        MLflow and Prefect UIs on localhost
+
+Prefect keeps its state in <project>/.prefect and MLflow in <project>/mlflow.db, so the
+UIs show what `run` and `schedule` did. Bad arguments or a broken workspace: one line on
+stderr and exit status 2; a failed run: exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from flywheel.stage import OFFLINE_ENV
+
+
+class UsageError(Exception):
+    pass
+
+
+def _workspace(project: str) -> Path:
+    root = Path(project).resolve()
+    for needed in ("params.yaml", "dvc.yaml", ".dvc"):
+        if not (root / needed).exists():
+            raise UsageError(f"{root}: not a flywheel workspace ({needed} is missing)")
+    return root
+
+
+def _prepare_env(root: Path) -> None:
+    for k, v in OFFLINE_ENV.items():
+        os.environ.setdefault(k, v)
+    os.environ.setdefault("PREFECT_HOME", str(root / ".prefect"))
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+
+
+def _config(root: Path):
+    from flywheel.config import ConfigError, load
+
+    try:
+        return load(root / "params.yaml")
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _client(cfg, root: Path):
+    import mlflow
+
+    from flows.lineage import setup_mlflow
+
+    setup_mlflow(cfg, root)
+    return mlflow.MlflowClient()
+
+
+def cmd_run(args) -> int:
+    root = _workspace(args.project)
+    if args.generations < 0:
+        raise UsageError("--generations must be 0 or more")
+    _config(root)
+    _prepare_env(root)
+    from flows.flywheel import flywheel
+
+    state = flywheel(project=str(root), generations=args.generations, return_state=True)
+    if not state.is_completed():
+        print(f"error: flywheel run failed: {state.message}", file=sys.stderr)
+        return 1
+    results = state.result()
+    from flywheel.report import print_table
+
+    print_table(root, {r["generation"]: r for r in results})
+    print("\nNext: `flywheel ui` (MLflow + Prefect), `flywheel lineage champion`, `dvc plots show`, "
+          "`dvc metrics show`.")
+    return 0
+
+
+def cmd_status(args) -> int:
+    root = _workspace(args.project)
+    cfg = _config(root)
+    _prepare_env(root)
+    from flows.flywheel import dvc
+
+    code, out = dvc(root, "status", "--json")
+    if code != 0:
+        raise UsageError(f"dvc status failed: {out.splitlines()[-1:]}")
+    stale = sorted(json.loads(out[out.index("{"):]) if "{" in out else {})
+    made = [g for g in cfg.generations if (root / "data" / g / "metrics.json").exists()]
+    print(f"generations in params.yaml: {', '.join(cfg.generations)}")
+    print(f"made: {', '.join(made) or 'none'}")
+    print(f"stale stages: {', '.join(stale) or 'none (up to date)'}")
+    from flows.lineage import champion
+
+    if (root / "mlflow.db").exists() or cfg.lineage.tracking_uri:
+        best = champion(_client(cfg, root), cfg.lineage.registered_model)
+        where = "none" if best is None else f"version {best.version} ({best.tags.get('generation')})"
+        print(f"champion: {where}")
+    else:
+        print("champion: none (no MLflow database yet)")
+    return 0
+
+
+def cmd_lineage(args) -> int:
+    root = _workspace(args.project)
+    cfg = _config(root)
+    _prepare_env(root)
+    from mlflow.exceptions import MlflowException
+
+    from flows.lineage import chain, champion
+
+    client = _client(cfg, root)
+    name = cfg.lineage.registered_model
+    try:
+        start = champion(client, name) if args.version == "champion" else client.get_model_version(name, args.version)
+    except MlflowException:
+        start = None
+    if start is None:
+        raise UsageError(f"model {name}: no version {args.version!r}")
+    for v in chain(client, name, start):
+        t = v.tags
+        print(f"model {name} v{v.version}  ({t.get('generation')}, gate: {t.get('gate')}: {t.get('gate_reason')})")
+        for ctx in ("training", "judged", "generated", "evaluation"):
+            print(f"  {ctx:<10} {t.get(f'dataset.{ctx}.path')}  md5 {t.get(f'dataset.{ctx}.md5')}")
+        parent = t.get("trained_from")
+        print(f"  planned from the failures of: {t.get('trained_from_generation')}"
+              + (f" (model v{parent})" if parent and parent != "seed" else " (the seed set)"))
+    return 0
+
+
+def _wait_http(url: str, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return True
+        except OSError:
+            time.sleep(0.5)
+    return False
+
+
+def start_prefect_server(port: int) -> subprocess.Popen:
+    """A local Prefect server on SQLite (PREFECT_HOME), listening on localhost only."""
+    proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                             "--port", str(port)], env=dict(os.environ), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    if not _wait_http(f"http://127.0.0.1:{port}/api/health", 90):
+        proc.kill()
+        raise UsageError(f"the Prefect server did not become healthy on port {port}")
+    return proc
+
+
+def cmd_schedule(args) -> int:
+    root = _workspace(args.project)
+    _config(root)
+    from prefect.client.schemas.schedules import CronSchedule
+
+    try:
+        CronSchedule(cron=args.cron)
+    except ValueError:
+        raise UsageError(f"--cron {args.cron!r} is not a valid cron expression") from None
+    _prepare_env(root)
+    server = None
+    if not os.environ.get("PREFECT_API_URL"):
+        server = start_prefect_server(args.port)
+        os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{args.port}/api"
+        print(f"Prefect server: http://127.0.0.1:{args.port}")
+    from flows.flywheel import flywheel
+
+    try:
+        flywheel.serve(name="nightly", cron=args.cron, parameters={"project": str(root), "generations": 1})
+    finally:
+        if server is not None:
+            os.killpg(server.pid, signal.SIGTERM)
+    return 0
+
+
+def cmd_ui(args) -> int:
+    root = _workspace(args.project)
+    cfg = _config(root)
+    _prepare_env(root)
+    from flows.lineage import tracking_uri
+
+    procs = [start_prefect_server(args.prefect_port)]
+    procs.append(subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
+                                   tracking_uri(cfg, root), "--host", "127.0.0.1", "--port", str(args.mlflow_port)],
+                                  cwd=root, start_new_session=True, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL))
+    _wait_http(f"http://127.0.0.1:{args.mlflow_port}/health", 60)
+    print(f"MLflow:  http://127.0.0.1:{args.mlflow_port}\nPrefect: http://127.0.0.1:{args.prefect_port}\n"
+          "Ctrl-C to stop.")
+    try:
+        while all(p.poll() is None for p in procs):
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="flywheel", description="Run and inspect the data flywheel.")
+    ap.add_argument("--project", default=".", help="the flywheel workspace (default: current directory)")
+    sub = ap.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the flow (the main job)")
+    run.add_argument("--generations", type=int, default=0, help="new generations to add before running")
+    run.set_defaults(fn=cmd_run)
+    sub.add_parser("status", help="generations made, stale stages, champion").set_defaults(fn=cmd_status)
+    lin = sub.add_parser("lineage", help="walk a model version back to the seed")
+    lin.add_argument("version", nargs="?", default="champion")
+    lin.set_defaults(fn=cmd_lineage)
+    sch = sub.add_parser("schedule", help="serve a cron deployment of the flow")
+    sch.add_argument("--cron", required=True)
+    sch.add_argument("--port", type=int, default=4200)
+    sch.set_defaults(fn=cmd_schedule)
+    ui = sub.add_parser("ui", help="start the MLflow and Prefect UIs on localhost")
+    ui.add_argument("--mlflow-port", type=int, default=5000)
+    ui.add_argument("--prefect-port", type=int, default=4200)
+    ui.set_defaults(fn=cmd_ui)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

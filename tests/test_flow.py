@@ -1,0 +1,162 @@
+"""The Prefect flow with real Prefect (one session-scoped test harness), real DVC and
+real MLflow on SQLite: lineage, registry tags, the gate, and a no-op rerun."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import mlflow
+import pytest
+import yaml
+from mlflow import MlflowClient
+from prefect.testing.utilities import prefect_test_harness
+
+from conftest import SMALL, make_project, merge, run
+from flows.cli import main as cli
+from flows.lineage import gate, lock_md5s, setup_mlflow
+from flywheel.config import load
+
+FLOW = merge(SMALL, {"prepare": {"model": {"n_layer": 2, "n_embd": 64, "n_head": 2}},
+                     "train": {"steps": 150, "lr": 0.003}})
+
+
+@pytest.fixture(scope="session")
+def harness():
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
+def flow_project(harness, tmp_path_factory):
+    from flows.flywheel import flywheel
+
+    project = make_project(tmp_path_factory.mktemp("flow"), FLOW)
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", "init"], project)
+    results = flywheel(project=str(project))
+    return project, results
+
+
+def client_for(project):
+    cfg = load(project / "params.yaml")
+    setup_mlflow(cfg, project)
+    return MlflowClient(), cfg.lineage.registered_model
+
+
+def test_gate_rules():
+    old = {"accuracy": 0.5, "per_skill": {"a": 0.5, "b": 0.5}}
+    assert gate({"accuracy": 0.6, "per_skill": {"a": 0.7, "b": 0.47}}, old, 0.05)[0]
+    ok, why = gate({"accuracy": 0.6, "per_skill": {"a": 0.9, "b": 0.3}}, old, 0.05)
+    assert not ok and "skill b drops" in why
+    ok, why = gate({"accuracy": 0.49, "per_skill": {"a": 0.5, "b": 0.5}}, old, 0.05)
+    assert not ok and "below champion" in why
+    assert gate({"accuracy": 0.0, "per_skill": {}}, None, 0.05) == (True, "first model")
+
+
+def test_flow_runs_every_stage_and_registers_each_generation(flow_project):
+    project, results = flow_project
+    assert [r["generation"] for r in results] == ["gen-000", "gen-001"]
+    assert all(r["stages_run"] == 7 and r["logged"] for r in results)
+    lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
+    assert {"prepare", "train@gen-001", "expand@gen-001"} <= set(lock)
+    tags = run(["git", "tag"], project).stdout.split()
+    assert tags == ["gen-000", "gen-001"]
+    assert "flywheel: gen-001" in run(["git", "log", "--oneline"], project).stdout
+    assert run(["git", "status", "--porcelain", "dvc.lock"], project).stdout == ""
+
+
+def test_mlflow_datasets_carry_the_dvc_md5s(flow_project):
+    project, results = flow_project
+    client, _ = client_for(project)
+    md5 = lock_md5s(project)
+    for r in results:
+        mlrun = client.get_run(r["run_id"])
+        assert mlrun.data.tags["mlflow.parentRunId"]
+        inputs = {i.tags[0].value if i.tags else "": i.dataset for i in mlrun.inputs.dataset_inputs}
+        assert set(inputs) == {"generated", "judged", "training", "evaluation"}
+        for ds in inputs.values():
+            source = json.loads(ds.source)["uri"]
+            assert ds.digest == md5[source], source
+        assert mlrun.data.metrics["accuracy"] >= 0 and "skill.weather" in mlrun.data.metrics
+        assert mlrun.data.params["train.steps"] == "150"
+        history = client.get_metric_history(r["run_id"], "accuracy")
+        assert [h.step for h in history] == [load(project / "params.yaml").index(r["generation"])]
+        artifacts = {a.path for a in client.list_artifacts(r["run_id"], "plots")}
+        assert artifacts == {f"plots/{r['generation']}-summary.png"}
+
+
+def test_registry_versions_chain_back_to_the_seed_and_load(flow_project):
+    project, results = flow_project
+    client, name = client_for(project)
+    v0, v1 = (client.get_model_version(name, r["version"]) for r in results)
+    assert v0.tags["trained_from"] == "seed" and v1.tags["trained_from"] == str(v0.version)
+    md5 = lock_md5s(project)
+    assert v1.tags["dataset.training.md5"] == md5["data/gen-001/train.parquet"]
+    assert v1.tags["generation"] == "gen-001" and v1.tags["gate"] in ("promoted", "refused")
+    model = mlflow.pyfunc.load_model(f"models:/{name}/{v1.version}")
+    import pandas as pd
+
+    out = model.predict(pd.DataFrame({"request": ["what is the weather in paris tomorrow"]}))
+    assert len(out) == 1 and isinstance(out[0], str)
+
+
+def test_lineage_command_walks_to_the_seed(flow_project, capsys):
+    project, results = flow_project
+    assert cli(["--project", str(project), "lineage", results[-1]["version"]]) == 0
+    out = capsys.readouterr().out
+    assert f"v{results[-1]['version']}" in out and f"v{results[0]['version']}" in out
+    assert "(the seed set)" in out and lock_md5s(project)["data/gen-000/train.parquet"] in out
+    assert cli(["--project", str(project), "lineage", "999"]) == 2
+    assert "no version '999'" in capsys.readouterr().err
+
+
+def test_rerun_on_an_up_to_date_workspace_runs_no_stage(flow_project):
+    from flows.flywheel import flywheel
+
+    project, first = flow_project
+    again = flywheel(project=str(project))
+    assert [r["stages_run"] for r in again] == [0, 0]
+    assert not any(r["logged"] for r in again)
+    assert [r["version"] for r in again] == [r["version"] for r in first]
+
+
+def test_status_command(flow_project, capsys):
+    project, _ = flow_project
+    assert cli(["--project", str(project), "status"]) == 0
+    out = capsys.readouterr().out
+    assert "made: gen-000, gen-001" in out and "up to date" in out and "champion: version" in out
+
+
+def test_gate_refuses_a_deliberately_worse_model(flow_project):
+    """A learning rate far too high ruins the retrained students; the champion stays."""
+    from flows.flywheel import flywheel
+
+    project, first = flow_project
+    client, name = client_for(project)
+    champion_before = client.get_model_version_by_alias(name, "champion").version
+    params = project / "params.yaml"
+    original = params.read_text()
+    cfg = yaml.safe_load(original)
+    cfg["train"]["lr"] = 5.0
+    params.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    try:
+        worse = flywheel(project=str(project))
+    finally:
+        params.write_text(original)
+    assert all(r["logged"] for r in worse)
+    assert not any(r["promoted"] for r in worse)
+    for r in worse:
+        version = client.get_model_version(name, r["version"])
+        assert version.tags["gate"] == "refused" and version.tags["gate_reason"]
+    assert client.get_model_version_by_alias(name, "champion").version == champion_before
+
+
+def test_cli_refuses_bad_arguments_and_workspaces(tmp_path, capsys):
+    assert cli(["--project", str(tmp_path), "run"]) == 2
+    assert "not a flywheel workspace" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        cli(["frobnicate"])
+    assert exc.value.code == 2
+    proc = run([sys.executable, "-m", "flows.cli", "--project", str(tmp_path), "status"], tmp_path, check=False)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1

@@ -1,0 +1,96 @@
+"""`flywheel schedule` against a real local Prefect server: the deployment gets scheduled
+runs from its cron, and one of them runs the flywheel end to end (one new generation)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+import yaml
+
+from conftest import env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, seconds: float, what: str):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(2)
+    raise AssertionError(f"timed out after {seconds}s waiting for {what}")
+
+
+@pytest.mark.e2e
+def test_nightly_schedule_runs_the_flywheel(small_project, tmp_path):
+    project = tmp_path / "scheduled"
+    shutil.copytree(small_project, project, symlinks=True)
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    e = env()
+    e.pop("PREFECT_API_URL", None)
+    e.update({"PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_RUNNER_POLL_FREQUENCY": "2"})
+    server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                               "--port", str(port)], env=e, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    served = None
+    try:
+        wait_for(lambda: _ok(f"{api}/health"), 120, "the Prefect server")
+        e["PREFECT_API_URL"] = api
+        log = open(tmp_path / "serve.log", "w")
+        served = subprocess.Popen([sys.executable, "-m", "flows.cli", "--project", str(project), "schedule",
+                                   "--cron", "* * * * *"], env=e, cwd=project, stdout=log, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+        deployment = wait_for(lambda: _post(f"{api}/deployments/filter", {}), 120, "the deployment")[0]
+        assert deployment["name"] == "nightly"
+        assert deployment["schedules"][0]["schedule"]["cron"] == "* * * * *"
+        assert deployment["parameters"] == {"project": str(project), "generations": 1}
+        scheduled = wait_for(lambda: _post(f"{api}/flow_runs/filter", {}), 90, "scheduled runs")
+        assert all(r["deployment_id"] == deployment["id"] for r in scheduled)
+
+        def completed():
+            runs = _post(f"{api}/flow_runs/filter", {})
+            failed = [r for r in runs if r["state_type"] in ("FAILED", "CRASHED")]
+            assert not failed, (failed[0]["state"], (tmp_path / "serve.log").read_text()[-3000:])
+            return [r for r in runs if r["state_type"] == "COMPLETED"]
+
+        wait_for(completed, 300, "a completed scheduled run")
+        params = yaml.safe_load((project / "params.yaml").read_text())
+        assert list(params["generations"]) == ["gen-000", "gen-001", "gen-002"]
+        lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
+        assert "expand@gen-002" in lock
+    finally:
+        for proc in (served, server):
+            if proc is not None and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _post(url: str, body: dict) -> list:
+    try:
+        return httpx.post(url, json=body, timeout=5).json()
+    except (httpx.HTTPError, ValueError):
+        return []
