@@ -136,6 +136,14 @@ def cmd_lineage(args) -> int:
     return 0
 
 
+def _interrupt_on_sigterm() -> None:
+    """Let `kill` stop the command the way Ctrl-C does, so the servers it started stop too."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def _wait_http(url: str, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -175,6 +183,7 @@ def cmd_schedule(args) -> int:
         print(f"Prefect server: http://127.0.0.1:{args.port}")
     from flows.flywheel import flywheel
 
+    _interrupt_on_sigterm()
     try:
         flywheel.serve(name="nightly", cron=args.cron, parameters={"project": str(root), "generations": 1})
     finally:
@@ -189,6 +198,7 @@ def cmd_ui(args) -> int:
     _prepare_env(root)
     from flows.lineage import tracking_uri
 
+    _interrupt_on_sigterm()
     procs = [start_prefect_server(args.prefect_port)]
     procs.append(subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
                                    tracking_uri(cfg, root), "--host", "127.0.0.1", "--port", str(args.mlflow_port)],

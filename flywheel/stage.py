@@ -42,7 +42,7 @@ class Progress:
     """A rich bar on a terminal; elsewhere (DVC under Prefect, CI) a line every 10%."""
 
     def __init__(self, stage: str, what: str, total: int):
-        self.stage, self.what, self.total, self.done, self._next = stage, what, max(total, 1), 0, 0.1
+        self.stage, self.what, self.total, self.done, self._tenths = stage, what, max(total, 1), 0, 0
         self._start = time.monotonic()
         self._bar = None
         if sys.stdout.isatty():
@@ -56,10 +56,9 @@ class Progress:
         self.done += n
         if self._bar is not None:
             self._bar.update(self._task, advance=n, description=f"{self.stage}: {self.what} {note}")
-        elif self.done / self.total >= self._next - 1e-9:
+        elif self.done * 10 // self.total > self._tenths:
+            self._tenths = self.done * 10 // self.total
             log(self.stage, f"{self.what}: {self.done}/{self.total} {note}".rstrip())
-            while self._next <= self.done / self.total:
-                self._next += 0.1
 
     def close(self) -> float:
         if self._bar is not None:

@@ -4,6 +4,7 @@ there without touching the working tree."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -60,6 +61,20 @@ def make_project(dest: Path, overrides: dict) -> Path:
     run([sys.executable, "-m", "dvc", "init", "-q"], dest)
     run([sys.executable, "-m", "dvc", "remote", "add", "-d", "local", str(dest / "remote")], dest)
     return dest
+
+
+@contextlib.contextmanager
+def changed_params(project: Path, section: str, **values):
+    """params.yaml with `section` updated for the block's duration, then restored."""
+    path = project / "params.yaml"
+    original = path.read_text()
+    cfg = yaml.safe_load(original)
+    cfg[section].update(values)
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    try:
+        yield
+    finally:
+        path.write_text(original)
 
 
 @pytest.fixture(scope="session")

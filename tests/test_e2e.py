@@ -14,7 +14,7 @@ import pytest
 import yaml
 from safetensors.torch import load_file
 
-from conftest import run
+from conftest import changed_params, run
 from flywheel import layout, store
 
 DVC = [sys.executable, "-m", "dvc"]
@@ -85,20 +85,13 @@ def test_rows_carry_lineage_and_no_evaluation_request_is_trained_on(small_projec
 
 @pytest.mark.e2e
 def test_changing_a_train_key_reruns_only_train_and_what_follows(small_project):
-    params = small_project / "params.yaml"
-    original = params.read_text()
-    cfg = yaml.safe_load(original)
-    cfg["train"]["lr"] = 0.002
-    params.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    try:
+    with changed_params(small_project, "train", lr=0.002):
         status = json.loads(run(DVC + ["status", "--json"], small_project).stdout)
         assert set(status) == {"train@gen-000", "train@gen-001"}  # the stages that read `train`
         dry = run(DVC + ["repro", "--dry"], small_project).stdout
         ran = {line.split("'")[1] for line in dry.splitlines() if line.startswith("Running stage")}
         untouched = {"prepare", "generate@gen-000", "judge@gen-000", "compose@gen-000"}
         assert "train@gen-000" in ran and not ran & untouched
-    finally:
-        params.write_text(original)
 
 
 @pytest.mark.e2e

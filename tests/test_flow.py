@@ -12,7 +12,7 @@ import yaml
 from mlflow import MlflowClient
 from prefect.testing.utilities import prefect_test_harness
 
-from conftest import SMALL, make_project, merge, run
+from conftest import SMALL, changed_params, make_project, merge, run
 from flows.cli import main as cli
 from flows.lineage import gate, lock_md5s, setup_mlflow
 from flywheel.config import load
@@ -135,15 +135,8 @@ def test_gate_refuses_a_deliberately_worse_model(flow_project):
     project, first = flow_project
     client, name = client_for(project)
     champion_before = client.get_model_version_by_alias(name, "champion").version
-    params = project / "params.yaml"
-    original = params.read_text()
-    cfg = yaml.safe_load(original)
-    cfg["train"]["lr"] = 5.0
-    params.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    try:
+    with changed_params(project, "train", lr=5.0):
         worse = flywheel(project=str(project))
-    finally:
-        params.write_text(original)
     assert all(r["logged"] for r in worse)
     assert not any(r["promoted"] for r in worse)
     for r in worse:
@@ -160,3 +153,16 @@ def test_cli_refuses_bad_arguments_and_workspaces(tmp_path, capsys):
     assert exc.value.code == 2
     proc = run([sys.executable, "-m", "flows.cli", "--project", str(tmp_path), "status"], tmp_path, check=False)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+
+
+def test_cli_refuses_a_broken_params_file(tmp_path, capsys):
+    from conftest import ROOT
+
+    (tmp_path / ".dvc").mkdir()
+    (tmp_path / "dvc.yaml").write_text((ROOT / "dvc.yaml").read_text())
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text().replace("steps: 400", "steps: many"))
+    assert cli(["--project", str(tmp_path), "run", "--generations", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "train.steps: Input should be a valid integer" in err
+    assert "many" in (tmp_path / "params.yaml").read_text()  # nothing was rewritten
+    assert cli(["--project", str(tmp_path), "run", "--generations", "-1"]) == 2

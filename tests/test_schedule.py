@@ -94,3 +94,24 @@ def _post(url: str, body: dict) -> list:
         return httpx.post(url, json=body, timeout=5).json()
     except (httpx.HTTPError, ValueError):
         return []
+
+
+@pytest.mark.e2e
+def test_ui_serves_mlflow_and_prefect_on_localhost_and_stops_cleanly(small_project, tmp_path):
+    mlflow_port, prefect_port = free_port(), free_port()
+    e = env()
+    e.pop("PREFECT_API_URL", None)
+    e["PREFECT_HOME"] = str(tmp_path / "prefect-home")
+    ui = subprocess.Popen([sys.executable, "-m", "flows.cli", "--project", str(small_project), "ui",
+                           "--mlflow-port", str(mlflow_port), "--prefect-port", str(prefect_port)],
+                          env=e, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        first = ui.stdout.readline()
+        assert first.strip() == f"MLflow:  http://127.0.0.1:{mlflow_port}", first
+        assert _ok(f"http://127.0.0.1:{mlflow_port}/health")
+        assert _ok(f"http://127.0.0.1:{prefect_port}/api/health")
+    finally:
+        ui.send_signal(signal.SIGTERM)
+        ui.wait(30)
+    wait_for(lambda: not _ok(f"http://127.0.0.1:{mlflow_port}/health")
+             and not _ok(f"http://127.0.0.1:{prefect_port}/api/health"), 30, "the UIs to stop")
