@@ -60,6 +60,13 @@ def test_flow_runs_every_stage_and_registers_each_generation(flow_project):
     assert all(r["stages_run"] == 7 and r["logged"] for r in results)
     lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
     assert {"prepare", "train@gen-001", "expand@gen-001"} <= set(lock)
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        arts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["flywheel-gen-001"])))
+    assert arts and arts[0].type == "markdown"
+    assert "# Flywheel gen-001" in arts[0].data and "| label_ok |" in arts[0].data and "| seed |" in arts[0].data
     tags = run(["git", "tag"], project).stdout.split()
     assert tags == ["gen-000", "gen-001"]
     assert "flywheel: gen-001" in run(["git", "log", "--oneline"], project).stdout

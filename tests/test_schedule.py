@@ -68,8 +68,11 @@ def test_nightly_schedule_runs_the_flywheel(small_project, tmp_path):
             return [r for r in runs if r["state_type"] == "COMPLETED"]
 
         wait_for(completed, 300, "a completed scheduled run")
+        # Every minute brings another run: stop serving before reading what the first one left.
+        os.killpg(served.pid, signal.SIGTERM)
+        served.wait(30)
         params = yaml.safe_load((project / "params.yaml").read_text())
-        assert list(params["generations"]) == ["gen-000", "gen-001", "gen-002"]
+        assert list(params["generations"])[:3] == ["gen-000", "gen-001", "gen-002"]
         lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
         assert "expand@gen-002" in lock
     finally:
