@@ -23,7 +23,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from flywheel.stage import OFFLINE_ENV
+from flywheel.stage import offline
 
 
 class UsageError(Exception):
@@ -39,8 +39,7 @@ def _workspace(project: str) -> Path:
 
 
 def _prepare_env(root: Path) -> None:
-    for k, v in OFFLINE_ENV.items():
-        os.environ.setdefault(k, v)
+    offline()
     os.environ.setdefault("PREFECT_HOME", str(root / ".prefect"))
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
 

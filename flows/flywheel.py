@@ -10,7 +10,6 @@ artifact, commits and tags `dvc.lock` in git and pushes the data to the DVC remo
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from prefect.runtime import flow_run
 
 from flywheel import layout, store
 from flywheel.config import PARAMS, Config, load
-from flywheel.stage import OFFLINE_ENV
+from flywheel.stage import child_env
 
 STAGES = ("generate", "judge", "compose", "train", "evaluate", "probe", "expand")
 _DVC_LOCK = threading.Lock()
@@ -35,16 +34,10 @@ class StageFailed(RuntimeError):
     pass
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ, **OFFLINE_ENV)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    return env
-
-
 def dvc(root: Path, *args: str, log=None) -> tuple[int, str]:
     """Run one DVC command (serialized), streaming its output line by line to `log`."""
     with _DVC_LOCK:
-        proc = subprocess.Popen([sys.executable, "-m", "dvc", *args], cwd=root, env=_env(), text=True,
+        proc = subprocess.Popen([sys.executable, "-m", "dvc", *args], cwd=root, env=child_env(), text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         lines = []
         for line in proc.stdout:

@@ -146,7 +146,7 @@ def log_generation(cfg: Config, root: Path, generation: str, parent_run_id: str 
             path = layout.EVAL if name is None else layout.path(generation, name)
             digest = md5[str(path)]
             digests[context] = digest
-            df = store.read_table(root / path, schema)
+            df = train if context == "training" else store.read_table(root / path, schema)
             mlflow.log_input(mlflow.data.from_pandas(df, source=str(path), name=str(path), digest=digest),
                              context=context)
         values = {"accuracy": metrics["accuracy"]}

@@ -12,6 +12,7 @@ import hashlib
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Callable
 
 from flywheel.config import Config, ConfigError, load
@@ -26,6 +27,13 @@ OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "DVC_NO_ANALY
 def offline() -> None:
     for key, value in OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
+
+
+def child_env() -> dict[str, str]:
+    """Environment for a process the project starts: offline, with this venv's tools first."""
+    env = dict(os.environ, **OFFLINE_ENV)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
 
 
 def stage_seed(seed: int, generation: str, stage: str) -> int:

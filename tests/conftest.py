@@ -5,7 +5,6 @@ there without touching the working tree."""
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from flywheel.stage import OFFLINE_ENV  # noqa: E402
+from flywheel.stage import child_env  # noqa: E402
 
 SMALL = {
     "generations": {"gen-000": {"prev": "seed"}, "gen-001": {"prev": "gen-000"}},
@@ -29,9 +28,7 @@ SMALL = {
 
 
 def env() -> dict[str, str]:
-    e = dict(os.environ, **OFFLINE_ENV)
-    e["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{e['PATH']}"
-    return e
+    return child_env()
 
 
 def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
