@@ -126,8 +126,13 @@ def _summary_markdown(generation: str, root: Path, record: dict) -> str:
              f"Model version {record['version']}: {'**promoted to champion**' if record['promoted'] else 'not promoted'}"
              f" — {record['reason']}", "", "| skill | accuracy |", "|---|---|"]
     lines += [f"| {s} | {a:.3f} |" for s, a in metrics["per_skill"].items()]
-    lines += ["", f"Judge: precision {judge['precision']:.3f}, recall {judge['recall']:.3f}, "
-              f"kept-label accuracy {judge['kept_label_accuracy']:.3f}", "", "| verdict | rows |", "|---|---|"]
+    if "precision" in judge:  # measured against the truth: the toolcall simulation only
+        lines += ["", f"Judge: precision {judge['precision']:.3f}, recall {judge['recall']:.3f}, "
+                  f"kept-label accuracy {judge['kept_label_accuracy']:.3f}"]
+    if "committee" in judge:
+        lines += ["", f"Judge committee: {judge['committee']['asked']} rows asked, "
+                  f"{judge['committee']['members']} members, kappa {judge['committee']['kappa']}"]
+    lines += ["", "| verdict | rows |", "|---|---|"]
     lines += [f"| {v} | {n} |" for v, n in judge["verdicts"].items()]
     lines += ["", "| source | training rows |", "|---|---|"]
     lines += [f"| {s} | {n} |" for s, n in train["source"].value_counts().sort_index().items()]

@@ -44,15 +44,77 @@ class PrepareConfig(_Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
 
 
+class BackendConfig(_Section):
+    """One model behind the client layer (flywheel/llm/client.py)."""
+    backend: Literal["openai", "transformers"] = Field(description="an OpenAI-compatible server or a local model")
+    model: str = Field(min_length=1, description="openai: the served model name; transformers: a local path")
+    base_url: str = Field("", description="openai: e.g. http://127.0.0.1:11434/v1")
+    api_key_env: str = Field("", description="name of the environment variable holding the key (never the key)")
+    temperature: float = Field(0.0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_tokens: int = Field(256, ge=1, description="longest answer, in tokens")
+    samples: int = Field(1, ge=1, description="committee members drawn from this model (sample 0, 1, ...)")
+    concurrency: int = Field(4, ge=1, description="requests in flight (transformers: batch size)")
+    rpm: int = Field(0, ge=0, description="requests per minute; 0: no limit")
+    tpm: int = Field(0, ge=0, description="tokens per minute; 0: no limit")
+    timeout_s: float = Field(60.0, gt=0)
+    max_retries: int = Field(5, ge=0, description="retries on 429, 5xx, timeouts, with backoff and jitter")
+    backoff_s: float = Field(0.5, ge=0, description="first backoff; doubles each retry")
+
+    @model_validator(mode="after")
+    def _url(self) -> "BackendConfig":
+        if self.backend == "openai" and not self.base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url: {self.base_url!r} is not an http(s) URL")
+        if self.api_key_env and not self.api_key_env.replace("_", "").isalnum():
+            raise ValueError(f"api_key_env: {self.api_key_env!r} is not an environment variable name")
+        return self
+
+
+class Budget(_Section):
+    calls: int = Field(0, ge=0, description="model calls per stage run (cache hits are free); 0: no limit")
+    tokens: int = Field(0, ge=0, description="prompt + completion tokens per stage run; 0: no limit")
+
+
+class DomainConfig(_Section):
+    name: Literal["toolcall", "llm"] = Field("toolcall", description="what a task looks like")
+    path: str = Field("domains/toolcall", description="directory of the domain's templates (and llm data files)")
+    metric: Literal["ast", "exact", "json", "judge"] = Field("ast", description="how a student answer is scored")
+    skills: list[str] = Field(default_factory=list, description="llm: the skills rows are tagged with")
+    seed_file: str = Field("seed.jsonl", description="llm: seed examples (JSONL or Parquet) under path")
+    eval_file: str = Field("eval.jsonl", description="llm: evaluation examples under path")
+    tokenizer_vocab: int = Field(2000, ge=300, description="llm: byte-level BPE vocabulary of the student")
+
+    @model_validator(mode="after")
+    def _metric(self) -> "DomainConfig":
+        if (self.name == "toolcall") != (self.metric == "ast"):
+            raise ValueError(f"metric: {self.metric!r} does not fit domain {self.name!r} "
+                             "(toolcall scores by 'ast'; llm by 'exact', 'json' or 'judge')")
+        return self
+
+
 class GenerateConfig(_Section):
-    teacher: Literal["embedded"] = Field("embedded", description="teacher backend")
+    teacher: Literal["embedded"] | BackendConfig = Field("embedded", description="teacher backend")
+    template: str = Field("teacher.jinja", description="teacher prompt, under domain.path")
+    budget: Budget = Field(default_factory=Budget)
     error_rate: float = Field(0.08, ge=0, le=1, description="teacher label-error rate of a plain row")
     skill_error_rates: dict[str, float] = Field(
         default_factory=dict, description="label-error rate of rows with that skill (the highest applies)")
 
 
+class CalibrationConfig(_Section):
+    gold: str = Field("", description="gold-labelled JSONL under domain.path; empty: no calibration")
+    min_precision: float = Field(0.0, ge=0, le=1, description="refuse a judge whose precision is lower")
+    min_recall: float = Field(0.0, ge=0, le=1, description="refuse a judge whose recall is lower")
+
+
 class JudgeConfig(_Section):
-    judge: Literal["embedded"] = Field("embedded", description="judge backend")
+    committee: list[BackendConfig] = Field(
+        default_factory=list, description="LLM judges asked where the checks cannot decide; empty: checks only")
+    consensus: float = Field(0.5, gt=0, le=1, description="share of the committee a verdict needs; else held out")
+    template: str = Field("judge.jinja", description="judge prompt, under domain.path")
+    rubric: str = Field("rubric.md", description="rubric shown to the judge, under domain.path")
+    calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
+    budget: Budget = Field(default_factory=Budget)
     use_student: bool = Field(True, description="compare every label with the current student")
     repair: bool = Field(True, description="let the verifier correct values it can ground uniquely")
     batch_size: int = Field(256, ge=1, description="student decoding batch")
@@ -104,6 +166,7 @@ class PublishConfig(_Section):
 
 class Config(_Section):
     seed: int
+    domain: DomainConfig = Field(default_factory=DomainConfig)
     generations: dict[str, Generation]
     prepare: PrepareConfig
     generate: GenerateConfig
@@ -123,6 +186,11 @@ class Config(_Section):
             if gen.prev not in seen:
                 raise ValueError(f"generations.{name}.prev: {gen.prev!r} is not 'seed' or an earlier generation")
             seen.append(name)
+        if self.domain.name == "llm":
+            if self.generate.teacher == "embedded":
+                raise ValueError("generate.teacher: the llm domain needs an openai or transformers teacher")
+            if not self.judge.committee:
+                raise ValueError("judge.committee: the llm domain needs at least one judge")
         return self
 
     def generation(self, name: str) -> Generation:

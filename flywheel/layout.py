@@ -12,6 +12,7 @@ from pathlib import Path
 DATA = Path("data")
 EVAL = DATA / "eval.parquet"
 TOKENIZER = DATA / "tokenizer.json"
+LLM_CACHE = Path(".llm-cache") / "responses.sqlite"  # project-wide; each stage's slice is its *_calls.parquet
 SEED = "seed"
 
 GENERATED = "generated.parquet"  # teacher's requests and candidate labels
@@ -27,6 +28,10 @@ PREDICTIONS = "predictions.parquet"
 PROBE = "probe.parquet"
 FAILURE_PROFILE = "failure_profile.json"
 PLAN = "plan.parquet"
+GENERATE_METRICS = "generate.json"
+GENERATE_CALLS = "generate_calls.parquet"  # the teacher answers this generation used
+JUDGE_CALLS = "judge_calls.parquet"  # the judge answers this generation used
+EVALUATE_CALLS = "evaluate_calls.parquet"  # judge-scored metric only
 
 
 def gen_dir(generation: str) -> Path:
@@ -35,3 +40,8 @@ def gen_dir(generation: str) -> Path:
 
 def path(generation: str, name: str) -> Path:
     return gen_dir(generation) / name
+
+
+def llm_report(generation: str, stage: str) -> Path:
+    """A stage run's model-call numbers (not DVC-tracked: they differ on a cached rerun)."""
+    return LLM_CACHE.parent / "reports" / generation / f"{stage}.json"

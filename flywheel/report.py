@@ -15,6 +15,9 @@ HEADERS = {"generation": "generation", "accuracy": "eval acc", "seen": "seen", "
            "kept_label_accuracy": "kept labels ok", "rows": "train rows by source", "champion": "champion"}
 
 
+NAN = float("nan")
+
+
 def summary(root: Path = Path(".")) -> list[dict]:
     rows = []
     for generation in load(root / PARAMS).generations:
@@ -26,8 +29,9 @@ def summary(root: Path = Path(".")) -> list[dict]:
             continue  # not made yet
         by_source = train["source"].value_counts().sort_index()
         rows.append({"generation": generation, "accuracy": metrics["accuracy"], **metrics["per_split"],
-                     "judge_precision": judge["precision"], "judge_recall": judge["recall"],
-                     "kept_label_accuracy": judge["kept_label_accuracy"],
+                     # measured against the truth: the toolcall simulation only
+                     "judge_precision": judge.get("precision", NAN), "judge_recall": judge.get("recall", NAN),
+                     "kept_label_accuracy": judge.get("kept_label_accuracy", NAN),
                      "rows": " ".join(f"{k}={v}" for k, v in by_source.items())})
     return rows
 

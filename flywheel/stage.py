@@ -1,7 +1,7 @@
 """What every stage command shares: its entry point, seeds, and progress reporting.
 
 `run(main)` is the `__main__` of each `tasks/<stage>.py`: it reads the generation name
-from the command line, loads the config, and turns a `ConfigError` or `DataError` into
+from the command line, loads the config, and turns a `ConfigError`, `DataError` or `LLMError` into
 one line on stderr and exit status 2, so DVC (and Prefect above it) stop with a message
 a person can act on instead of a traceback.
 """
@@ -15,8 +15,12 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from flywheel.config import Config, ConfigError, load
+from flywheel.config import Budget, Config, ConfigError, load
+from flywheel.llm import LLMError
 from flywheel.store import DataError
+
+# Set to 1 (e.g. by `flywheel run --offline`) to make every uncached model call an error.
+OFFLINE_LLM = "FLYWHEEL_OFFLINE"
 
 # No process the project starts may reach for the network.
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "DVC_NO_ANALYTICS": "1",
@@ -34,6 +38,14 @@ def child_env() -> dict[str, str]:
     env = dict(os.environ, **OFFLINE_ENV)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     return env
+
+
+def llm_session(stage: str, generation: str, budget: Budget):
+    """The model-call session of a stage: offline mode and API keys come from the
+    environment here, at the edge, and nowhere else."""
+    from flywheel.llm.session import Session
+
+    return Session(stage, generation, budget, offline=os.environ.get(OFFLINE_LLM) == "1", secrets=os.environ)
 
 
 def stage_seed(seed: int, generation: str, stage: str) -> int:
@@ -88,7 +100,7 @@ def run(stage: str, main: Callable[[Config, str], None], *, per_generation: bool
         if per_generation:
             cfg.generation(generation)
         main(cfg, generation)
-    except (ConfigError, DataError) as exc:
+    except (ConfigError, DataError, LLMError) as exc:
         print(f"error: {stage}: {exc}", file=sys.stderr)
         sys.exit(2)
     log(stage, f"done in {time.monotonic() - start:.1f}s")

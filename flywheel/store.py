@@ -35,15 +35,18 @@ _LINEAGE = [
     pa.field("label", _STR, nullable=False),  # canonical JSON list of calls
 ]
 
-GENERATED = pa.schema(_LINEAGE)
+# `raw`: the teacher model's answer as received ("" for the embedded teacher); `error`:
+# why no label could be read from it ("" when there is one; `label` is then "").
+GENERATED = pa.schema(_LINEAGE + [pa.field("raw", _STR, nullable=False), pa.field("error", _STR, nullable=False)])
 TRUTH = pa.schema([pa.field("id", _STR, nullable=False), pa.field("true_label", _STR, nullable=False),
                    pa.field("error_kind", _STR, nullable=False)])
-VERDICTS = pa.schema(_LINEAGE + [
+VERDICTS = pa.schema(list(GENERATED) + [
     pa.field("student_output", _STR, nullable=False),
     pa.field("verdict", _STR, nullable=False),
     pa.field("reason", _STR, nullable=False),
     pa.field("final_label", _STR),  # null: dropped
-    pa.field("judge", _STR, nullable=False),
+    pa.field("judge", _STR, nullable=False),  # embedded checks, or the committee's models
+    pa.field("agreement", pa.float64()),  # share of the committee behind the verdict; null: not asked
 ])
 TRAINSET = pa.schema(_LINEAGE + [pa.field("judge", _STR, nullable=False)])
 EVALSET = pa.schema([pa.field("id", _STR, nullable=False), pa.field("request", _STR, nullable=False),

@@ -18,7 +18,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 import torch
-from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GPT2Config, GPT2LMHeadModel
 
 PAD, UNK, SEP, EOS = "[PAD]", "[UNK]", "[SEP]", "[EOS]"
@@ -30,6 +30,17 @@ def train_tokenizer(texts: Iterable[str]) -> Tokenizer:
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.Whitespace(), pre_tokenizers.Digits(individual_digits=True)])
     trainer = trainers.WordLevelTrainer(special_tokens=[PAD, UNK, SEP, EOS], min_frequency=1)
+    tok.train_from_iterator(texts, trainer=trainer)
+    return tok
+
+
+def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int) -> Tokenizer:
+    """Byte-level BPE for the `llm` domain: any text encodes, and decoding gives it back."""
+    tok = Tokenizer(models.BPE(unk_token=UNK))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[PAD, UNK, SEP, EOS],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(texts, trainer=trainer)
     return tok
 
@@ -64,6 +75,11 @@ class Codec:
 
     def target(self, rendered_calls: str) -> list[int]:
         return self.tok.encode(rendered_calls).ids + [self.eos]
+
+    def text(self, ids: list[int]) -> str:
+        """Decoded text up to the end token (the `llm` domain's byte-level tokens)."""
+        end = ids.index(self.eos) if self.eos in ids else len(ids)
+        return self.tok.decode(ids[:end], skip_special_tokens=False).strip()
 
     def tokens(self, ids: list[int]) -> list[str]:
         out = []
@@ -192,3 +208,11 @@ def answer(model: GPT2LMHeadModel, codec: Codec, requests: list[str], *, batch_s
     outs = greedy(model, [codec.prompt(r) for r in requests], eos=codec.eos, max_new_tokens=max_new_tokens,
                   batch_size=batch_size, on_batch=on_batch)
     return [codec.tokens(o) for o in outs]
+
+
+def answer_text(model: GPT2LMHeadModel, codec: Codec, requests: list[str], *, batch_size: int,
+                max_new_tokens: int = 64, on_batch: Callable[[int], None] | None = None) -> list[str]:
+    """The student's greedy answer to each request, as decoded text."""
+    outs = greedy(model, [codec.prompt(r) for r in requests], eos=codec.eos, max_new_tokens=max_new_tokens,
+                  batch_size=batch_size, on_batch=on_batch)
+    return [codec.text(o) for o in outs]

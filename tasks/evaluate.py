@@ -1,25 +1,45 @@
-"""Stage `evaluate`: AST accuracy of this generation's student on the fixed held-out
-evaluation set, overall, per skill and per kind of generalisation.
+"""Stage `evaluate`: accuracy of this generation's student on the fixed held-out
+evaluation set, overall, per skill and per split (kind of generalisation).
+
+Scoring is the domain's: AST match for `toolcall`; for `llm`, `domain.metric` (`exact`,
+`json`, or `judge`: the judge committee decides whether each answer is right, with the
+reference answer shown to it, through the same cached client layer).
 
 Reads data/<gen>/model, data/eval.parquet, data/tokenizer.json; writes
-data/<gen>/metrics.json (DVC metrics), data/<gen>/skill_accuracy.csv (DVC plot) and
-data/<gen>/predictions.parquet.
+data/<gen>/metrics.json (DVC metrics), data/<gen>/skill_accuracy.csv (DVC plot),
+data/<gen>/predictions.parquet and data/<gen>/evaluate_calls.parquet.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
-from flywheel import layout, stage, store, student
+from flywheel import domain, layout, stage, store, student
 from flywheel.config import Config
-from flywheel.toolcall import calls as C
-from flywheel.toolcall.catalog import SKILLS
+from flywheel.llm import templates
+from flywheel.llm import judge as committee
+from flywheel.toolcall.judge import LABEL_OK
 
 
-def per_skill(skills: pd.Series, correct: pd.Series) -> dict[str, float]:
+def per_skill(skills: pd.Series, correct: pd.Series, order: list[str]) -> dict[str, float]:
     exploded = pd.DataFrame({"skill": skills, "correct": correct}).explode("skill")
     means = exploded.groupby("skill")["correct"].mean()
-    return {s: round(float(means[s]), 4) for s in SKILLS if s in means.index}
+    return {s: round(float(means[s]), 4) for s in order if s in means.index}
+
+
+def judge_scored(cfg: Config, session, evals: pd.DataFrame, outputs: list[str]) -> list[bool]:
+    """Each student answer shown to the committee as the label, with the reference answer;
+    `label_ok` by consensus counts as right, anything else (held out included) as wrong."""
+    template = templates.load(Path(cfg.domain.path) / cfg.judge.template)
+    rubric = templates.read_text(Path(cfg.domain.path) / cfg.judge.rubric)
+    prompts = [committee.judge_prompt(template, request=r, label=o, student_output="", rubric=rubric, catalog=[],
+                                      skills=cfg.domain.skills, reference=ref)
+               for r, o, ref in zip(evals["request"], outputs, evals["label"])]
+    decisions, _ = committee.ask_committee(session.committee(cfg.judge.committee), prompts,
+                                           consensus=cfg.judge.consensus, canon=lambda v: None)
+    return [d.verdict == LABEL_OK for d in decisions]
 
 
 def main(cfg: Config, generation: str) -> None:
@@ -28,11 +48,15 @@ def main(cfg: Config, generation: str) -> None:
     codec = student.Codec(student.load_tokenizer(layout.TOKENIZER))
     model = student.load(layout.path(generation, layout.MODEL))
     bar = stage.Progress("evaluate", "evaluation requests", len(evals))
-    outputs = student.answer(model, codec, list(evals["request"]), batch_size=ec.batch_size,
+    outputs = domain.answers(cfg.domain, model, codec, list(evals["request"]), batch_size=ec.batch_size,
                              max_new_tokens=ec.max_new_tokens, on_batch=bar.advance)
     bar.close()
-    preds = C.score(evals, outputs)
-    skills = per_skill(evals["skills"], preds["correct"])
+    preds = domain.score(cfg.domain, evals, outputs)
+    with stage.llm_session("evaluate", generation, cfg.judge.budget) as session:
+        if cfg.domain.metric == "judge":
+            preds["correct"] = judge_scored(cfg, session, evals, outputs)
+        session.finish()
+    skills = per_skill(evals["skills"], preds["correct"], domain.skills(cfg.domain, evals["skills"]))
     metrics = {
         "accuracy": round(float(preds["correct"].mean()), 4),
         "rows": len(preds),

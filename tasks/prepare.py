@@ -1,5 +1,7 @@
 """Stage `prepare` (once, before generation 0): the seed set, the evaluation set, the
-tokenizer, the first expansion plan and the untrained student.
+tokenizer, the first expansion plan and the untrained student. For `toolcall` they are
+drawn from the domain's generator; for `llm` they come from the user's files under
+`domain.path`.
 
 Outputs: data/eval.parquet, data/tokenizer.json, and data/seed/ (train.parquet,
 plan.parquet, model/), which generation 0 reads as its `prev`.
@@ -8,14 +10,16 @@ plan.parquet, model/), which generation 0 reads as its `prev`.
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pandas as pd
 
-from flywheel import layout, stage, store, student
+from flywheel import layout, llm_domain, stage, store, student
 from flywheel.config import Config, PrepareConfig
 from flywheel.toolcall import calls as C
 from flywheel.toolcall import phrasings as P
 from flywheel.toolcall.catalog import FUNCTIONS, PHENOMENA, SKILLS
+from tasks.compose import check_decontaminated
 
 EVAL_KINDS = {  # kind -> (phrasing sets, value split)
     "seen": (("seed", "gen"), "train"),
@@ -62,12 +66,12 @@ def seed_set(rng: random.Random, cfg: PrepareConfig, eval_texts: set[str]) -> pd
     return pd.DataFrame(rows)
 
 
-def first_plan(rng: random.Random, seed: pd.DataFrame, n: int) -> pd.DataFrame:
+def first_plan(rng: random.Random, seed: pd.DataFrame, n: int, *, toolcall: bool = True) -> pd.DataFrame:
     """Generation 0 asks for variations of the seed rows, round robin."""
     rows = []
     for i in range(n):
         parent = seed.iloc[i % len(seed)]
-        fns = [c["name"] for c in C.loads(parent["label"])]
+        fns = [c["name"] for c in C.loads(parent["label"])] if toolcall else []
         rows.append({"plan_id": store.row_id("seed-plan", str(i)), "parent_id": parent["id"], "functions": fns,
                      "skills": list(parent["skills"]), "kind": "seed_variation"})
     return pd.DataFrame(rows)
@@ -88,13 +92,30 @@ def lexicon(rng: random.Random) -> list[str]:
     return texts
 
 
+def user_sets(cfg: Config) -> tuple[pd.DataFrame, pd.DataFrame, object]:
+    """The llm domain: the user's evaluation and seed files, and a tokenizer from the seed set."""
+    dc = cfg.domain
+    metric = "json" if dc.metric == "json" else "exact"
+    evals = llm_domain.read_examples(Path(dc.path) / dc.eval_file, metric, split="eval")
+    seed = llm_domain.read_examples(Path(dc.path) / dc.seed_file, metric, split="seed")
+    check_decontaminated(seed, evals, str(Path(dc.path) / dc.seed_file))
+    seed = seed.drop(columns="split").assign(generation=layout.SEED, source="seed", parent_id=None, teacher="seed",
+                                             judge="none")
+    tokenizer = student.train_bpe_tokenizer(list(seed["request"]) + list(seed["label"]), dc.tokenizer_vocab)
+    return evals, seed, tokenizer
+
+
 def main(cfg: Config, _: str) -> None:
     pc = cfg.prepare
     rng = random.Random(stage.stage_seed(cfg.seed, layout.SEED, "prepare"))
-    evals = eval_set(rng, pc)
-    seed = seed_set(rng, pc, set(evals["request"]))
-    plan = first_plan(rng, seed, pc.plan_rows)
-    tokenizer = student.train_tokenizer(lexicon(rng))
+    if cfg.domain.name == "toolcall":
+        evals = eval_set(rng, pc)
+        seed = seed_set(rng, pc, set(evals["request"]))
+        plan = first_plan(rng, seed, pc.plan_rows)
+        tokenizer = student.train_tokenizer(lexicon(rng))
+    else:
+        evals, seed, tokenizer = user_sets(cfg)
+        plan = first_plan(rng, seed, pc.plan_rows, toolcall=False)
     model = student.build_model(tokenizer.get_vocab_size(), seed=stage.stage_seed(cfg.seed, layout.SEED, "model"),
                                 **pc.model.model_dump())
     store.write_table(evals, layout.EVAL, store.EVALSET)

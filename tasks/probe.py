@@ -10,13 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from flywheel import layout, stage, store, student
+from flywheel import domain, layout, stage, store, student
 from flywheel.config import Config
-from flywheel.toolcall import calls as C
-from flywheel.toolcall.catalog import SKILLS
 
 
-def failure_profile(probe: pd.DataFrame) -> dict:
+def failure_profile(probe: pd.DataFrame, skills: list[str]) -> dict:
     exploded = probe[["skills", "correct"]].explode("skills")
     grouped = exploded.groupby("skills")["correct"]
     rows, failed = grouped.size(), grouped.apply(lambda s: int((~s).sum()))
@@ -24,7 +22,7 @@ def failure_profile(probe: pd.DataFrame) -> dict:
         "rows": len(probe),
         "failed": int((~probe["correct"]).sum()),
         "skills": {s: {"rows": int(rows[s]), "failed": int(failed[s]),
-                       "failure_rate": round(float(failed[s] / rows[s]), 4)} for s in SKILLS if s in rows.index},
+                       "failure_rate": round(float(failed[s] / rows[s]), 4)} for s in skills if s in rows.index},
     }
 
 
@@ -34,15 +32,17 @@ def main(cfg: Config, generation: str) -> None:
     codec = student.Codec(student.load_tokenizer(layout.TOKENIZER))
     model = student.load(layout.path(generation, layout.MODEL))
     bar = stage.Progress("probe", "training rows", len(rows))
-    outputs = student.answer(model, codec, list(rows["request"]), batch_size=pc.batch_size, on_batch=bar.advance)
+    outputs = domain.answers(cfg.domain, model, codec, list(rows["request"]), batch_size=pc.batch_size,
+                             on_batch=bar.advance)
     bar.close()
-    pairs = [(codec.prompt(r), codec.target(C.render(C.loads(l)))) for r, l in zip(rows["request"], rows["label"])]
-    probe = C.score(rows, outputs)
+    pairs = [(codec.prompt(r), codec.target(domain.target(cfg.domain, label)))
+             for r, label in zip(rows["request"], rows["label"])]
+    probe = domain.score(cfg.domain, rows, outputs)
     probe["skills"] = rows["skills"]
     # A diverged student has NaN losses: count those rows as infinitely hard, not as missing.
     probe["loss"] = np.nan_to_num(student.row_losses(model, pairs, pad=codec.pad, batch_size=pc.batch_size),
                                   nan=np.inf)
-    profile = failure_profile(probe)
+    profile = failure_profile(probe, domain.skills(cfg.domain, rows["skills"]))
     store.write_table(probe, layout.path(generation, layout.PROBE), store.PROBE)
     store.write_json(profile, layout.path(generation, layout.FAILURE_PROFILE))
     stage.log("probe", f"{profile['failed']} of {profile['rows']} training rows failed")

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from flywheel import layout, stage, store, student
+from flywheel import domain, layout, stage, store, student
 from flywheel.config import Config
-from flywheel.toolcall import calls as C
 
 
 def main(cfg: Config, generation: str) -> None:
@@ -25,7 +24,8 @@ def main(cfg: Config, generation: str) -> None:
         raise store.DataError(f"{layout.path(generation, layout.TRAIN)}: no training rows")
     codec = student.Codec(student.load_tokenizer(layout.TOKENIZER))
     model = student.load(layout.path(prev, layout.MODEL))
-    pairs = [(codec.prompt(r), codec.target(C.render(C.loads(l)))) for r, l in zip(rows["request"], rows["label"])]
+    pairs = [(codec.prompt(r), codec.target(domain.target(cfg.domain, label)))
+             for r, label in zip(rows["request"], rows["label"])]
     too_long = [i for i, (p, t) in enumerate(pairs) if len(p) + len(t) > model.config.n_positions]
     if too_long:
         raise store.DataError(f"{layout.path(generation, layout.TRAIN)}: row {rows['id'].iloc[too_long[0]]} is "

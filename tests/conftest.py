@@ -46,7 +46,7 @@ def merge(base: dict, over: dict) -> dict:
 
 
 def make_project(dest: Path, overrides: dict) -> Path:
-    for name in ("flywheel", "tasks", "flows"):
+    for name in ("flywheel", "tasks", "flows", "domains"):
         shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "dvc.yaml", dest / "dvc.yaml")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())

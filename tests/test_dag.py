@@ -28,10 +28,15 @@ def test_only_the_judge_reads_the_truth():
         assert layout.TRUTH.split(".")[0] not in (ROOT / "tasks" / f"{name}.py").read_text()
 
 
+# Keys a stage reads from another stage's section: the teacher shows the judge's rubric,
+# and judge-scored evaluation asks the judge committee.
+BORROWED = {"generate": {"judge.rubric"}, "evaluate": {"judge.committee", "judge.consensus", "judge.template"}}
+
+
 def test_stages_list_only_their_own_params_section():
     for name in ORDER:
-        assert set(DVC[name]["do"]["params"]) <= {"seed", name}, name
-    assert set(DVC["prepare"]["params"]) == {"seed", "prepare"}
+        assert set(DVC[name]["do"]["params"]) <= {"seed", "domain", name} | BORROWED.get(name, set()), name
+    assert set(DVC["prepare"]["params"]) == {"seed", "domain", "prepare"}
 
 
 def _files(entries):
@@ -42,11 +47,11 @@ def test_declared_outputs_match_the_layout():
     outs = {name: _files(DVC[name]["do"].get("outs", []) + DVC[name]["do"].get("metrics", [])
                          + DVC[name]["do"].get("plots", [])) for name in ORDER}
     expected = {
-        "generate": {layout.GENERATED, layout.TRUTH},
-        "judge": {layout.VERDICTS, layout.JUDGE_METRICS},
+        "generate": {layout.GENERATED, layout.TRUTH, layout.GENERATE_METRICS, layout.GENERATE_CALLS},
+        "judge": {layout.VERDICTS, layout.JUDGE_METRICS, layout.JUDGE_CALLS},
         "compose": {layout.TRAIN},
         "train": {layout.MODEL, layout.TRAIN_LOSS},
-        "evaluate": {layout.METRICS, layout.SKILL_ACCURACY, layout.PREDICTIONS},
+        "evaluate": {layout.METRICS, layout.SKILL_ACCURACY, layout.PREDICTIONS, layout.EVALUATE_CALLS},
         "probe": {layout.PROBE, layout.FAILURE_PROFILE},
         "expand": {layout.PLAN},
     }
@@ -55,3 +60,11 @@ def test_declared_outputs_match_the_layout():
     assert _files(DVC["prepare"]["outs"]) == {
         str(layout.EVAL), str(layout.TOKENIZER), str(layout.path(layout.SEED, layout.TRAIN)),
         str(layout.path(layout.SEED, layout.PLAN)), str(layout.path(layout.SEED, layout.MODEL))}
+
+
+def test_calls_files_persist_across_reruns():
+    """The model answers a stage used survive `dvc repro` (it answers from them offline)."""
+    for name, f in (("generate", layout.GENERATE_CALLS), ("judge", layout.JUDGE_CALLS),
+                    ("evaluate", layout.EVALUATE_CALLS)):
+        entry = next(e for e in DVC[name]["do"]["outs"] if isinstance(e, dict) and f"data/${{key}}/{f}" in e)
+        assert entry[f"data/${{key}}/{f}"] == {"persist": True}, name

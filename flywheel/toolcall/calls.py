@@ -129,7 +129,24 @@ def parse(tokens: list[str]) -> list[Call] | None:
     return calls
 
 
-def score(rows: pd.DataFrame, outputs: list[list[str]]) -> pd.DataFrame:
-    """Per-row AST-match correctness of the student's output tokens against `rows.label`."""
-    correct = [ast_match(parse(o), loads(label)) for o, label in zip(outputs, rows["label"])]
-    return pd.DataFrame({"id": rows["id"].to_numpy(), "output": [" ".join(o) for o in outputs], "correct": correct})
+PARSER_VERSION = "toolcall-json-calls-v1"
+
+
+def parse_json(text: str) -> str:
+    """A teacher or judge model's JSON list of calls, as a canonical label (ValueError if not one)."""
+    from flywheel.llm.judge import extract_json
+
+    return canonical(extract_json(text))
+
+
+def canonical(value: Any) -> str:
+    """`value` as a canonical label, if it is a list of {name, arguments} calls (ValueError if not)."""
+    if isinstance(value, dict) and "name" in value:
+        value = [value]
+    if not isinstance(value, list):
+        raise ValueError("not a JSON list of calls")
+    for call in value:
+        if not (isinstance(call, dict) and isinstance(call.get("name"), str)
+                and isinstance(call.get("arguments", {}), dict)):
+            raise ValueError("each call needs a string 'name' and an object 'arguments'")
+    return dumps([{"name": c["name"], "arguments": c.get("arguments", {})} for c in value])

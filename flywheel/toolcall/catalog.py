@@ -104,3 +104,9 @@ MONTHS = ("january", "february", "march", "april", "may", "june", "july", "augus
           "september", "october", "november", "december")
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven")
+
+
+def describe() -> list[dict]:
+    """The catalog as plain data, for prompt templates."""
+    return [{"name": f.name, "args": [{"name": a.name, "type": a.type, "required": a.required, "enum": list(a.enum)}
+                                      for a in f.args]} for f in FUNCTIONS.values()]

@@ -16,7 +16,9 @@ from flywheel.toolcall import calls as C
 from flywheel.toolcall.verifier import check, repair
 
 LABEL_OK, LABEL_WRONG, MODEL_WRONG, BOTH_WRONG = "label_ok", "label_wrong", "model_wrong", "both_wrong"
-VERDICTS = (LABEL_OK, LABEL_WRONG, MODEL_WRONG, BOTH_WRONG)
+# Rows without a usable verdict are held out of training, never guessed:
+NO_CONSENSUS, JUDGE_ERROR, TEACHER_ERROR = "no_consensus", "judge_error", "teacher_error"
+VERDICTS = (LABEL_OK, LABEL_WRONG, MODEL_WRONG, BOTH_WRONG, NO_CONSENSUS, JUDGE_ERROR, TEACHER_ERROR)
 
 
 @dataclass(frozen=True)
@@ -57,8 +59,10 @@ def verdict(request: str, label: list, student: list | None, *, use_repair: bool
 
 
 def quality(verdicts: pd.DataFrame, truth: pd.DataFrame) -> dict:
-    """Judge precision/recall at flagging wrong labels, and how clean the kept labels are."""
+    """Judge precision/recall at flagging wrong labels, and how clean the kept labels are.
+    Rows whose teacher answer could not be read have no label to judge and are left out."""
     df = verdicts.merge(truth, on="id", how="left", validate="one_to_one")
+    df = df[df["verdict"] != TEACHER_ERROR]
     wrong = df["label"] != df["true_label"]  # canonical JSON: equal labels are equal strings
     flagged = df["verdict"].isin([LABEL_WRONG, BOTH_WRONG])
     kept = df["final_label"].notna()
@@ -75,8 +79,9 @@ def quality(verdicts: pd.DataFrame, truth: pd.DataFrame) -> dict:
         "correction_accuracy": float((df.loc[corrected, "final_label"] == df.loc[corrected, "true_label"]).mean())
         if corrected.any() else 1.0,
         "dropped": int((~kept).sum()),
+        "held_out": int(df["verdict"].isin([NO_CONSENSUS, JUDGE_ERROR]).sum()),
         "kept_label_accuracy": float((df.loc[kept, "final_label"] == df.loc[kept, "true_label"]).mean())
         if kept.any() else 1.0,
-        "verdicts": {v: int((df["verdict"] == v).sum()) for v in VERDICTS},
+        "verdicts": {v: int((verdicts["verdict"] == v).sum()) for v in VERDICTS},
         "missed_by_kind": df.loc[wrong & ~flagged, "error_kind"].value_counts().sort_index().to_dict(),
     }

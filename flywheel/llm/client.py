@@ -1,0 +1,400 @@
+"""The client: one way to ask a teacher or judge model, whatever serves it.
+
+`Client.ask(prompts, parse)` answers a list of prompts, each from the cache when it can,
+otherwise from the backend, and returns one `Answer` per prompt in order. On the way:
+
+- at most `concurrency` requests in flight (threads; for `transformers`, the batch size),
+  and no more than `rpm` requests and `tpm` tokens in any 60 seconds;
+- retries on 429, 5xx, timeouts and unreadable bodies, with exponential backoff and
+  jitter, waiting what a `Retry-After` header asks for; other HTTP errors stop the stage;
+- a hard budget of calls and tokens per stage run (`Spend`), shared by every client of the
+  stage; when it is spent, no new request starts and the stage stops with a clear message
+  (every answer so far is cached, so the next run picks up where this one stopped);
+- `offline`: a cache miss is an error instead of a call;
+- an answer `parse` rejects keeps its raw text and an error, and is not cached, so the
+  next run asks again. Nothing unparsed ever becomes a label.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import threading
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any, Callable
+
+import httpx
+
+from flywheel.config import BackendConfig, Budget
+from flywheel.llm import LLMError
+from flywheel.llm import cache as C
+
+RETRY_STATUS = {429, 500, 502, 503, 504}
+MAX_WAIT_S = 120.0  # longest Retry-After honoured
+
+
+@dataclass(frozen=True)
+class Prompt:
+    messages: tuple[tuple[str, str], ...]  # (role, content)
+    template_version: str
+    parser_version: str
+
+
+@dataclass
+class Answer:
+    value: Any = None  # what `parse` made of the text; None when there is an error
+    text: str = ""  # the raw answer, kept even when it cannot be parsed
+    error: str = ""
+    cached: bool = False
+
+
+@dataclass
+class Stats:
+    calls: int = 0  # requests sent (retries included)
+    cache_hits: int = 0
+    errors: int = 0  # prompts left without a usable answer
+    retries: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+
+    def add(self, other: "Stats") -> "Stats":
+        return Stats(**{k: v + getattr(other, k) for k, v in asdict(self).items()})
+
+    def as_dict(self) -> dict:
+        out = asdict(self)
+        out["seconds"] = round(self.seconds, 2)
+        return out
+
+
+class Spend:
+    """The stage's budget, shared by all its clients; charged before each request."""
+
+    def __init__(self, budget: Budget, key: str):
+        self.budget, self.key = budget, key
+        self.calls = self.tokens = 0
+        self._lock = threading.Lock()
+
+    def charge_call(self) -> None:
+        with self._lock:
+            if self.budget.calls and self.calls >= self.budget.calls:
+                raise LLMError(f"{self.key}.calls: budget of {self.budget.calls} calls spent; answers so far are "
+                               "cached, so raising the budget and rerunning continues from here")
+            if self.budget.tokens and self.tokens >= self.budget.tokens:
+                raise LLMError(f"{self.key}.tokens: budget of {self.budget.tokens} tokens spent ({self.tokens}); "
+                               "answers so far are cached, so raising the budget and rerunning continues from here")
+            self.calls += 1
+
+    def charge_tokens(self, n: int) -> None:
+        with self._lock:
+            self.tokens += n
+
+
+class RateLimiter:
+    """At most `rpm` requests and `tpm` tokens in any sliding 60 s window."""
+
+    def __init__(self, rpm: int, tpm: int, window: float = 60.0):
+        self.rpm, self.tpm, self.window = rpm, tpm, window
+        self._events: deque[list[float]] = deque()  # [start time, tokens]
+        self._lock = threading.Lock()
+
+    def acquire(self, tokens: int) -> list[float]:
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                while self._events and self._events[0][0] <= now - self.window:
+                    self._events.popleft()
+                used = sum(e[1] for e in self._events)
+                if (not self.rpm or len(self._events) < self.rpm) and \
+                        (not self.tpm or not self._events or used + tokens <= self.tpm):
+                    event = [now, float(tokens)]
+                    self._events.append(event)
+                    return event
+                wait = self._events[0][0] + self.window - now
+            time.sleep(min(max(wait, 0.005), 1.0))
+
+    def settle(self, event: list[float], tokens: int) -> None:
+        with self._lock:
+            event[1] = float(tokens)
+
+
+class _Retryable(Exception):
+    def __init__(self, reason: str, wait: float | None = None, unreachable: bool = False):
+        super().__init__(reason)
+        self.reason, self.wait, self.unreachable = reason, wait, unreachable
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return min(max(float(value), 0.0), MAX_WAIT_S)
+    except ValueError:
+        try:
+            return min(max(parsedate_to_datetime(value).timestamp() - time.time(), 0.0), MAX_WAIT_S)
+        except (TypeError, ValueError):
+            return None
+
+
+class _OpenAI:
+    """Any server speaking OpenAI's /v1/chat/completions."""
+
+    def __init__(self, cfg: BackendConfig, api_key: str | None):
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.url = cfg.base_url.rstrip("/") + "/chat/completions"
+        self.cfg = cfg
+        self.http = httpx.Client(headers=headers, timeout=cfg.timeout_s,
+                                 limits=httpx.Limits(max_connections=cfg.concurrency))
+        self.batch = 1
+
+    def identity(self) -> str:
+        return self.cfg.model
+
+    def complete(self, prompts: list[Prompt], sample: int) -> list[tuple[str, int, int]]:
+        (prompt,) = prompts
+        body = {"model": self.cfg.model, "messages": [{"role": r, "content": c} for r, c in prompt.messages],
+                "temperature": self.cfg.temperature, "top_p": self.cfg.top_p, "max_tokens": self.cfg.max_tokens,
+                "seed": sample}
+        try:
+            resp = self.http.post(self.url, json=body)
+        except httpx.TimeoutException:
+            raise _Retryable(f"timeout after {self.cfg.timeout_s:g}s") from None
+        except httpx.TransportError as exc:
+            raise _Retryable(f"cannot reach {self.cfg.base_url} ({type(exc).__name__})", unreachable=True) from None
+        if resp.status_code in RETRY_STATUS:
+            raise _Retryable(f"HTTP {resp.status_code}", _retry_after(resp.headers.get("retry-after")))
+        if resp.status_code != 200:
+            raise LLMError(f"{self.url}: HTTP {resp.status_code} for model {self.cfg.model!r}: "
+                           f"{' '.join(resp.text.split())[:160]}")
+        try:
+            data = resp.json()
+            text = data["choices"][0]["message"]["content"]
+            if not isinstance(text, str):
+                raise TypeError("content is not a string")
+            usage = data.get("usage") or {}
+            return [(text, int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)))]
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise _Retryable(f"malformed response body ({type(exc).__name__})") from None
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def local_identity(path: Path) -> str:
+    """A local model's cache identity: its configs and the head of its weights, so a
+    retrained model at the same path does not answer from the old model's cache."""
+    digest = hashlib.sha256()
+    for f in sorted(path.glob("*.json")) + sorted(path.glob("*.safetensors")):
+        with f.open("rb") as fh:
+            head = fh.read() if f.suffix == ".json" else fh.read(1 << 20)
+        digest.update(f.name.encode() + str(f.stat().st_size).encode() + head)
+    return f"{path.name}@{digest.hexdigest()[:12]}"
+
+
+class _Transformers:
+    """A local causal LM (a directory written by `save_pretrained`), batched greedy or sampled."""
+
+    def __init__(self, cfg: BackendConfig):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        path = Path(cfg.model)
+        if not (path / "config.json").exists():
+            raise LLMError(f"model {cfg.model!r}: not a local model directory (no config.json)")
+        self.torch, self.cfg, self.batch = torch, cfg, cfg.concurrency
+        self.tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        self.tok.padding_side = "left"
+        if self.tok.pad_token is None:
+            self.tok.pad_token = self.tok.eos_token
+        self.model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True, use_safetensors=True)
+        self.model.eval()
+        self._identity = local_identity(path)
+
+    def identity(self) -> str:
+        return self._identity
+
+    def _text(self, prompt: Prompt) -> str:
+        messages = [{"role": r, "content": c} for r, c in prompt.messages]
+        if getattr(self.tok, "chat_template", None):
+            return self.tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return "\n".join(f"{m['role']}: {m['content']}" for m in messages) + "\nassistant:"
+
+    def complete(self, prompts: list[Prompt], sample: int) -> list[tuple[str, int, int]]:
+        torch = self.torch
+        enc = self.tok([self._text(p) for p in prompts], return_tensors="pt", padding=True)
+        torch.manual_seed(sample)
+        sampling = {"do_sample": True, "temperature": self.cfg.temperature, "top_p": self.cfg.top_p} \
+            if self.cfg.temperature > 0 else {"do_sample": False}
+        with torch.no_grad():
+            out = self.model.generate(**enc, max_new_tokens=self.cfg.max_tokens, pad_token_id=self.tok.pad_token_id,
+                                      **sampling)
+        new = out[:, enc["input_ids"].shape[1]:]
+        results = []
+        for i in range(len(prompts)):
+            ids = [t for t in new[i].tolist() if t != self.tok.pad_token_id]
+            results.append((self.tok.decode(ids, skip_special_tokens=True),
+                            int(enc["attention_mask"][i].sum()), len(ids)))
+        return results
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class Client:
+    """One model of one role in one stage. Build it with `open_client`."""
+
+    cfg: BackendConfig
+    cache: C.Cache
+    spend: Spend
+    offline: bool
+    backend: Any
+    stats: Stats = field(default_factory=Stats)
+
+    def __post_init__(self):
+        self.limiter = RateLimiter(self.cfg.rpm, self.cfg.tpm)
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+
+    def key(self, prompt: Prompt, sample: int) -> str:
+        c = self.cfg
+        return C.key(backend=c.backend, model=self.backend.identity() if self.backend else c.model,
+                     temperature=c.temperature, top_p=c.top_p, max_tokens=c.max_tokens, sample=sample,
+                     messages=[list(m) for m in prompt.messages], template=prompt.template_version,
+                     parser=prompt.parser_version)
+
+    def ask(self, prompts: list[Prompt], parse: Callable[[str], Any], *, sample: int = 0,
+            on_done: Callable[[int], None] | None = None) -> list[Answer]:
+        start = time.monotonic()
+        answers: list[Answer | None] = [None] * len(prompts)
+        keys = [self.key(p, sample) for p in prompts]
+        todo = []
+        for i, k in enumerate(keys):
+            hit = self.cache.get(k)
+            if hit is None:
+                todo.append(i)
+                continue
+            self.stats.cache_hits += 1
+            answers[i] = self._parsed(hit[0], parse, k, cached=True)
+        if on_done and len(prompts) > len(todo):
+            on_done(len(prompts) - len(todo))
+        if todo and self.offline:
+            raise LLMError(f"offline: {len(todo)} of {len(prompts)} prompts for model {self.cfg.model!r} are not "
+                           f"cached (first key {keys[todo[0]][:12]}); run online, or `dvc pull` the calls file")
+        batches = [todo[i: i + self.backend.batch] for i in range(0, len(todo), self.backend.batch)]
+        failure: list[LLMError] = []
+
+        def work(batch: list[int]) -> None:
+            if self._stop.is_set():
+                return
+            try:
+                results = self._request([prompts[i] for i in batch], sample)
+            except LLMError as exc:
+                self._stop.set()
+                failure.append(exc)
+                return
+            for i, res in zip(batch, results):
+                if isinstance(res, str):  # an error after all retries
+                    answers[i] = Answer(error=res)
+                else:
+                    text, pt, ct = res
+                    answers[i] = self._parsed(text, parse, keys[i], cached=False, tokens=(pt, ct))
+            if on_done:
+                on_done(len(batch))
+
+        workers = 1 if self.backend.batch > 1 else self.cfg.concurrency
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(work, batches))
+        self.stats.seconds += time.monotonic() - start
+        if failure:
+            raise failure[0]
+        out = [a if a is not None else Answer(error="not asked") for a in answers]
+        self.stats.errors += sum(1 for a in out if a.error)
+        return out
+
+    def _parsed(self, text: str, parse, k: str, *, cached: bool, tokens: tuple[int, int] | None = None) -> Answer:
+        try:
+            value = parse(text)
+        except ValueError as exc:
+            self.cache.forget(k)  # never keep an answer that cannot be used: the next run asks again
+            return Answer(text=text, error=f"unparseable answer: {' '.join(str(exc).split())[:200]}", cached=cached)
+        if not cached:
+            self.cache.put(k, self.cfg.model, text, *tokens)
+        return Answer(value=value, text=text, cached=cached)
+
+    def _request(self, batch: list[Prompt], sample: int) -> list[tuple[str, int, int] | str]:
+        """Send one request (a batch for local models) with retries; an error string per
+        prompt when retries run out, LLMError when the stage must stop."""
+        estimate = sum(sum(len(c) for _, c in p.messages) // 4 + self.cfg.max_tokens for p in batch)
+        reasons = []
+        for attempt in range(self.cfg.max_retries + 1):
+            if self._stop.is_set():
+                return ["stopped: another request failed the stage"] * len(batch)
+            self.spend.charge_call()
+            event = self.limiter.acquire(estimate)
+            with self._lock:
+                self.stats.calls += 1
+            try:
+                results = self.backend.complete(batch, sample)
+            except _Retryable as exc:
+                self.limiter.settle(event, 0)
+                reasons.append(exc)
+                if attempt == self.cfg.max_retries:
+                    break
+                with self._lock:
+                    self.stats.retries += 1
+                delay = exc.wait if exc.wait is not None else \
+                    self.cfg.backoff_s * (2 ** attempt) * (0.5 + random.random())
+                time.sleep(delay)
+                continue
+            used = sum(pt + ct for _, pt, ct in results)
+            self.limiter.settle(event, used)
+            self.spend.charge_tokens(used)
+            with self._lock:
+                self.stats.prompt_tokens += sum(pt for _, pt, _ in results)
+                self.stats.completion_tokens += sum(ct for _, _, ct in results)
+            return results
+        if all(r.unreachable for r in reasons):
+            raise LLMError(f"{reasons[-1].reason} after {len(reasons)} attempts (check base_url and that the "
+                           "server is running)")
+        return [f"{reasons[-1].reason} after {len(reasons)} attempts"] * len(batch)
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+def open_client(cfg: BackendConfig, cache: C.Cache, spend: Spend, *, offline: bool, api_key: str | None,
+                where: str) -> Client:
+    """A client for `cfg`. `api_key` comes from the environment variable the config names;
+    `where` is the config key, for messages."""
+    if cfg.api_key_env and not api_key:
+        raise LLMError(f"{where}.api_key_env: environment variable {cfg.api_key_env} is not set")
+    if offline:
+        backend = _Offline(cfg)
+    elif cfg.backend == "openai":
+        backend = _OpenAI(cfg, api_key)
+    else:
+        backend = _Transformers(cfg)
+    return Client(cfg, cache, spend, offline, backend)
+
+
+class _Offline:
+    """Stands in for a backend in offline mode: never contacted, since a miss is an error."""
+
+    def __init__(self, cfg: BackendConfig):
+        self.cfg, self.batch = cfg, 1
+        self._identity = local_identity(Path(cfg.model)) if cfg.backend == "transformers" else cfg.model
+
+    def identity(self) -> str:
+        return self._identity
+
+    def complete(self, prompts, sample):
+        raise LLMError("offline: a model call was attempted")
+
+    def close(self) -> None:
+        pass

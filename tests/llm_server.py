@@ -1,0 +1,181 @@
+"""A small OpenAI-compatible server on 127.0.0.1 for tests and benchmarks.
+
+It is the one test double in the project, standing in for vLLM/Ollama, which cannot run
+here. It serves POST /v1/chat/completions for real over HTTP, so the client layer is
+exercised end to end (connection pool, threads, timeouts, headers). Answers come from a
+`brain(messages, body) -> str`; faults are injected from a queue, one per request, in
+order: "500", "429:<seconds>" (with Retry-After), "hang:<seconds>", "badbody" (HTTP 200
+with a body that is not JSON), "garbage" (HTTP 200 whose answer is not JSON), "401".
+It counts requests, the most ever in flight, and keeps every request's headers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import time
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
+
+Brain = Callable[[list, dict], str]
+
+
+class FakeLLM:
+    def __init__(self, brain: Brain, *, latency: float = 0.0):
+        self.brain, self.latency = brain, latency
+        self.faults: deque[str] = deque()
+        self.requests = 0
+        self.in_flight = self.max_in_flight = 0
+        self.headers: list[dict] = []
+        self.lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> "FakeLLM":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.requests = self.max_in_flight = 0
+            self.headers.clear()
+            self.faults.clear()
+
+    def _handler(self):
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def _send(self, code: int, body: bytes, headers: dict | None = None):
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length", 0))
+                body = json.loads(self.rfile.read(length))
+                with fake.lock:
+                    fake.requests += 1
+                    fake.in_flight += 1
+                    fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
+                    fake.headers.append(dict(self.headers))
+                    fault = fake.faults.popleft() if fake.faults else ""
+                try:
+                    if fake.latency:
+                        time.sleep(fake.latency)
+                    if fault == "500":
+                        return self._send(500, b'{"error": "injected"}')
+                    if fault == "401":
+                        return self._send(401, b'{"error": "bad key"}')
+                    if fault.startswith("429"):
+                        return self._send(429, b'{"error": "slow down"}', {"Retry-After": fault.split(":")[1]})
+                    if fault.startswith("hang"):
+                        time.sleep(float(fault.split(":")[1]))
+                    if fault == "badbody":
+                        return self._send(200, b"<html>proxy error</html>")
+                    text = "I think the answer is probably fine." if fault == "garbage" else \
+                        fake.brain(body["messages"], body)
+                    reply = {"id": "x", "object": "chat.completion", "model": body["model"],
+                             "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                          "finish_reason": "stop"}],
+                             "usage": {"prompt_tokens": sum(len(m["content"].split()) for m in body["messages"]),
+                                       "completion_tokens": len(text.split())}}
+                    return self._send(200, json.dumps(reply).encode())
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                finally:
+                    with fake.lock:
+                        fake.in_flight -= 1
+
+        return Handler
+
+
+def _field(messages: list, name: str) -> str:
+    text = messages[-1]["content"]
+    m = re.search(rf"^{name}: (.*)$", text, re.MULTILINE)
+    return m.group(1).strip() if m else ""
+
+
+def toolcall_brain(truth: dict[str, str], *, wrong_every: int = 0) -> Brain:
+    """An oracle for the toolcall domain: `truth` maps request text to its true label.
+    As teacher it answers the true calls (a wrong one every `wrong_every`-th request, by
+    hash); as judge it compares the label with the truth and corrects it."""
+    def brain(messages: list, body: dict) -> str:
+        user = messages[-1]["content"].strip()
+        if "REQUEST:" not in user:  # a teacher prompt: the user message is the request
+            label = truth.get(user, "[]")
+            if wrong_every and int(hashlib.sha256(user.encode()).hexdigest(), 16) % wrong_every == 0:
+                calls = json.loads(label)
+                label = json.dumps([{"name": "get_weather", "arguments": {"city": "paris"}}]) if not calls else "[]"
+            return f"Sure! Here are the calls:\n```json\n{label}\n```"
+        request, label = _field(messages, "REQUEST"), _field(messages, "LABEL")
+        true = truth.get(request)
+        if true is None:
+            return json.dumps({"verdict": "both_wrong", "analysis": "unknown request"})
+        if json.loads(label) == json.loads(true):
+            return json.dumps({"verdict": "label_ok", "analysis": "matches the request"})
+        return json.dumps({"verdict": "label_wrong", "corrected_label": json.loads(true),
+                           "analysis": "the label does not do what the request says"})
+    return brain
+
+
+_OPS = {"plus": ("add", lambda a, b: a + b), "minus": ("subtract", lambda a, b: a - b),
+        "times": ("multiply", lambda a, b: a * b)}
+_WORD = {v[0]: k for k, v in _OPS.items()}
+
+
+def arithmetic(request: str) -> tuple[str, str] | None:
+    m = re.search(r"(-?\d+) (plus|minus|times) (-?\d+)", request)
+    if not m:
+        return None
+    skill, f = _OPS[m.group(2)]
+    return skill, str(f(int(m.group(1)), int(m.group(3))))
+
+
+def arithmetic_brain(*, wrong_every: int = 5) -> Brain:
+    """Teacher and judge for domains/arithmetic: the teacher writes a new request of the
+    asked skill (its answer wrong every `wrong_every`-th time, by hash); the judge
+    computes the answer and compares."""
+    def brain(messages: list, body: dict) -> str:
+        user = messages[-1]["content"]
+        if "REQUEST:" in user:
+            request, label = _field(messages, "REQUEST"), _field(messages, "LABEL")
+            reference = _field(messages, "REFERENCE")
+            solved = arithmetic(request)
+            if solved is None:
+                return "no idea"
+            skill, true = solved
+            if reference:  # judge-scored evaluation: is the answer the reference?
+                true = reference
+            if label.strip() == true:
+                return json.dumps({"verdict": "label_ok", "analysis": "correct", "skills": [skill]})
+            return json.dumps({"verdict": "label_wrong", "corrected_label": true, "skills": [skill],
+                               "analysis": f"{request} is {true}, not {label}"})
+        skill = re.search(r"Skill: (\w+)", user).group(1)
+        h = int(hashlib.sha256(user.encode()).hexdigest(), 16)
+        a, b = 2 + h % 40, 2 + (h // 40) % 12
+        word = _WORD.get(skill, "plus")
+        phrase = ["what is", "compute", "tell me"][(h // 480) % 3]
+        request = f"{phrase} {a} {word} {b}"
+        answer = int(arithmetic(request)[1])
+        if wrong_every and (h // 1440) % wrong_every == 0:
+            answer += 1
+        return json.dumps({"input": request, "output": str(answer)})
+    return brain
