@@ -68,6 +68,10 @@ def cmd_run(args) -> int:
         raise UsageError("--generations must be 0 or more")
     _config(root)
     _prepare_env(root)
+    if args.offline:  # every stage process inherits it: a cache miss is an error, never a call
+        from flywheel.stage import OFFLINE_LLM
+
+        os.environ[OFFLINE_LLM] = "1"
     from flows.flywheel import flywheel
 
     state = flywheel(project=str(root), generations=args.generations, return_state=True)
@@ -224,6 +228,8 @@ def parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the flow (the main job)")
     run.add_argument("--generations", type=int, default=0, help="new generations to add before running")
+    run.add_argument("--offline", action="store_true",
+                     help="answer teacher and judge calls only from the cache; a miss is an error")
     run.set_defaults(fn=cmd_run)
     sub.add_parser("status", help="generations made, stale stages, champion").set_defaults(fn=cmd_status)
     lin = sub.add_parser("lineage", help="walk a model version back to the seed")

@@ -114,6 +114,17 @@ def _plots(root: Path, generation: str, out: Path) -> list[Path]:
     return [path]
 
 
+def llm_numbers(root: Path, generation: str) -> dict[str, float]:
+    """Model calls, cache hits, errors, tokens and seconds of each stage's last run."""
+    out = {}
+    for stage in ("generate", "judge", "evaluate"):
+        path = root / layout.llm_report(generation, stage)
+        if path.exists():
+            out.update({f"llm.{stage}.{k}": v for k, v in store.read_json(path).items()
+                        if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    return out
+
+
 def log_generation(cfg: Config, root: Path, generation: str, parent_run_id: str | None, tmp: Path) -> dict:
     """Log one generation; returns the version, whether it was promoted, and why."""
     lc = cfg.lineage
@@ -158,6 +169,10 @@ def log_generation(cfg: Config, root: Path, generation: str, parent_run_id: str 
         values.update({f"rows.{k}": int(v) for k, v in train["source"].value_counts().items()})
         values["rows.train"] = len(train)
         values.update({f"expand.{k}": int(v) for k, v in plan["kind"].value_counts().items()})
+        for section in ("committee", "calibration"):
+            values.update({f"judge.{section}.{k}": v for k, v in judge.get(section, {}).items()
+                           if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        values.update(llm_numbers(root, generation))
         mlflow.log_metrics(values, step=index)
         for path in _plots(root, generation, tmp):
             mlflow.log_artifact(str(path), "plots")
