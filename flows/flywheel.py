@@ -54,6 +54,9 @@ def run_stage(root: Path, stage: str) -> bool:
     logger = get_run_logger()
     code, out = dvc(root, "repro", "-s", stage, log=logger.info)
     if code != 0:
+        # DVC removed the stage's outputs before running it: put the last good ones back
+        # from its cache, so a failed night leaves the workspace as the last good one left it.
+        dvc(root, "checkout", "-q", stage)
         errors = [ln for ln in out.splitlines() if ln.startswith(("error:", "ERROR"))]
         raise StageFailed(f"stage {stage} failed: {errors[0] if errors else out.splitlines()[-1:]}")
     return f"Running stage '{stage}'" in out

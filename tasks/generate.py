@@ -84,7 +84,7 @@ def label_with_model(client, template: templates.Template, drawn, generation: st
     rows, truth = [], []
     for (plan_row, req), ans in zip(drawn, answers):
         label = "" if ans.error else ans.value
-        row = _row(generation, plan_row.parent_id, req.skills, client.cfg.model, req.text, label, ans.text, ans.error)
+        row = _row(generation, plan_row.parent_id, req.skills, client.name, req.text, label, ans.text, ans.error)
         rows.append(row)
         true = C.dumps(req.calls)
         truth.append({"id": row["id"], "true_label": true,
@@ -125,14 +125,14 @@ def write_examples(client, template: templates.Template, plan: pd.DataFrame, poo
     rows, seen = [], set(exclude)
     for plan_row, ans in zip(plan.itertuples(index=False), answers):
         if ans.error:
-            rows.append(_row(generation, plan_row.parent_id, plan_row.skills, client.cfg.model, "", "", ans.text,
+            rows.append(_row(generation, plan_row.parent_id, plan_row.skills, client.name, "", "", ans.text,
                              ans.error))
             continue
         request, label = ans.value
         if request in seen:  # a repeat, or an evaluation input: not a new example
             continue
         seen.add(request)
-        rows.append(_row(generation, plan_row.parent_id, plan_row.skills, client.cfg.model, request, label, ans.text))
+        rows.append(_row(generation, plan_row.parent_id, plan_row.skills, client.name, request, label, ans.text))
     return pd.DataFrame(rows, columns=store.GENERATED.names)
 
 

@@ -3,10 +3,12 @@
 Cheap deterministic checks first, the LLM committee only where they cannot decide (as
 LoopTool's label verification does):
 - `toolcall`: the verifier cascade (schema, types and enums, grounding) and the current
-  student's answer decide most rows. Two kinds of row go to the committee, when there is
-  one: a label that passes every check but the student answers otherwise (`model_wrong`
-  for the checks alone), and a wrong label the verifier cannot repair (dropped otherwise).
-  A correction from the committee counts only if it passes the checks.
+  student's answer are conclusive when a label passes every check and the student gives
+  the same answer, or fails a check and the verifier repairs it from the request. The
+  rest goes to the committee, when there is one: a label that passes every check without
+  the student's agreement (errors like swapped arguments pass every check), and a wrong
+  label the verifier cannot repair (dropped otherwise). A correction from the committee
+  counts only if it passes the checks; a label that failed a check is never kept.
 - `llm`: there are no checks beyond the format, so every readable label goes to it.
 Rows the committee does not agree on (`no_consensus`) or cannot answer (`judge_error`)
 are held out of training. With `judge.calibration.gold`, the committee is first measured
@@ -80,8 +82,9 @@ def pending_rows(rows: pd.DataFrame, outputs: list[str] | None) -> pd.DataFrame:
 def undecided(verdicts: pd.DataFrame, domain_name: str) -> pd.Series:
     if domain_name == "llm":
         return verdicts["verdict"] != judge.TEACHER_ERROR
-    return (verdicts["verdict"] == judge.MODEL_WRONG) | (verdicts["verdict"].isin(WRONG) &
-                                                         verdicts["final_label"].isna())
+    unconfirmed = (verdicts["verdict"] == judge.LABEL_OK) & ~verdicts["reason"].str.contains(judge.AGREES)
+    return unconfirmed | (verdicts["verdict"] == judge.MODEL_WRONG) | \
+        (verdicts["verdict"].isin(WRONG) & verdicts["final_label"].isna())
 
 
 def canon_for(cfg: Config, request: str | None = None):
@@ -139,14 +142,14 @@ def ask(verdicts: pd.DataFrame, cfg: Config, team, template, rubric: str) -> tup
     decisions, kappa = committee.ask_committee(team, prompts, consensus=cfg.judge.consensus,
                                                canon=canon_for(cfg), on_done=bar.advance)
     bar.close()
-    names = ",".join(sorted({c.cfg.model for c, _ in team}))
+    names = ",".join(sorted({c.name for c, _ in team}))
     for i, d in zip(idx, decisions):
         label, request = out.at[i, "label"], out.at[i, "request"]
         passes = canon_for(cfg, request)
         final = None
         if d.verdict in (judge.LABEL_OK, judge.MODEL_WRONG):
             # toolcall rows whose label failed a check stay dropped: the checks are certain.
-            final = label if cfg.domain.name == "llm" or out.at[i, "verdict"] == judge.MODEL_WRONG else None
+            final = label if cfg.domain.name == "llm" or out.at[i, "verdict"] not in WRONG else None
         elif d.verdict in WRONG and d.corrected is not None:
             final = passes(C.loads(d.corrected) if cfg.domain.name == "toolcall" else d.corrected)
         why = d.analysis or "; ".join(d.errors)

@@ -261,6 +261,11 @@ class Client:
         self._stop = threading.Event()
         self._lock = threading.Lock()
 
+    @property
+    def name(self) -> str:
+        """The model's name in data and reports (a local model: its directory's name)."""
+        return Path(self.cfg.model).name if self.cfg.backend == "transformers" else self.cfg.model
+
     def key(self, prompt: Prompt, sample: int) -> str:
         c = self.cfg
         return C.key(backend=c.backend, model=self.backend.identity() if self.backend else c.model,

@@ -15,6 +15,7 @@ import pandas as pd
 from flywheel.toolcall import calls as C
 from flywheel.toolcall.verifier import check, repair
 
+AGREES = "student agrees"
 LABEL_OK, LABEL_WRONG, MODEL_WRONG, BOTH_WRONG = "label_ok", "label_wrong", "model_wrong", "both_wrong"
 # Rows without a usable verdict are held out of training, never guessed:
 NO_CONSENSUS, JUDGE_ERROR, TEACHER_ERROR = "no_consensus", "judge_error", "teacher_error"
@@ -41,7 +42,7 @@ def verdict(request: str, label: list, student: list | None, *, use_repair: bool
     student_ok = student is not None and not check(request, student)
     if not problems:
         if student is None or C.ast_match(student, label):
-            return Verdict(LABEL_OK, "passes schema, types, grounding" + ("" if student is None else ", student agrees"),
+            return Verdict(LABEL_OK, "passes schema, types, grounding" + ("" if student is None else f", {AGREES}"),
                            label)
         return Verdict(MODEL_WRONG, "label passes every check; student answers otherwise", label)
     why = problems[0]
