@@ -80,3 +80,12 @@ def small_project(tmp_path_factory) -> Path:
     project = make_project(tmp_path_factory.mktemp("flywheel"), SMALL)
     run([sys.executable, "-m", "dvc", "repro"], project)
     return project
+
+
+@pytest.fixture(scope="session")
+def harness():
+    """One Prefect test server for every flow test of the session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

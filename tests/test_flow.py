@@ -10,7 +10,6 @@ import mlflow
 import pytest
 import yaml
 from mlflow import MlflowClient
-from prefect.testing.utilities import prefect_test_harness
 
 from conftest import SMALL, changed_params, make_project, merge, run
 from flows.cli import main as cli
@@ -19,12 +18,6 @@ from flywheel.config import load
 
 FLOW = merge(SMALL, {"prepare": {"model": {"n_layer": 2, "n_embd": 64, "n_head": 2}},
                      "train": {"steps": 150, "lr": 0.003}})
-
-
-@pytest.fixture(scope="session")
-def harness():
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 @pytest.fixture(scope="session")
