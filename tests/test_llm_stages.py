@@ -238,3 +238,43 @@ def test_transformers_backend_judges_through_the_same_code(judged, tmp_path):
 
     failed_checks = asked & pd.Series([bool(check(r, loads(lab))) for r, lab in zip(after["request"], after["label"])])
     assert failed_checks.any() and after.loc[failed_checks, "final_label"].isna().all()
+
+
+def test_a_model_teacher_labels_toolcall_requests_last(judged, oracle):
+    """Runs last: it regenerates gen-000 with a model teacher (the oracle, wrong on purpose
+    now and then, and twice unreadable); the simulation still knows the truth."""
+    import random
+
+    from flywheel.config import load
+    from flywheel.stage import stage_seed
+    from tasks.generate import draw
+
+    project, _, _ = judged
+    cfg = load(project / "params.yaml")
+    plan = store.read_table(project / layout.path("seed", layout.PLAN), store.PLAN)
+    evals = store.read_table(project / layout.EVAL, store.EVALSET)
+    # the stage draws its requests before asking the teacher, so the test can draw the same ones
+    drawn = draw(random.Random(stage_seed(cfg.seed, "gen-000", "generate")), plan, set(evals["request"]))
+    from flywheel.toolcall.calls import dumps
+
+    truth = {req.text: dumps(req.calls) for _, req in drawn}
+    brain = toolcall_brain(truth, wrong_every=7)
+    with FakeLLM(brain) as teacher:
+        teacher.faults.extend(["garbage", "garbage"])
+        params = yaml.safe_load((project / "params.yaml").read_text())
+        params["generate"]["teacher"] = {"backend": "openai", "base_url": teacher.url, "model": "teacher-oracle",
+                                         "concurrency": 1}
+        (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        repro(project, "-s", "generate@gen-000")
+        assert teacher.requests == len(drawn)
+    rows = store.read_table(project / layout.path("gen-000", layout.GENERATED), store.GENERATED)
+    kinds = store.read_table(project / layout.path("gen-000", layout.TRUTH), store.TRUTH)
+    report = store.read_json(project / layout.path("gen-000", layout.GENERATE_METRICS))
+    assert list(rows["request"]) == [req.text for _, req in drawn] and (rows["teacher"] == "teacher-oracle").all()
+    errors = rows[rows["error"] != ""]
+    assert len(errors) == report["teacher_errors"] == 2 and (errors["label"] == "").all()
+    assert errors["raw"].str.contains("probably fine").all()
+    ok = rows[rows["error"] == ""].merge(kinds, on="id")
+    wrong = ok["label"] != ok["true_label"]
+    assert wrong.any() and (ok.loc[wrong, "error_kind"] == "model_label").all()
+    assert (ok.loc[~wrong, "error_kind"] == "").all()
