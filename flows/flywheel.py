@@ -96,8 +96,8 @@ def publish(root: Path, cfg: Config, generation: str) -> str:
         files = ["params.yaml", "dvc.lock", *[str(p) for p in (root / "data").glob("*/.gitignore")],
                  "data/.gitignore"]
         files += [str(layout.path(generation, f)) for f in (layout.METRICS, layout.JUDGE_METRICS,
-                                                            layout.FAILURE_PROFILE, layout.SKILL_ACCURACY,
-                                                            layout.TRAIN_LOSS)]
+                                                            layout.GENERATE_METRICS, layout.FAILURE_PROFILE,
+                                                            layout.SKILL_ACCURACY, layout.TRAIN_LOSS)]
         if pc.git_commit:
             files = [f for f in files if (root / f).exists()]
             _git(root, "add", "--", *files)
@@ -126,8 +126,9 @@ def _summary_markdown(generation: str, root: Path, record: dict) -> str:
     lines = [f"# Flywheel {generation}", "",
              f"**Evaluation accuracy {metrics['accuracy']:.3f}** "
              f"({', '.join(f'{k} {v:.3f}' for k, v in metrics['per_split'].items())})", "",
-             f"Model version {record['version']}: {'**promoted to champion**' if record['promoted'] else 'not promoted'}"
-             f" — {record['reason']}", "", "| skill | accuracy |", "|---|---|"]
+             f"Model version {record['version']}: "
+             f"{'**promoted to champion**' if record['promoted'] else 'not promoted'} — {record['reason']}", "",
+             "| skill | accuracy |", "|---|---|"]
     lines += [f"| {s} | {a:.3f} |" for s, a in metrics["per_skill"].items()]
     if "precision" in judge:  # measured against the truth: the toolcall simulation only
         lines += ["", f"Judge: precision {judge['precision']:.3f}, recall {judge['recall']:.3f}, "

@@ -165,8 +165,9 @@ def main(cfg: Config, generation: str) -> None:
     store.write_table(truth, layout.path(generation, layout.TRUTH), store.TRUTH)
     store.write_json(report, layout.path(generation, layout.GENERATE_METRICS))
     stage.log("generate", f"{len(rows)} rows from {len(plan)} plan rows of {prev}; "
-              f"{report['teacher_errors']} teacher errors; model calls {calls['calls']}, cache hits {calls['cache_hits']}, "
-              f"tokens {calls['prompt_tokens'] + calls['completion_tokens']}, {calls['seconds']}s")
+              f"{report['teacher_errors']} teacher errors; model calls {calls['calls']}, "
+              f"cache hits {calls['cache_hits']}, tokens {calls['prompt_tokens'] + calls['completion_tokens']}, "
+              f"{calls['seconds']}s")
 
 
 if __name__ == "__main__":

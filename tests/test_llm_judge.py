@@ -16,7 +16,8 @@ from flywheel.store import DataError
 
 def vote(*verdicts, fix=None):
     return [Answer(error="timeout") if v is None else
-            Answer(value=JudgeAnswer(verdict=v, corrected_label=fix if v.endswith("wrong") else None)) for v in verdicts]
+            Answer(value=JudgeAnswer(verdict=v, corrected_label=fix if v.endswith("wrong") else None))
+            for v in verdicts]
 
 
 def test_majority_with_consensus_stands_and_carries_its_correction():

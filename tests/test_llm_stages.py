@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import ROOT, SMALL, make_project, merge, run
+from conftest import SMALL, make_project, merge, run
 from flywheel import layout, store
 from llm_server import FakeLLM, toolcall_brain
 
@@ -206,7 +206,6 @@ def _tiny_judge_model(path: Path, answer: str, prompts: list[str]) -> None:
 
 
 def test_transformers_backend_judges_through_the_same_code(judged, tmp_path):
-    from flywheel.llm.client import _Transformers
     from flywheel.llm.judge import judge_prompt
     from flywheel.llm import templates
     from flywheel.toolcall.catalog import describe

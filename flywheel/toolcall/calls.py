@@ -16,7 +16,6 @@ import re
 from collections import Counter
 from typing import Any
 
-import pandas as pd
 
 from flywheel.toolcall.catalog import BOOL, DATE, FUNCTIONS, INT, NUMBER, TIME
 
