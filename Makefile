@@ -15,7 +15,7 @@ export MLFLOW_ENABLE_TELEMETRY := false
 export DO_NOT_TRACK := 1
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup run test clean-data
+.PHONY: setup run test experiment clean-data
 
 # torch first and alone: only the pinned CPU build lies on this machine's disk, and an
 # unpinned torch pulled in by another package would download a multi-GB CUDA build.
@@ -38,6 +38,10 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# The expansion experiment (error_driven vs random, accumulate vs replace): about 30 min.
+experiment: setup
+	$(BIN)/python -m bench.expansion
 
 clean-data:
 	rm -rf data/seed data/gen-* data/eval.parquet data/tokenizer.json

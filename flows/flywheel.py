@@ -136,6 +136,8 @@ def _summary_markdown(generation: str, root: Path, record: dict) -> str:
     if "committee" in judge:
         lines += ["", f"Judge committee: {judge['committee']['asked']} rows asked, "
                   f"{judge['committee']['members']} members, kappa {judge['committee']['kappa']}"]
+    alarms = record.get("alarms") or []
+    lines += ["", "**Loop health alarms:** " + ("none" if not alarms else ""), *[f"- {a}" for a in alarms]]
     lines += ["", "| verdict | rows |", "|---|---|"]
     lines += [f"| {v} | {n} |" for v, n in judge["verdicts"].items()]
     lines += ["", "| source | training rows |", "|---|---|"]
@@ -153,6 +155,8 @@ def record(root: Path, cfg: Config, generation: str, parent_run_id: str | None) 
         result = log_generation(cfg, root, generation, parent_run_id, Path(tmp))
     create_markdown_artifact(key=f"flywheel-{generation}", markdown=_summary_markdown(generation, root, result),
                              description=f"flywheel {generation}")
+    for alarm in result.get("alarms") or []:
+        get_run_logger().warning(f"{generation}: loop health alarm: {alarm}")
     get_run_logger().info(f"{generation}: model version {result['version']}, "
                           f"{'promoted' if result['promoted'] else 'not promoted'} ({result['reason']})")
     return result

@@ -20,6 +20,7 @@ from mlflow.exceptions import MlflowException
 from flows.student_model import requirements
 from flywheel import layout, store
 from flywheel.config import Config
+from flywheel.health import loop_health
 
 # (context, stage that writes it, path) of the datasets each generation's model used.
 DATASETS = [
@@ -136,6 +137,7 @@ def log_generation(cfg: Config, root: Path, generation: str, parent_run_id: str 
     existing = find_version(client, lc.registered_model, generation)
     if existing is not None and existing.tags.get("model_md5") == model_md5:
         return {"version": str(existing.version), "promoted": existing.tags.get("gate") == "promoted",
+                "alarms": loop_health(root, cfg, generation)["alarms"],
                 "reason": existing.tags.get("gate_reason", ""), "logged": False}
 
     metrics = store.read_json(root / layout.path(generation, layout.METRICS))
@@ -166,6 +168,9 @@ def log_generation(cfg: Config, root: Path, generation: str, parent_run_id: str 
         values.update({f"judge.{k}": v for k, v in judge.items() if isinstance(v, (int, float))})
         values.update({f"judge.verdict.{k}": v for k, v in judge["verdicts"].items()})
         values.update({f"probe.failure_rate.{k}": v["failure_rate"] for k, v in profile["skills"].items()})
+        values.update({f"probe.{k}": v for k, v in profile.get("categories", {}).items()})
+        values.update({f"probe.missing.{k}": v for k, v in profile.get("missing_skills", {}).items()})
+        values.update({f"probe.{k}.failure_rate": v["failure_rate"] for k, v in profile.get("splits", {}).items()})
         values.update({f"rows.{k}": int(v) for k, v in train["source"].value_counts().items()})
         values["rows.train"] = len(train)
         values.update({f"expand.{k}": int(v) for k, v in plan["kind"].value_counts().items()})
@@ -173,6 +178,10 @@ def log_generation(cfg: Config, root: Path, generation: str, parent_run_id: str 
             values.update({f"judge.{section}.{k}": v for k, v in judge.get(section, {}).items()
                            if isinstance(v, (int, float)) and not isinstance(v, bool)})
         values.update(llm_numbers(root, generation))
+        health = loop_health(root, cfg, generation)
+        values.update(health["metrics"])
+        mlflow.log_dict(health, "health.json")
+        mlflow.set_tag("health.alarms", " | ".join(health["alarms"]) or "none")
         mlflow.log_metrics(values, step=index)
         for path in _plots(root, generation, tmp):
             mlflow.log_artifact(str(path), "plots")
@@ -200,7 +209,8 @@ def log_generation(cfg: Config, root: Path, generation: str, parent_run_id: str 
         client.set_model_version_tag(lc.registered_model, version, k, v)
     if promoted:
         client.set_registered_model_alias(lc.registered_model, "champion", version)
-    return {"version": version, "promoted": promoted, "reason": reason, "logged": True, "run_id": run.info.run_id}
+    return {"version": version, "promoted": promoted, "reason": reason, "logged": True, "run_id": run.info.run_id,
+            "alarms": health["alarms"]}
 
 
 def chain(client: MlflowClient, name: str, start) -> list:

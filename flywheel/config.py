@@ -123,7 +123,9 @@ class JudgeConfig(_Section):
 class ComposeConfig(_Section):
     policy: Literal["accumulate", "replace", "accumulate-subsample"] = "accumulate"
     budget: int = Field(0, ge=0, description="training-set size for accumulate-subsample")
-    min_seed_share: float = Field(0.0, ge=0, le=1, description="floor on the share of seed rows")
+    min_seed_share: float = Field(0.0, ge=0, le=1, description="floor on the share of seed rows, any policy")
+    dev_share: float = Field(0.1, ge=0, lt=1, description="share of each generation's new rows held out for the probe")
+    mastered_weight: float = Field(1.0, ge=0, le=1, description="share of mastered rows kept in the next training set")
 
 
 class TrainConfig(_Section):
@@ -143,12 +145,32 @@ class EvaluateConfig(_Section):
 
 class ProbeConfig(_Section):
     batch_size: int = Field(256, ge=1)
+    borderline_quantile: float = Field(0.8, gt=0, lt=1, description=(
+        "right answers above this perplexity quantile (of the right answers) are borderline, the rest mastered"))
+
+
+STRATEGIES = ("error_driven", "skill_weighted", "skill_synth", "random")
 
 
 class ExpandConfig(_Section):
     budget: int = Field(1500, ge=0, description="requests planned for the next generation")
-    variations_per_failure: int = Field(3, ge=1, description="new requests per failing row")
-    explore_share: float = Field(0.3, ge=0, le=1, description="share of the budget spread over all skills")
+    variations_per_failure: int = Field(3, ge=1, description="error_driven: new requests per failing row")
+    strategy: dict[Literal["error_driven", "skill_weighted", "skill_synth", "random"], float] = Field(
+        default_factory=lambda: {"error_driven": 0.7, "random": 0.3},
+        description="strategies and their shares of the budget (normalised); what one cannot use goes to random")
+
+    @model_validator(mode="after")
+    def _weights(self) -> "ExpandConfig":
+        if not self.strategy or any(w < 0 for w in self.strategy.values()) or sum(self.strategy.values()) <= 0:
+            raise ValueError("strategy: give at least one strategy a positive weight (and none a negative one)")
+        return self
+
+
+class HealthConfig(_Section):
+    """Loop-health alarms (read by the flow, logged to MLflow)."""
+    diversity_drop: float = Field(0.2, ge=0, le=1, description="alarm when distinct bigrams of new rows fall by this share")
+    regression: float = Field(0.1, ge=0, le=1, description="alarm when a learned skill falls this far below its best")
+    learned_at: float = Field(0.5, ge=0, le=1, description="a skill counts as learned from this accuracy on")
 
 
 class LineageConfig(_Section):
@@ -176,6 +198,7 @@ class Config(_Section):
     evaluate: EvaluateConfig
     probe: ProbeConfig
     expand: ExpandConfig
+    health: HealthConfig = Field(default_factory=HealthConfig)
     lineage: LineageConfig = Field(default_factory=LineageConfig)
     publish: PublishConfig = Field(default_factory=PublishConfig)
 

@@ -20,6 +20,7 @@ TRUTH = "truth.parquet"  # true labels: read only to measure the judge
 VERDICTS = "verdicts.parquet"
 JUDGE_METRICS = "judge.json"
 TRAIN = "train.parquet"  # composed training set (for `seed`: the seed set)
+DEV = "dev.parquet"  # new rows held out of training, for the probe
 MODEL = "model"  # student checkpoint directory (save_pretrained)
 TRAIN_LOSS = "train_loss.csv"
 METRICS = "metrics.json"

@@ -55,8 +55,11 @@ EVALSET = pa.schema([pa.field("id", _STR, nullable=False), pa.field("request", _
 PREDICTIONS = pa.schema([pa.field("id", _STR, nullable=False), pa.field("output", _STR, nullable=False),
                          pa.field("correct", pa.bool_(), nullable=False)])
 PROBE = pa.schema([pa.field("id", _STR, nullable=False), pa.field("skills", _SKILLS, nullable=False),
+                   pa.field("split", _STR, nullable=False),  # train (the pool) / dev (held out)
                    pa.field("output", _STR, nullable=False), pa.field("correct", pa.bool_(), nullable=False),
-                   pa.field("loss", pa.float64(), nullable=False)])
+                   pa.field("loss", pa.float64(), nullable=False), pa.field("perplexity", pa.float64(), nullable=False),
+                   pa.field("category", _STR, nullable=False),  # mastered / borderline / failed
+                   pa.field("missing", _SKILLS, nullable=False)])  # skills a failed answer got wrong
 PLAN = pa.schema([pa.field("plan_id", _STR, nullable=False), pa.field("parent_id", _STR),
                   pa.field("functions", _SKILLS, nullable=False), pa.field("skills", _SKILLS, nullable=False),
                   pa.field("kind", _STR, nullable=False)])

@@ -1,11 +1,22 @@
-"""Stage `expand`: the plan for the next generation's data, aimed at the failures.
+"""Stage `expand`: the plan for the next generation's data, aimed where the student fails.
 
-Each failing training row (hardest first, by loss) gets `variations_per_failure` plan
-rows: same functions and skills, to be phrased anew with new values by the teacher, each
-keeping the id of the failure it came from. `explore_share` of the budget, and whatever
-the failures leave unused, is spread uniformly over all skills so the loop keeps
-exploring. Reads data/<gen>/probe.parquet and data/<gen>/train.parquet; writes
-data/<gen>/plan.parquet, which the next generation's `generate` reads.
+`expand.strategy` mixes four strategies with weights, sharing one `budget` of plan rows
+(largest-remainder split; what a strategy cannot use goes to `random`):
+
+- `error_driven`: `variations_per_failure` plan rows per failed probe row (hardest first,
+  by loss): same functions and skills, phrased anew with new values by the teacher; each
+  keeps its parent failure's id.
+- `skill_weighted`: pool rows re-sampled in proportion to the failure profile (a skill
+  with twice the failures gets twice the rows), each varied by the teacher.
+- `skill_synth`: new items for the weakest skills (the three highest failure rates) from
+  reference items of that skill; `generate` keeps one only when the teacher gives the
+  same label twice (self-consistency).
+- `random`: the budget spread uniformly over the skills, the baseline.
+Every row the teacher then makes passes `generate`'s validation gate (schema, no
+duplicate of the pool, no evaluation request) before it counts.
+
+Reads data/<gen>/probe.parquet, data/<gen>/train.parquet, data/<gen>/dev.parquet;
+writes data/<gen>/plan.parquet, which the next generation's `generate` reads.
 """
 
 from __future__ import annotations
@@ -15,33 +26,70 @@ import random
 import pandas as pd
 
 from flywheel import domain, layout, stage, store
-from flywheel.config import Config, ExpandConfig
+from flywheel.config import STRATEGIES, Config, ExpandConfig
 from flywheel.toolcall import calls as C
 from flywheel.toolcall import phrasings as P
-from flywheel.toolcall.catalog import SKILLS
+
+WEAKEST = 3  # skills skill_synth writes for
 
 
-def plan(probe: pd.DataFrame, train: pd.DataFrame, cfg: ExpandConfig, rng: random.Random,
-         generation: str, *, llm_skills: list[str] | None = None) -> pd.DataFrame:
-    """`llm_skills`: the llm domain's skills (plan rows then name no functions)."""
-    failures = probe[~probe["correct"]].merge(train[["id", "label"]], on="id", how="left", validate="one_to_one")
-    failures = failures.sort_values(["loss", "id"], ascending=[False, True])
-    targeted = int(cfg.budget * (1 - cfg.explore_share))
-    rows = []
-    for failure in failures.itertuples(index=False):
+def quotas(weights: dict[str, float], budget: int) -> dict[str, int]:
+    """Integer shares of `budget` proportional to `weights` (largest remainder)."""
+    total = sum(weights.values())
+    raw = {k: budget * w / total for k, w in weights.items() if w > 0}
+    out = {k: int(v) for k, v in raw.items()}
+    for k in sorted(raw, key=lambda k: (-(raw[k] - out[k]), k))[: budget - sum(out.values())]:
+        out[k] += 1
+    return out
+
+
+def _functions(label: str, toolcall: bool) -> list[str]:
+    return [c["name"] for c in C.loads(label)] if toolcall else []
+
+
+def plan(probe: pd.DataFrame, pool: pd.DataFrame, cfg: ExpandConfig, rng: random.Random, generation: str, *,
+         skills: list[str], toolcall: bool = True) -> pd.DataFrame:
+    """`pool`: rows with labels (training pool and dev); `skills`: what `random` spreads over."""
+    q = quotas({s: cfg.strategy.get(s, 0.0) for s in STRATEGIES}, cfg.budget)
+    labels = pool.set_index("id")["label"]
+    failures = probe[~probe["correct"]].sort_values(["loss", "id"], ascending=[False, True])
+    rows: list[dict] = []
+
+    def add(kind: str, parent, functions, row_skills) -> None:
+        rows.append({"parent_id": parent, "functions": list(functions), "skills": list(row_skills), "kind": kind})
+
+    # error_driven: variations of each failure
+    n = 0
+    for f in failures.itertuples(index=False):
         for _ in range(cfg.variations_per_failure):
-            if len(rows) >= targeted:
-                break
-            fns = [c["name"] for c in C.loads(failure.label)] if llm_skills is None else []
-            rows.append({"parent_id": failure.id, "functions": fns, "skills": list(failure.skills),
-                         "kind": "failure_variation"})
-    while llm_skills is not None and len(rows) < cfg.budget:
-        rows.append({"parent_id": None, "functions": [], "skills": [llm_skills[len(rows) % len(llm_skills)]],
-                     "kind": "explore"})
-    while len(rows) < cfg.budget:
-        spec = P.spec_for_skill(rng, SKILLS[len(rows) % len(SKILLS)])
-        rows.append({"parent_id": None, "functions": list(spec.functions), "skills": sorted(spec.phenomena),
-                     "kind": "explore"})
+            if n < q.get("error_driven", 0):
+                add("error_driven", f.id, _functions(labels[f.id], toolcall), f.skills)
+                n += 1
+    # skill_weighted and skill_synth: by the failure profile
+    ex = probe[["skills", "correct"]].explode("skills")
+    failed_by_skill = (~ex["correct"]).groupby(ex["skills"]).sum()
+    rate = (~ex["correct"]).groupby(ex["skills"]).mean()
+    by_skill: dict[str, list[int]] = {}
+    for i, row_skills in enumerate(pool["skills"]):
+        for s in row_skills:
+            by_skill.setdefault(s, []).append(i)
+    need = {s: float(c) for s, c in failed_by_skill.items() if c > 0 and s in by_skill}
+    weakest = {s: float(rate[s]) for s in sorted(need, key=lambda s: (-rate[s], s))[:WEAKEST]}
+    for kind, weights in (("skill_weighted", need), ("skill_synth", weakest)):
+        if not weights or not q.get(kind):
+            continue
+        for skill, k in quotas(weights, q[kind]).items():
+            for _ in range(k):
+                ref = pool.iloc[rng.choice(by_skill[skill])]
+                add(kind, ref["id"], _functions(ref["label"], toolcall), ref["skills"])
+    # random: the rest, uniformly over the skills
+    for i in range(cfg.budget - len(rows)):
+        skill = skills[i % len(skills)]
+        if toolcall:
+            spec = P.spec_for_skill(rng, skill)
+            add("random", None, spec.functions, sorted(spec.phenomena) or [skill])
+        else:
+            add("random", None, [], [skill])
     out = pd.DataFrame(rows, columns=["parent_id", "functions", "skills", "kind"])
     out.insert(0, "plan_id", [store.row_id(generation, "plan", str(i)) for i in range(len(out))])
     return out
@@ -50,11 +98,12 @@ def plan(probe: pd.DataFrame, train: pd.DataFrame, cfg: ExpandConfig, rng: rando
 def main(cfg: Config, generation: str) -> None:
     probe = store.read_table(layout.path(generation, layout.PROBE), store.PROBE)
     train = store.read_table(layout.path(generation, layout.TRAIN), store.TRAINSET)
+    dev = store.read_table(layout.path(generation, layout.DEV), store.TRAINSET)
+    pool = pd.concat([train, dev], ignore_index=True)
     rng = random.Random(stage.stage_seed(cfg.seed, generation, "expand"))
-    llm_skills = None
-    if cfg.domain.name == "llm":
-        llm_skills = domain.skills(cfg.domain, train["skills"])
-    out = plan(probe, train, cfg.expand, rng, generation, llm_skills=llm_skills)
+    toolcall = cfg.domain.name == "toolcall"
+    skills = domain.skills(cfg.domain, None if toolcall else pool["skills"])
+    out = plan(probe, pool, cfg.expand, rng, generation, skills=skills, toolcall=toolcall)
     store.write_table(out, layout.path(generation, layout.PLAN), store.PLAN)
     stage.log("expand", f"{len(out)} plan rows {out['kind'].value_counts().to_dict()}")
 

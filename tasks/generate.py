@@ -41,18 +41,42 @@ def _spec(functions: list[str], skills: list[str]) -> P.Spec:
     return P.Spec(tuple(functions), frozenset(s for s in skills if s in PHENOMENA))
 
 
-def draw(rng: random.Random, plan: pd.DataFrame, exclude: set[str]) -> list[tuple[object, P.Request]]:
-    """One fresh request per plan row (none equal to `exclude` or to each other)."""
-    out, seen = [], set(exclude)
+class Gate:
+    """The validation gate every new row passes before it counts against the budget:
+    a well-formed label, not a duplicate of the pool (or of this generation), not an
+    evaluation request. It counts what it refuses."""
+
+    def __init__(self, evals: set[str], pool: set[str]):
+        self.evals, self.seen = {_norm(t) for t in evals}, {_norm(t) for t in pool}
+        self.refused = {"eval_overlap": 0, "duplicate": 0, "schema": 0, "inconsistent": 0}
+
+    def admit(self, text: str) -> bool:
+        key = _norm(text)
+        if key in self.evals:
+            self.refused["eval_overlap"] += 1
+            return False
+        if key in self.seen:
+            self.refused["duplicate"] += 1
+            return False
+        self.seen.add(key)
+        return True
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def draw(rng: random.Random, plan: pd.DataFrame, gate: Gate) -> list[tuple[object, P.Request]]:
+    """One fresh request per plan row that passes the gate."""
+    out = []
     for plan_row in plan.itertuples(index=False):
         spec = _spec(list(plan_row.functions), list(plan_row.skills))
         for _ in range(TRIES):
             req = P.make_request(rng, spec)
-            if req.text not in seen:
+            if gate.admit(req.text):
                 break
         else:
             continue  # the plan asked for more than the phrasing space holds; skip, don't repeat
-        seen.add(req.text)
         out.append((plan_row, req))
     return out
 
@@ -64,25 +88,35 @@ def _row(generation: str, parent_id, skills, teacher_name: str, request: str, la
             "label": label, "raw": raw, "error": error}
 
 
-def generate(rng: random.Random, plan: pd.DataFrame, generation: str, *, exclude: set[str],
+def generate(rng: random.Random, plan: pd.DataFrame, generation: str, *, gate: Gate,
              error_rate: float, skill_error_rates: dict[str, float]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The embedded teacher on the toolcall domain."""
+    """The embedded teacher on the toolcall domain. `skill_synth` rows are labelled twice
+    and kept only when both labels agree (self-consistency)."""
     rows, truth = [], []
-    for plan_row, req in draw(rng, plan, exclude):
+    for plan_row, req in draw(rng, plan, gate):
         candidate, true, kind = teacher.label(rng, req, skill_error_rates, error_rate)
+        if plan_row.kind == "skill_synth" and teacher.label(rng, req, skill_error_rates, error_rate)[0] != candidate:
+            gate.refused["inconsistent"] += 1
+            continue
         row = _row(generation, plan_row.parent_id, req.skills, "embedded", req.text, C.dumps(candidate))
         rows.append(row)
         truth.append({"id": row["id"], "true_label": C.dumps(true), "error_kind": kind})
     return pd.DataFrame(rows, columns=store.GENERATED.names), pd.DataFrame(truth, columns=store.TRUTH.names)
 
 
-def label_with_model(client, template: templates.Template, drawn, generation: str, bar=None):
-    """Toolcall requests labelled by a teacher model; the truth is the request's own calls."""
+def label_with_model(client, template: templates.Template, drawn, generation: str, gate: Gate, bar=None):
+    """Toolcall requests labelled by a teacher model; the truth is the request's own calls.
+    `skill_synth` rows are asked a second time (sample 1) and kept only if both agree."""
     prompts = [Prompt(template.render(request=req.text, catalog=describe()), template.version, C.PARSER_VERSION)
                for _, req in drawn]
     answers = client.ask(prompts, C.parse_json, on_done=bar.advance if bar else None)
+    synth = [i for i, (plan_row, _) in enumerate(drawn) if plan_row.kind == "skill_synth"]
+    second = dict(zip(synth, client.ask([prompts[i] for i in synth], C.parse_json, sample=1))) if synth else {}
     rows, truth = [], []
-    for (plan_row, req), ans in zip(drawn, answers):
+    for i, ((plan_row, req), ans) in enumerate(zip(drawn, answers)):
+        if i in second and not ans.error and second[i].value != ans.value:  # not self-consistent
+            gate.refused["inconsistent"] += 1
+            continue
         label = "" if ans.error else ans.value
         row = _row(generation, plan_row.parent_id, req.skills, client.name, req.text, label, ans.text, ans.error)
         rows.append(row)
@@ -110,7 +144,7 @@ def reference_examples(plan: pd.DataFrame, pool: pd.DataFrame, rng: random.Rando
 
 
 def write_examples(client, template: templates.Template, plan: pd.DataFrame, pool: pd.DataFrame, generation: str,
-                   cfg: Config, rng: random.Random, exclude: set[str], bar=None) -> pd.DataFrame:
+                   cfg: Config, rng: random.Random, gate: Gate, bar=None) -> pd.DataFrame:
     """The llm domain: new examples from the teacher model, one per plan row."""
     dc = cfg.domain
     rubric = templates.read_text(Path(dc.path) / cfg.judge.rubric)
@@ -122,16 +156,15 @@ def write_examples(client, template: templates.Template, plan: pd.DataFrame, poo
                                               skills=dc.skills, variation=i, rubric=rubric),
                               template.version, llm_domain.TEACHER_PARSER + dc.metric))
     answers = client.ask(prompts, llm_domain.parse_teacher(dc.metric), on_done=bar.advance if bar else None)
-    rows, seen = [], set(exclude)
+    rows = []
     for plan_row, ans in zip(plan.itertuples(index=False), answers):
         if ans.error:
             rows.append(_row(generation, plan_row.parent_id, plan_row.skills, client.name, "", "", ans.text,
                              ans.error))
             continue
         request, label = ans.value
-        if request in seen:  # a repeat, or an evaluation input: not a new example
+        if not gate.admit(request):  # a repeat of the pool or this generation, or an evaluation input
             continue
-        seen.add(request)
         rows.append(_row(generation, plan_row.parent_id, plan_row.skills, client.name, request, label, ans.text))
     return pd.DataFrame(rows, columns=store.GENERATED.names)
 
@@ -142,25 +175,26 @@ def main(cfg: Config, generation: str) -> None:
     plan = store.read_table(layout.path(prev, layout.PLAN), store.PLAN)
     evals = store.read_table(layout.EVAL, store.EVALSET)
     rng = random.Random(stage.stage_seed(cfg.seed, generation, "generate"))
-    exclude = set(evals["request"])
+    pool = store.read_table(layout.path(prev, layout.TRAIN), store.TRAINSET)
+    gate = Gate(set(evals["request"]), set(pool["request"]))
     truth = pd.DataFrame(columns=store.TRUTH.names)
     report: dict = {"teacher": "embedded" if gc.teacher == "embedded" else gc.teacher.model}
     with stage.llm_session("generate", generation, gc.budget) as session:
         if gc.teacher == "embedded":
-            rows, truth = generate(rng, plan, generation, exclude=exclude, error_rate=gc.error_rate,
+            rows, truth = generate(rng, plan, generation, gate=gate, error_rate=gc.error_rate,
                                    skill_error_rates=gc.skill_error_rates)
         else:
             client = session.client(gc.teacher, "generate.teacher")
             template = templates.load(Path(cfg.domain.path) / gc.template)
             bar = stage.Progress("generate", "teacher answers", len(plan))
             if cfg.domain.name == "toolcall":
-                rows, truth = label_with_model(client, template, draw(rng, plan, exclude), generation, bar)
+                rows, truth = label_with_model(client, template, draw(rng, plan, gate), generation, gate, bar)
             else:
-                pool = store.read_table(layout.path(prev, layout.TRAIN), store.TRAINSET)
-                rows = write_examples(client, template, plan, pool, generation, cfg, rng, exclude, bar)
+                rows = write_examples(client, template, plan, pool, generation, cfg, rng, gate, bar)
             bar.close()
         calls = session.finish()
-    report |= {"rows": len(rows), "teacher_errors": int((rows["error"] != "").sum())}
+    report |= {"rows": len(rows), "teacher_errors": int((rows["error"] != "").sum()), "gate_refused": gate.refused,
+               "plan_kinds": plan["kind"].value_counts().sort_index().to_dict()}
     store.write_table(rows, layout.path(generation, layout.GENERATED), store.GENERATED)
     store.write_table(truth, layout.path(generation, layout.TRUTH), store.TRUTH)
     store.write_json(report, layout.path(generation, layout.GENERATE_METRICS))

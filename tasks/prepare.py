@@ -4,7 +4,7 @@ drawn from the domain's generator; for `llm` they come from the user's files und
 `domain.path`.
 
 Outputs: data/eval.parquet, data/tokenizer.json, and data/seed/ (train.parquet,
-plan.parquet, model/), which generation 0 reads as its `prev`.
+plan.parquet, an empty probe.parquet, model/), which generation 0 reads as its `prev`.
 """
 
 from __future__ import annotations
@@ -121,6 +121,7 @@ def main(cfg: Config, _: str) -> None:
     store.write_table(evals, layout.EVAL, store.EVALSET)
     store.write_table(seed, layout.path(layout.SEED, layout.TRAIN), store.TRAINSET)
     store.write_table(plan, layout.path(layout.SEED, layout.PLAN), store.PLAN)
+    store.write_table(pd.DataFrame(columns=store.PROBE.names), layout.path(layout.SEED, layout.PROBE), store.PROBE)
     with store.atomic_file(layout.TOKENIZER) as tmp:
         tokenizer.save(str(tmp))
     with store.atomic_dir(layout.path(layout.SEED, layout.MODEL)) as tmp:

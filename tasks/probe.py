@@ -1,7 +1,14 @@
-"""Stage `probe`: where does this generation's student still fail on its own training pool?
+"""Stage `probe`: where does this generation's student still fail?
 
-Greedy answers and teacher-forced loss per row, and the failure profile: per skill, how
-many rows the student gets wrong. Reads data/<gen>/model, data/<gen>/train.parquet,
+The student answers (greedy) every row of its training pool and of the dev split that
+`compose` held out of training (generated rows, never evaluation rows). Per row: right or
+not, the loss and perplexity of the label (teacher-forced), and a category: `failed`;
+`borderline` (right, but with a perplexity above the `borderline_quantile` of the right
+answers: right but unsure); `mastered`. For `toolcall`, a wrong answer's `missing` skills
+are named from how it differs from the label. The failure profile counts, per split and
+per skill, rows, failures, borderline rows and the skills missing in failed answers.
+
+Reads data/<gen>/model, data/<gen>/train.parquet, data/<gen>/dev.parquet,
 data/tokenizer.json; writes data/<gen>/probe.parquet and data/<gen>/failure_profile.json.
 """
 
@@ -12,40 +19,76 @@ import pandas as pd
 
 from flywheel import domain, layout, stage, store, student
 from flywheel.config import Config
+from flywheel.toolcall import calls as C
+from flywheel.toolcall.judge import diagnose
+
+FAILED, BORDERLINE, MASTERED = "failed", "borderline", "mastered"
+
+
+def categorize(correct: pd.Series, perplexity: pd.Series, quantile: float) -> pd.Series:
+    right = perplexity[correct]
+    cut = float(np.quantile(right[np.isfinite(right)], quantile)) if np.isfinite(right).any() else np.inf
+    out = pd.Series(MASTERED, index=correct.index)
+    out[correct & (perplexity > cut)] = BORDERLINE
+    out[~correct] = FAILED
+    return out
 
 
 def failure_profile(probe: pd.DataFrame, skills: list[str]) -> dict:
-    exploded = probe[["skills", "correct"]].explode("skills")
-    grouped = exploded.groupby("skills")["correct"]
-    rows, failed = grouped.size(), grouped.apply(lambda s: int((~s).sum()))
+    def per_skill(df: pd.DataFrame) -> dict:
+        ex = df[["skills", "correct", "category"]].explode("skills")
+        out = {}
+        for s in skills:
+            part = ex[ex["skills"] == s]
+            if len(part):
+                failed = int((~part["correct"]).sum())
+                out[s] = {"rows": len(part), "failed": failed, "failure_rate": round(failed / len(part), 4),
+                          "borderline": int((part["category"] == BORDERLINE).sum())}
+        return out
+
+    missing = probe.loc[~probe["correct"], "missing"].explode().dropna().value_counts()
     return {
         "rows": len(probe),
         "failed": int((~probe["correct"]).sum()),
-        "skills": {s: {"rows": int(rows[s]), "failed": int(failed[s]),
-                       "failure_rate": round(float(failed[s] / rows[s]), 4)} for s in skills if s in rows.index},
+        "categories": {c: int((probe["category"] == c).sum()) for c in (MASTERED, BORDERLINE, FAILED)},
+        "splits": {split: {"rows": len(df), "failure_rate": round(float((~df["correct"]).mean()), 4)}
+                   for split, df in probe.groupby("split")},
+        "skills": per_skill(probe),
+        "dev_skills": per_skill(probe[probe["split"] == "dev"]),
+        "missing_skills": {k: int(v) for k, v in missing.sort_index().items()},
     }
 
 
 def main(cfg: Config, generation: str) -> None:
     pc = cfg.probe
-    rows = store.read_table(layout.path(generation, layout.TRAIN), store.TRAINSET)
+    train = store.read_table(layout.path(generation, layout.TRAIN), store.TRAINSET)
+    dev = store.read_table(layout.path(generation, layout.DEV), store.TRAINSET)
+    rows = pd.concat([train.assign(split="train"), dev.assign(split="dev")], ignore_index=True)
     codec = student.Codec(student.load_tokenizer(layout.TOKENIZER))
     model = student.load(layout.path(generation, layout.MODEL))
-    bar = stage.Progress("probe", "training rows", len(rows))
+    bar = stage.Progress("probe", "pool and dev rows", len(rows))
     outputs = domain.answers(cfg.domain, model, codec, list(rows["request"]), batch_size=pc.batch_size,
                              on_batch=bar.advance)
     bar.close()
     pairs = [(codec.prompt(r), codec.target(domain.target(cfg.domain, label)))
              for r, label in zip(rows["request"], rows["label"])]
     probe = domain.score(cfg.domain, rows, outputs)
-    probe["skills"] = rows["skills"]
+    probe["skills"], probe["split"] = rows["skills"], rows["split"]
     # A diverged student has NaN losses: count those rows as infinitely hard, not as missing.
     probe["loss"] = np.nan_to_num(student.row_losses(model, pairs, pad=codec.pad, batch_size=pc.batch_size),
                                   nan=np.inf)
+    probe["perplexity"] = np.exp(np.minimum(probe["loss"], 700.0))
+    probe["category"] = categorize(probe["correct"], probe["perplexity"], pc.borderline_quantile)
+    if cfg.domain.name == "toolcall":
+        probe["missing"] = [diagnose(C.parse(o.split()), C.loads(label)) if not ok else []
+                            for o, label, ok in zip(outputs, rows["label"], probe["correct"])]
+    else:
+        probe["missing"] = [[] for _ in range(len(probe))]
     profile = failure_profile(probe, domain.skills(cfg.domain, rows["skills"]))
     store.write_table(probe, layout.path(generation, layout.PROBE), store.PROBE)
     store.write_json(profile, layout.path(generation, layout.FAILURE_PROFILE))
-    stage.log("probe", f"{profile['failed']} of {profile['rows']} training rows failed")
+    stage.log("probe", f"{profile['failed']} of {profile['rows']} rows failed {profile['splits']}; "
+              f"{profile['categories']}; missing {profile['missing_skills']}")
 
 
 if __name__ == "__main__":

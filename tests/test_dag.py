@@ -49,7 +49,7 @@ def test_declared_outputs_match_the_layout():
     expected = {
         "generate": {layout.GENERATED, layout.TRUTH, layout.GENERATE_METRICS, layout.GENERATE_CALLS},
         "judge": {layout.VERDICTS, layout.JUDGE_METRICS, layout.JUDGE_CALLS},
-        "compose": {layout.TRAIN},
+        "compose": {layout.TRAIN, layout.DEV},
         "train": {layout.MODEL, layout.TRAIN_LOSS},
         "evaluate": {layout.METRICS, layout.SKILL_ACCURACY, layout.PREDICTIONS, layout.EVALUATE_CALLS},
         "probe": {layout.PROBE, layout.FAILURE_PROFILE},
@@ -59,7 +59,8 @@ def test_declared_outputs_match_the_layout():
         assert outs[name] == {f"data/${{key}}/{f}" for f in files}, name
     assert _files(DVC["prepare"]["outs"]) == {
         str(layout.EVAL), str(layout.TOKENIZER), str(layout.path(layout.SEED, layout.TRAIN)),
-        str(layout.path(layout.SEED, layout.PLAN)), str(layout.path(layout.SEED, layout.MODEL))}
+        str(layout.path(layout.SEED, layout.PLAN)), str(layout.path(layout.SEED, layout.PROBE)),
+        str(layout.path(layout.SEED, layout.MODEL))}
 
 
 def test_calls_files_persist_across_reruns():

@@ -60,6 +60,7 @@ def test_flow_runs_every_stage_and_registers_each_generation(flow_project):
         arts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["flywheel-gen-001"])))
     assert arts and arts[0].type == "markdown"
     assert "# Flywheel gen-001" in arts[0].data and "| label_ok |" in arts[0].data and "| seed |" in arts[0].data
+    assert "**Loop health alarms:**" in arts[0].data
     tags = run(["git", "tag"], project).stdout.split()
     assert tags == ["gen-000", "gen-001"]
     assert "flywheel: gen-001" in run(["git", "log", "--oneline"], project).stdout
@@ -84,6 +85,11 @@ def test_mlflow_datasets_carry_the_dvc_md5s(flow_project):
         assert [h.step for h in history] == [load(project / "params.yaml").index(r["generation"])]
         artifacts = {a.path for a in client.list_artifacts(r["run_id"], "plots")}
         assert artifacts == {f"plots/{r['generation']}-summary.png"}
+        metrics = mlrun.data.metrics
+        assert 0 < metrics["health.diversity.new.distinct_2"] <= 1 and 0 < metrics["health.rows.real_share"] < 1
+        assert "probe.mastered" in metrics and "probe.dev.failure_rate" in metrics
+        assert "health.json" in {a.path for a in client.list_artifacts(r["run_id"])}
+        assert "health.alarms" in mlrun.data.tags
 
 
 def test_registry_versions_chain_back_to_the_seed_and_load(flow_project):

@@ -246,14 +246,16 @@ def test_a_model_teacher_labels_toolcall_requests_last(judged, oracle):
 
     from flywheel.config import load
     from flywheel.stage import stage_seed
-    from tasks.generate import draw
+    from tasks.generate import Gate, draw
 
     project, _, _ = judged
     cfg = load(project / "params.yaml")
     plan = store.read_table(project / layout.path("seed", layout.PLAN), store.PLAN)
     evals = store.read_table(project / layout.EVAL, store.EVALSET)
+    pool = store.read_table(project / layout.path("seed", layout.TRAIN), store.TRAINSET)
     # the stage draws its requests before asking the teacher, so the test can draw the same ones
-    drawn = draw(random.Random(stage_seed(cfg.seed, "gen-000", "generate")), plan, set(evals["request"]))
+    drawn = draw(random.Random(stage_seed(cfg.seed, "gen-000", "generate")), plan,
+                 Gate(set(evals["request"]), set(pool["request"])))
     from flywheel.toolcall.calls import dumps
 
     truth = {req.text: dumps(req.calls) for _, req in drawn}

@@ -61,16 +61,143 @@ def test_verified_uses_final_labels_and_marks_corrections():
     assert out["id"].iloc[1] == store.row_id("weather in city1", fixed)
 
 
-def test_plan_goes_to_failures_with_their_ids_then_explores():
-    train = rows(20, "synthetic")
-    train["label"] = C.dumps([{"name": "get_weather", "arguments": {"city": "x"}}])
-    probe = pd.DataFrame({"id": train["id"], "skills": [["weather", "relative_dates"]] * 20,
-                          "output": "", "correct": [i >= 4 for i in range(20)], "loss": range(20)})
-    out = plan(probe, train, ExpandConfig(budget=30, variations_per_failure=3, explore_share=0.5),
-               random.Random(0), "gen-000")
-    assert len(out) == 30 and out["plan_id"].is_unique
-    targeted = out[out["kind"] == "failure_variation"]
-    assert len(targeted) == 12 and set(targeted["parent_id"]) == {"synthetic0", "synthetic1", "synthetic2", "synthetic3"}
-    assert targeted["parent_id"].iloc[0] == "synthetic3"  # highest loss first
-    assert all(list(f) == ["get_weather"] for f in targeted["functions"])
-    assert out.loc[out["kind"] == "explore", "parent_id"].isna().all()
+FN = {"weather": "get_weather", "calendar": "list_events", "currency": "get_exchange_rate", "units": "convert_length"}
+RATES = {"weather": 0.8, "calendar": 0.1, "currency": 0.3, "units": 0.0}  # known weak skills
+
+
+def weak_pool(n_per_skill: int = 50, seed: int = 0):
+    """A pool and its probe with known failure rates per skill."""
+    rng = random.Random(seed)
+    pool, probe = [], []
+    for skill, fn in FN.items():
+        for i in range(n_per_skill):
+            rid = f"{skill}{i}"
+            pool.append({"id": rid, "generation": "g", "source": "synthetic", "parent_id": None, "skills": [skill],
+                         "teacher": "t", "request": f"{skill} request {i}", "judge": "j",
+                         "label": C.dumps([{"name": fn, "arguments": {}}])})
+            probe.append({"id": rid, "skills": [skill], "correct": i >= RATES[skill] * n_per_skill,
+                          "loss": rng.random()})
+    return pd.DataFrame(pool), pd.DataFrame(probe)
+
+
+def expand(strategy: dict, budget: int = 200, k: int = 2):
+    pool, probe = weak_pool()
+    cfg = ExpandConfig(budget=budget, variations_per_failure=k, strategy=strategy)
+    return plan(probe, pool, cfg, random.Random(0), "gen-000", skills=list(FN)), pool, probe
+
+
+def shares(out) -> dict:
+    return out["skills"].explode().value_counts(normalize=True).to_dict()
+
+
+def test_error_driven_varies_each_failure_hardest_first_keeping_its_id():
+    out, _, probe = expand({"error_driven": 1.0}, budget=60, k=3)
+    failed = probe[~probe["correct"]].sort_values("loss", ascending=False)
+    assert (out["kind"] == "error_driven").all() and len(out) == 60
+    assert list(out["parent_id"][::3]) == list(failed["id"][:20])  # 3 variations each, by loss
+    assert all(list(f) == [FN[s[0]]] for f, s in zip(out["functions"], out["skills"]))
+
+
+def test_error_driven_hands_what_it_cannot_use_to_random():
+    out, _, probe = expand({"error_driven": 1.0}, budget=200, k=1)
+    assert (out["kind"] == "error_driven").sum() == int((~probe["correct"]).sum()) == 60
+    assert (out["kind"] == "random").sum() == 140 and len(out) == 200
+
+
+def test_skill_weighted_follows_the_failure_profile():
+    out, pool, _ = expand({"skill_weighted": 1.0}, budget=120)
+    got = shares(out)
+    assert set(got) == {"weather", "calendar", "currency"}  # no budget for a skill without failures
+    assert abs(got["weather"] - 40 / 60) < 0.01 and abs(got["calendar"] - 5 / 60) < 0.01
+    assert out["parent_id"].isin(pool["id"]).all()
+
+
+def test_skill_synth_writes_only_for_the_weakest_skills():
+    out, pool, _ = expand({"skill_synth": 1.0}, budget=90)
+    assert set(shares(out)) == {"weather", "currency", "calendar"} and (out["kind"] == "skill_synth").all()
+    got = out["skills"].explode().value_counts()
+    assert got["weather"] > got["currency"] > got["calendar"]
+    parents = pool.set_index("id").loc[out["parent_id"], "skills"]
+    assert [s for s in parents] == list(out["skills"])  # reference items of the same skill
+
+
+def test_random_spreads_the_budget_uniformly_and_mixes_share_one_budget():
+    out, _, _ = expand({"random": 1.0}, budget=100)
+    assert (out["kind"] == "random").all() and out["parent_id"].isna().all() and len(out) == 100
+    mixed, _, _ = expand({"error_driven": 0.5, "skill_weighted": 0.25, "random": 0.25}, budget=100)
+    assert mixed["kind"].value_counts().to_dict() == {"error_driven": 50, "skill_weighted": 25, "random": 25}
+    assert mixed["plan_id"].is_unique
+
+
+def test_the_gate_refuses_duplicates_and_evaluation_requests():
+    from tasks.generate import Gate
+
+    gate = Gate({"What is the weather in Oslo"}, {"weather in paris"})
+    assert not gate.admit("what is the  weather in oslo") and not gate.admit("Weather in Paris")
+    assert gate.admit("weather in rome") and not gate.admit("weather in rome")
+    assert gate.refused == {"eval_overlap": 1, "duplicate": 2, "schema": 0, "inconsistent": 0}
+
+
+def test_skill_synth_keeps_only_self_consistent_labels():
+    from tasks.generate import Gate, generate
+
+    rows, probe = weak_pool(20)
+    synth = plan(probe, rows, ExpandConfig(budget=200, strategy={"skill_synth": 1.0}), random.Random(1), "g",
+                 skills=list(FN))
+    gate = Gate(set(), set())
+    out, truth = generate(random.Random(2), synth, "gen-001", gate=gate, error_rate=0.4, skill_error_rates={})
+    assert gate.refused["inconsistent"] > 20 and len(out) + gate.refused["inconsistent"] <= 200
+    # a label that survives a second independent draw is far more often right than the teacher's 0.6
+    right = (out.merge(truth, on="id")["label"] == truth["true_label"].values).mean()
+    assert right > 0.75
+    clean = Gate(set(), set())
+    generate(random.Random(2), synth, "gen-001", gate=clean, error_rate=0.0, skill_error_rates={})
+    assert clean.refused["inconsistent"] == 0
+
+
+def test_floor_on_seed_share_holds_under_accumulate():
+    seed, new = rows(20, "seed"), rows(200, "synthetic", 100)
+    out = compose(seed, seed, new, ComposeConfig(policy="accumulate", min_seed_share=0.25), seed_value=1)
+    assert (out["source"] == "seed").sum() == 20 and len(out) == 80
+
+
+def test_mastered_rows_are_down_weighted_but_seed_rows_stay():
+    seed, prev = rows(10, "seed"), pd.concat([rows(10, "seed"), rows(40, "synthetic", 100)])
+    mastered = frozenset(list(prev["id"][:5]) + list(prev["id"][10:40]))  # 5 seed, 30 synthetic
+    out = compose(prev, seed, rows(0, "synthetic"), ComposeConfig(mastered_weight=0.5), seed_value=1,
+                  mastered=mastered)
+    assert (out["source"] == "seed").sum() == 10 and (out["source"] == "synthetic").sum() == 10 + 15
+
+
+def test_dev_split_is_stable_and_apart_from_training():
+    from tasks.compose import split_dev
+
+    new = rows(500, "synthetic")
+    keep, dev = split_dev(new, 0.1)
+    again = split_dev(new.sample(frac=1, random_state=3), 0.1)[1]
+    assert 30 <= len(dev) <= 70 and set(dev["id"]) == set(again["id"])
+    assert not set(keep["id"]) & set(dev["id"]) and len(keep) + len(dev) == 500
+
+
+def test_categories_split_right_answers_by_perplexity():
+    from tasks.probe import categorize
+
+    correct = pd.Series([True] * 10 + [False] * 2)
+    ppl = pd.Series([1.0 + i / 10 for i in range(10)] + [1.0, 9.0])
+    cats = categorize(correct, ppl, 0.8)
+    assert list(cats) == ["mastered"] * 8 + ["borderline"] * 2 + ["failed"] * 2
+
+
+def test_diagnosis_names_the_skill_a_wrong_answer_missed():
+    from flywheel.toolcall.judge import diagnose
+
+    label = [{"name": "get_weather", "arguments": {"city": "oslo", "date": "tomorrow", "unit": "celsius"}},
+             {"name": "list_events", "arguments": {"date": "05-01"}}]
+    assert diagnose(label, label) == []
+    assert diagnose(None, label) == ["format"]
+    assert diagnose(label[:1], label) == ["calendar", "two_calls"]
+    wrong_date = [dict(label[0], arguments=dict(label[0]["arguments"], date="today")), label[1]]
+    assert diagnose(wrong_date, label) == ["relative_dates"]
+    wrong_unit = [dict(label[0], arguments=dict(label[0]["arguments"], unit="fahrenheit")), label[1]]
+    assert diagnose(wrong_unit, label) == ["unit_words"]
+    assert diagnose(label, []) == ["no_call"]

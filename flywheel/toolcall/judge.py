@@ -86,3 +86,46 @@ def quality(verdicts: pd.DataFrame, truth: pd.DataFrame) -> dict:
         "verdicts": {v: int((verdicts["verdict"] == v).sum()) for v in VERDICTS},
         "missed_by_kind": df.loc[wrong & ~flagged, "error_kind"].value_counts().sort_index().to_dict(),
     }
+
+
+_RELATIVE = ("today", "tomorrow", "+", "next_")
+
+
+def diagnose(answer: list | None, label: list) -> list[str]:
+    """The skills a wrong answer got wrong, named from how it differs from the label:
+    the error analysis the failure profile counts (empty when the answer is right)."""
+    from flywheel.toolcall.catalog import BOOL, DATE, ENUM, FUNCTIONS
+
+    if answer is not None and C.ast_match(answer, label):
+        return []
+    if answer is None:
+        return ["format"]
+    if not label:
+        return ["no_call"]
+    missing: set[str] = set()
+    if len(answer) < len(label):
+        missing.add("two_calls")
+    by_name = {c["name"]: c for c in answer}
+    for call in label:
+        fn = FUNCTIONS.get(call["name"])
+        got = by_name.get(call["name"])
+        if fn is None:
+            continue
+        if got is None:
+            missing.add(fn.family)
+            continue
+        for arg in fn.args:
+            want, have = call["arguments"].get(arg.name), got.get("arguments", {}).get(arg.name)
+            if C.ast_match([{"name": "x", "arguments": {"a": want}}], [{"name": "x", "arguments": {"a": have}}]):
+                continue
+            if want is None or have is None and not arg.required:
+                missing.add("optional_args")
+            elif arg.type == DATE and str(want).startswith(_RELATIVE):
+                missing.add("relative_dates")
+            elif arg.type == ENUM:
+                missing.add("unit_words")
+            elif arg.type == BOOL:
+                missing.add("booleans")
+            else:
+                missing.add(fn.family)
+    return sorted(missing) or [FUNCTIONS[label[0]["name"]].family if label[0]["name"] in FUNCTIONS else "format"]

@@ -1,0 +1,206 @@
+"""The expansion experiment: does aiming the data at failures beat spreading it evenly,
+and does accumulating data beat replacing it?
+
+Three arms on the default `toolcall` domain, each over `--generations` generations and
+`--seeds` seeds, at equal budget per generation:
+  error_driven + accumulate   (expand.strategy {error_driven: 1})
+  random + accumulate         (expand.strategy {random: 1}, the baseline)
+  error_driven + replace      (compose.policy replace)
+Every run is a real `dvc repro` of a fresh project copy. Generation 0 is the same for all
+arms (its plan comes from the seed set); the strategies differ from generation 1 on.
+
+Sample efficiency: the rows error_driven adds (verified rows put into training, summed
+over generations) until it reaches the accuracy random reaches with its full budget,
+divided by random's full budget, interpolated linearly along error_driven's curve.
+
+    python -m bench.expansion [--seeds 3] [--generations 3] [--out docs]
+
+writes <out>/expansion.json (every number), expansion.md (table) and expansion.png (plot).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+ARMS = {
+    "error_driven+accumulate": {"expand": {"strategy": {"error_driven": 1.0}}, "compose": {"policy": "accumulate"}},
+    "random+accumulate": {"expand": {"strategy": {"random": 1.0}}, "compose": {"policy": "accumulate"}},
+    "error_driven+replace": {"expand": {"strategy": {"error_driven": 1.0}}, "compose": {"policy": "replace"}},
+}
+# Smaller than the default run so 27 generations fit in about half an hour on 2 cores.
+SIZE = {"prepare": {"plan_rows": 600}, "expand": {"budget": 600}, "train": {"steps": 150}}
+
+
+def merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in (
+            "generations", "strategy") else v
+    return out
+
+
+def project(dest: Path, params: dict) -> Path:
+    for name in ("flywheel", "tasks", "domains"):
+        shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "dvc.yaml", dest / "dvc.yaml")
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (dest / "data").mkdir()
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q", "--no-scm"], cwd=dest, check=True, env=_env())
+    return dest
+
+
+def _env() -> dict:
+    sys.path.insert(0, str(ROOT))
+    from flywheel.stage import child_env
+
+    return child_env()
+
+
+def run_arm(arm: str, seed: int, generations: int, size: dict, work: Path) -> list[dict]:
+    base = yaml.safe_load((ROOT / "params.yaml").read_text())
+    gens = {f"gen-{i:03d}": {"prev": "seed" if i == 0 else f"gen-{i - 1:03d}"} for i in range(generations)}
+    params = merge(merge(merge(base, size), ARMS[arm]), {"seed": seed, "generations": gens})
+    params["publish"] = {"git_commit": False, "git_tag": False, "dvc_push": False}
+    dest = project(work / f"{arm}-{seed}", params)
+    proc = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=dest, env=_env(), capture_output=True,
+                          text=True)
+    if proc.returncode:
+        raise SystemExit(f"{arm} seed {seed}: dvc repro failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    import pandas as pd
+
+    out, added = [], 0
+    for g in gens:
+        metrics = json.loads((dest / "data" / g / "metrics.json").read_text())
+        train = pd.read_parquet(dest / "data" / g / "train.parquet", columns=["generation"])
+        added += int((train["generation"] == g).sum())
+        profile = json.loads((dest / "data" / g / "failure_profile.json").read_text())
+        out.append({"arm": arm, "seed": seed, "generation": g, "accuracy": metrics["accuracy"],
+                    "per_split": metrics["per_split"], "added_rows": added, "train_rows": len(train),
+                    "dev_failure_rate": profile["splits"].get("dev", {}).get("failure_rate")})
+    shutil.rmtree(dest, ignore_errors=True)
+    return out
+
+
+def rows_to_reach(curve: list[tuple[int, float]], target: float) -> float | None:
+    """Added rows at which a (rows, accuracy) curve first reaches `target` (linear), or None."""
+    prev = (0, None)
+    for rows, acc in curve:
+        if acc >= target:
+            if prev[1] is None or prev[1] >= target:
+                return float(rows)
+            return prev[0] + (rows - prev[0]) * (target - prev[1]) / (acc - prev[1])
+        prev = (rows, acc)
+    return None
+
+
+def efficiency(results: list[dict]) -> list[dict]:
+    out = []
+    for seed in sorted({r["seed"] for r in results}):
+        curve = lambda arm: [(r["added_rows"], r["accuracy"]) for r in results  # noqa: E731
+                             if r["arm"] == arm and r["seed"] == seed]
+        rnd, err = curve("random+accumulate"), curve("error_driven+accumulate")
+        target, budget = rnd[-1][1], rnd[-1][0]
+        need = rows_to_reach(err, target)
+        out.append({"seed": seed, "random_accuracy": target, "random_rows": budget,
+                    "error_driven_rows": need, "ratio": None if need is None else round(need / budget, 3)})
+    return out
+
+
+def report(results: list[dict], eff: list[dict], out_dir: Path, meta: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    gens = sorted({r["generation"] for r in results})
+    lines = ["# Expansion experiment", "",
+             f"Measured {meta['date']} on {meta['machine']} by `{meta['command']}` "
+             f"({meta['seconds'] / 60:.1f} min): {len(meta['seeds'])} seeds × {len(gens)} generations × 3 arms, "
+             f"each generation planning {meta['size']['expand']['budget']} rows and training "
+             f"{meta['size']['train']['steps']} steps. Accuracy is on the fixed held-out evaluation set (600 rows); "
+             "mean ± standard deviation over seeds.", "",
+             "| arm | " + " | ".join(f"{g} accuracy" for g in gens) + " | added rows (last) | new phrasing (last) |",
+             "|---|" + "---|" * (len(gens) + 2)]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for arm in ARMS:
+        cells, xs, ys, es = [], [], [], []
+        for g in gens:
+            accs = [r["accuracy"] for r in results if r["arm"] == arm and r["generation"] == g]
+            rows = [r["added_rows"] for r in results if r["arm"] == arm and r["generation"] == g]
+            sd = statistics.stdev(accs) if len(accs) > 1 else 0.0
+            cells.append(f"{statistics.mean(accs):.3f} ± {sd:.3f}")
+            xs.append(statistics.mean(rows))
+            ys.append(statistics.mean(accs))
+            es.append(sd)
+        last = [r for r in results if r["arm"] == arm and r["generation"] == gens[-1]]
+        phr = statistics.mean(r["per_split"].get("new_phrasing", 0) for r in last)
+        lines.append(f"| {arm} | " + " | ".join(cells) + f" | {statistics.mean(r['added_rows'] for r in last):,.0f}"
+                     f" | {phr:.3f} |")
+        ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=arm)
+    ax.set_xlabel("rows added to training (cumulative)")
+    ax.set_ylabel("evaluation accuracy")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out_dir / "expansion.png", dpi=120)
+    ratios = [e["ratio"] for e in eff if e["ratio"] is not None]
+    lines += ["", "![accuracy against rows added](expansion.png)", "",
+              "## Sample efficiency (error_driven against random, both accumulating)", "",
+              "| seed | random: accuracy with its full budget | random: rows added | error_driven: rows to reach it | ratio |",
+              "|---|---|---|---|---|"]
+    for e in eff:
+        need = "not reached" if e["error_driven_rows"] is None else f"{e['error_driven_rows']:,.0f}"
+        ratio = "> 1 (not reached)" if e["ratio"] is None else f"{e['ratio']:.3f}"
+        lines.append(f"| {e['seed']} | {e['random_accuracy']:.3f} | {e['random_rows']:,} | {need} | {ratio} |")
+    summary = (f"mean ratio {statistics.mean(ratios):.3f} over {len(ratios)} of {len(eff)} seeds that reached it"
+               if ratios else "error_driven did not reach random's accuracy in any seed")
+    lines += ["", f"**{summary}.**", ""]
+    (out_dir / "expansion.md").write_text("\n".join(lines) + "\n" + meta.get("discussion", ""))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--generations", type=int, default=3)
+    ap.add_argument("--out", default=str(ROOT / "docs"))
+    ap.add_argument("--tiny", action="store_true", help="a seconds-long smoke run (tests)")
+    args = ap.parse_args(argv)
+    size = SIZE if not args.tiny else {
+        "prepare": {"plan_rows": 60, "seed_rows": 40, "eval_rows": 60,
+                    "model": {"n_layer": 1, "n_embd": 32, "n_head": 2, "n_positions": 96}},
+        "expand": {"budget": 60}, "train": {"steps": 10, "batch_size": 16, "warmup_steps": 2}}
+    seeds = [20261121 + i for i in range(args.seeds)]
+    start = time.monotonic()
+    results = []
+    with tempfile.TemporaryDirectory(prefix="flywheel-expansion-") as work:
+        for seed in seeds:
+            for arm in ARMS:
+                results += run_arm(arm, seed, args.generations, size, Path(work))
+                print(f"{arm} seed {seed}: " + " ".join(f"{r['accuracy']:.3f}" for r in results[-args.generations:]),
+                      flush=True)
+    eff = efficiency(results)
+    import platform
+
+    meta = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores",
+            "command": "make experiment", "seconds": time.monotonic() - start, "seeds": seeds, "size": size}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "expansion.json").write_text(json.dumps({"meta": meta, "results": results, "efficiency": eff}, indent=1))
+    report(results, eff, out, meta)
+    print(json.dumps(eff, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
