@@ -3,7 +3,8 @@ the student fails, has a skill quietly regressed? Read by the flow after each ge
 (logged to MLflow with step = generation, alarms written into the generation's summary);
 pure functions over the files the stages wrote.
 
-- diversity: distinct bigrams (unique / total) and distinct labels (unique / rows) of the
+- diversity: distinct bigrams (unique / total, over a fixed-size sample of 200 rows,
+  since the ratio falls as a set grows) and distinct labels (unique / rows) of the
   training set and of the generation's new rows;
 - composition: real (seed) share, rows by source, labels corrected so far;
 - allocation against need: each skill's share of the new rows against its share of the
@@ -14,6 +15,7 @@ pure functions over the files the stages wrote.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pandas as pd
@@ -22,7 +24,12 @@ from flywheel import layout, store
 from flywheel.config import Config
 
 
-def distinct_bigrams(texts: pd.Series) -> float:
+SAMPLE = 200  # rows per diversity measure: the ratio falls with size, so compare equal sizes
+
+
+def distinct_bigrams(texts: pd.Series, sample: int = SAMPLE) -> float:
+    """Unique / total word bigrams over a fixed-size sample (the same rows every time)."""
+    texts = pd.Series(sorted(texts, key=lambda t: hashlib.sha256(t.encode()).hexdigest())[:sample], dtype=object)
     grams = [tuple(w[i: i + 2]) for w in texts.str.lower().str.split() for i in range(max(len(w) - 1, 0))]
     return round(len(set(grams)) / len(grams), 4) if grams else 0.0
 

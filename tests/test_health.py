@@ -12,6 +12,9 @@ def test_diversity_falls_when_rows_repeat_themselves():
     varied = pd.Series([f"weather in city{i} on day{i}" for i in range(50)])
     repeated = pd.Series(["weather in paris on monday"] * 50)
     assert distinct_bigrams(varied) > 0.5 > distinct_bigrams(repeated) == 4 / 200
+    # a bigger set of the same kind of rows is not less diverse
+    more = pd.Series([f"weather in city{i} on day{i}" for i in range(5000)])
+    assert abs(distinct_bigrams(more) - distinct_bigrams(pd.Series(list(more)[:300]))) < 0.05
     assert distinct_labels(pd.Series(["a", "a", "b", "c"])) == 0.75
 
 
