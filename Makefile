@@ -39,7 +39,7 @@ run: setup
 test: setup
 	$(BIN)/python -m pytest
 
-# The expansion experiment (error_driven vs random, accumulate vs replace): about 30 min.
+# The expansion experiment (error_driven vs random, accumulate vs replace): 40-75 min.
 experiment: setup
 	$(BIN)/python -m bench.expansion
 

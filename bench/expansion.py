@@ -38,7 +38,7 @@ ARMS = {
     "random+accumulate": {"expand": {"strategy": {"random": 1.0}}, "compose": {"policy": "accumulate"}},
     "error_driven+replace": {"expand": {"strategy": {"error_driven": 1.0}}, "compose": {"policy": "replace"}},
 }
-# Smaller than the default run so 27 generations fit in about half an hour on 2 cores.
+# Smaller than the default run: 27 generations take about 40 min on 2 cores (75 min when shared).
 SIZE = {"prepare": {"plan_rows": 600}, "expand": {"budget": 600}, "train": {"steps": 150}}
 
 
