@@ -42,13 +42,14 @@ def _spec(functions: list[str], skills: list[str]) -> P.Spec:
 
 
 class Gate:
-    """The validation gate every new row passes before it counts against the budget:
-    a well-formed label, not a duplicate of the pool (or of this generation), not an
-    evaluation request. It counts what it refuses."""
+    """The validation gate every new request passes before it counts against the budget:
+    not a duplicate of the pool (or of this generation), not an evaluation request. It
+    counts what it refuses. (An unreadable label is not refused here: its row keeps the raw
+    answer and an `error`, counted as `teacher_errors`, and the judge drops it.)"""
 
     def __init__(self, evals: set[str], pool: set[str]):
         self.evals, self.seen = {_norm(t) for t in evals}, {_norm(t) for t in pool}
-        self.refused = {"eval_overlap": 0, "duplicate": 0, "schema": 0, "inconsistent": 0}
+        self.refused = {"eval_overlap": 0, "duplicate": 0, "inconsistent": 0}
 
     def admit(self, text: str) -> bool:
         key = _norm(text)

@@ -135,7 +135,7 @@ def test_the_gate_refuses_duplicates_and_evaluation_requests():
     gate = Gate({"What is the weather in Oslo"}, {"weather in paris"})
     assert not gate.admit("what is the  weather in oslo") and not gate.admit("Weather in Paris")
     assert gate.admit("weather in rome") and not gate.admit("weather in rome")
-    assert gate.refused == {"eval_overlap": 1, "duplicate": 2, "schema": 0, "inconsistent": 0}
+    assert gate.refused == {"eval_overlap": 1, "duplicate": 2, "inconsistent": 0}
 
 
 def test_skill_synth_keeps_only_self_consistent_labels():
