@@ -55,6 +55,9 @@ class FakeLLM:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # TCP_NODELAY, as real servers set it: headers and body go out in two writes,
+            # and Nagle's algorithm with the client's delayed ACK would add ~40 ms to each.
+            disable_nagle_algorithm = True
 
             def log_message(self, *args):  # quiet
                 pass
