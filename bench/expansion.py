@@ -24,15 +24,15 @@ import argparse
 import json
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench import ROOT
+from bench import workspace as W
+
 ARMS = {
     "error_driven+accumulate": {"expand": {"strategy": {"error_driven": 1.0}}, "compose": {"policy": "accumulate"}},
     "random+accumulate": {"expand": {"strategy": {"random": 1.0}}, "compose": {"policy": "accumulate"}},
@@ -42,39 +42,12 @@ ARMS = {
 SIZE = {"prepare": {"plan_rows": 600}, "expand": {"budget": 600}, "train": {"steps": 150}}
 
 
-def merge(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in (
-            "generations", "strategy") else v
-    return out
-
-
-def project(dest: Path, params: dict) -> Path:
-    for name in ("flywheel", "tasks", "domains"):
-        shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "dvc.yaml", dest / "dvc.yaml")
-    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    (dest / "data").mkdir()
-    subprocess.run([sys.executable, "-m", "dvc", "init", "-q", "--no-scm"], cwd=dest, check=True, env=_env())
-    return dest
-
-
-def _env() -> dict:
-    sys.path.insert(0, str(ROOT))
-    from flywheel.stage import child_env
-
-    return child_env()
-
-
 def run_arm(arm: str, seed: int, generations: int, size: dict, work: Path) -> list[dict]:
-    base = yaml.safe_load((ROOT / "params.yaml").read_text())
-    gens = {f"gen-{i:03d}": {"prev": "seed" if i == 0 else f"gen-{i - 1:03d}"} for i in range(generations)}
-    params = merge(merge(merge(base, size), ARMS[arm]), {"seed": seed, "generations": gens})
+    gens = W.generations(generations)
+    params = W.merge(W.merge(size, ARMS[arm]), {"seed": seed, "generations": gens})
     params["publish"] = {"git_commit": False, "git_tag": False, "dvc_push": False}
-    dest = project(work / f"{arm}-{seed}", params)
-    proc = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=dest, env=_env(), capture_output=True,
-                          text=True)
+    dest = W.make_project(work / f"{arm}-{seed}", params, git=False)
+    proc = W.run([sys.executable, "-m", "dvc", "repro"], dest, check=False)
     if proc.returncode:
         raise SystemExit(f"{arm} seed {seed}: dvc repro failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
     import pandas as pd

@@ -26,7 +26,6 @@ from flywheel import layout, store
 from flywheel.config import PARAMS, Config, load
 from flywheel.stage import child_env
 
-STAGES = ("generate", "judge", "compose", "train", "evaluate", "probe", "expand")
 _DVC_LOCK = threading.Lock()
 
 
@@ -179,7 +178,7 @@ def flywheel(project: str = ".", generations: int = 0) -> list[dict]:
     with mlflow.start_run(run_name=run_name, tags={"prefect_flow_run_id": str(flow_run.get_id() or "")}) as parent:
         run_stage(root, "prepare")
         for generation in cfg.generations:
-            ran = [run_stage(root, f"{stage}@{generation}") for stage in STAGES]
+            ran = [run_stage(root, f"{stage}@{generation}") for stage in layout.STAGES]
             result = record(root, cfg, generation, parent.info.run_id)
             result["stages_run"] = sum(ran)
             result["generation"] = generation

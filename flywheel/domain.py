@@ -5,15 +5,17 @@ and scores by AST match; `llm` learns the label text and scores by `domain.metri
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import pandas as pd
 
-from flywheel import student
 from flywheel.config import DomainConfig
 from flywheel.llm_domain import correct as llm_correct
 from flywheel.toolcall import calls as C
 from flywheel.toolcall.catalog import SKILLS as TOOLCALL_SKILLS
+
+if TYPE_CHECKING:  # torch and transformers cost ~5 s to import: only stages that run the model pay it
+    from flywheel.student import Codec
 
 
 def target(domain: DomainConfig, label: str) -> str:
@@ -27,8 +29,10 @@ def skills(domain: DomainConfig, seen: pd.Series | None = None) -> list[str]:
     return base + extra
 
 
-def answers(domain: DomainConfig, model, codec: student.Codec, requests: list[str], *, batch_size: int,
+def answers(domain: DomainConfig, model, codec: "Codec", requests: list[str], *, batch_size: int,
             max_new_tokens: int = 64, on_batch: Callable[[int], None] | None = None) -> list[str]:
+    from flywheel import student
+
     if domain.name == "toolcall":
         toks = student.answer(model, codec, requests, batch_size=batch_size, max_new_tokens=max_new_tokens,
                               on_batch=on_batch)

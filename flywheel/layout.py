@@ -14,6 +14,7 @@ EVAL = DATA / "eval.parquet"
 TOKENIZER = DATA / "tokenizer.json"
 LLM_CACHE = Path(".llm-cache") / "responses.sqlite"  # project-wide; each stage's slice is its *_calls.parquet
 SEED = "seed"
+STAGES = ("generate", "judge", "compose", "train", "evaluate", "probe", "expand")  # one generation, in order
 
 GENERATED = "generated.parquet"  # teacher's requests and candidate labels
 TRUTH = "truth.parquet"  # true labels: read only to measure the judge

@@ -74,6 +74,18 @@ def row_id(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:16]
 
 
+def request_key(text: str) -> str:
+    """What makes two requests the same for dedup and decontamination: case and runs of
+    whitespace do not count."""
+    return " ".join(text.lower().split())
+
+
+def request_keys(requests: pd.Series) -> pd.Series:
+    """`request_key` of every row (a plain loop over a list: faster than pandas' string
+    methods here, and the very same function the generate stage's gate applies)."""
+    return pd.Series([request_key(t) for t in requests.tolist()], index=requests.index, dtype=object)
+
+
 @contextlib.contextmanager
 def atomic_file(path: Path, suffix: str = "") -> Iterator[Path]:
     path = Path(path)
@@ -98,22 +110,31 @@ def write_table(df: pd.DataFrame, path: Path, schema: pa.Schema) -> None:
 
 
 def read_table(path: Path, schema: pa.Schema) -> pd.DataFrame:
+    """The columns of `schema` (only those are read), checked for presence, type and nulls.
+    Pass a subset of a stage schema to read only what a step needs."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: not found (has the stage that writes it run?)")
     try:
-        table = pq.read_table(path)
+        found = pq.read_schema(path)
+        for field in schema:
+            if field.name not in found.names:
+                raise DataError(f"{path}: missing column {field.name!r}")
+            actual = found.field(field.name).type
+            if not actual.equals(field.type) and not (pa.types.is_large_string(actual) and field.type == _STR):
+                raise DataError(f"{path}: column {field.name!r} has type {actual}, expected {field.type}")
+        table = pq.read_table(path, columns=schema.names)
     except (pa.ArrowInvalid, OSError) as exc:
         raise DataError(f"{path}: not a readable Parquet file ({' '.join(str(exc).split())[:160]})") from None
     for field in schema:
-        if field.name not in table.column_names:
-            raise DataError(f"{path}: missing column {field.name!r}")
-        actual = table.schema.field(field.name).type
-        if not actual.equals(field.type) and not (pa.types.is_large_string(actual) and field.type == _STR):
-            raise DataError(f"{path}: column {field.name!r} has type {actual}, expected {field.type}")
         if not field.nullable and table.column(field.name).null_count:
             raise DataError(f"{path}: column {field.name!r} has {table.column(field.name).null_count} empty values")
-    return table.select(schema.names).cast(schema).to_pandas()
+    return table.cast(schema).to_pandas()
+
+
+def columns(schema: pa.Schema, *names: str) -> pa.Schema:
+    """The part of `schema` with these columns, for `read_table`."""
+    return pa.schema([schema.field(n) for n in names])
 
 
 def write_json(obj: object, path: Path) -> None:

@@ -32,19 +32,16 @@ def verified(verdicts: pd.DataFrame) -> pd.DataFrame:
     corrected = kept["verdict"].isin([LABEL_WRONG, BOTH_WRONG]) & (kept["final_label"] != kept["label"])
     kept.loc[corrected, "source"] = "corrected"
     kept["label"] = kept["final_label"]
-    kept["id"] = [store.row_id(r, lab) for r, lab in zip(kept["request"], kept["label"])]
+    kept["id"] = [store.row_id(r, lab) for r, lab in zip(kept["request"].tolist(), kept["label"].tolist())]
     return kept[store.TRAINSET.names]
 
 
 def split_dev(new: pd.DataFrame, share: float) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(rows to train on, dev rows): a stable share chosen by the row id's hash."""
-    dev = new["id"].map(lambda i: int(store.row_id("dev", i)[:8], 16) % 10_000 < share * 10_000) if len(new) \
-        else pd.Series([], dtype=bool)
+    cut = share * 10_000
+    dev = pd.Series([int(store.row_id("dev", i)[:8], 16) % 10_000 < cut for i in new["id"].tolist()],
+                    index=new.index, dtype=bool)
     return new[~dev], new[dev]
-
-
-def _norm(s: pd.Series) -> pd.Series:
-    return s.str.lower().str.split().str.join(" ")
 
 
 def compose(prev: pd.DataFrame, seed: pd.DataFrame, new: pd.DataFrame, cfg: ComposeConfig, *,
@@ -55,7 +52,7 @@ def compose(prev: pd.DataFrame, seed: pd.DataFrame, new: pd.DataFrame, cfg: Comp
         keep = base[easy].sample(frac=cfg.mastered_weight, random_state=seed_value)
         base = base[~easy | base.index.isin(keep.index)]
     pool = pd.concat([base, new], ignore_index=True)
-    pool = pool[~_norm(pool["request"]).duplicated()]
+    pool = pool[~store.request_keys(pool["request"]).duplicated()]
     if cfg.policy == "accumulate-subsample" and len(pool) > cfg.budget > 0:
         is_seed = pool["source"] == "seed"
         n_seed = min(int(is_seed.sum()), max(round(cfg.min_seed_share * cfg.budget), 0))
@@ -77,7 +74,8 @@ def floor_seed_share(pool: pd.DataFrame, floor: float, seed_value: int) -> pd.Da
 
 
 def check_decontaminated(train: pd.DataFrame, evals: pd.DataFrame, where: str) -> None:
-    overlap = _norm(train["request"]).isin(set(_norm(evals["request"])))
+    eval_keys = set(store.request_keys(evals["request"]))
+    overlap = store.request_keys(train["request"]).isin(eval_keys)
     if overlap.any():
         first = train.loc[overlap.idxmax()]
         raise store.DataError(f"{where}: {int(overlap.sum())} training request(s) equal evaluation requests, "
@@ -90,14 +88,16 @@ def main(cfg: Config, generation: str) -> None:
     prev = store.read_table(layout.path(prev_name, layout.TRAIN), store.TRAINSET)
     probe = store.read_table(layout.path(prev_name, layout.PROBE), store.PROBE)
     seed = store.read_table(layout.path(layout.SEED, layout.TRAIN), store.TRAINSET)
-    verdicts = store.read_table(layout.path(generation, layout.VERDICTS), store.VERDICTS)
+    # Not the raw answers, student outputs and reasons: a verified row needs none of them.
+    verdicts = store.read_table(layout.path(generation, layout.VERDICTS),
+                                store.columns(store.VERDICTS, *store.TRAINSET.names, "verdict", "final_label"))
     evals = store.read_table(layout.EVAL, store.EVALSET)
     new, dev = split_dev(verified(verdicts), cc.dev_share)
     check_decontaminated(pd.concat([new, dev]), evals, str(layout.path(generation, layout.VERDICTS)))
     mastered = frozenset(probe.loc[probe["category"] == "mastered", "id"])
     train = compose(prev, seed, new, cc, seed_value=stage.stage_seed(cfg.seed, generation, "compose"),
                     mastered=mastered)
-    dev = dev[~_norm(dev["request"]).isin(set(_norm(train["request"])))]  # dev never overlaps training
+    dev = dev[~store.request_keys(dev["request"]).isin(set(store.request_keys(train["request"])))]  # never trained on
     check_decontaminated(train, evals, str(layout.path(generation, layout.TRAIN)))
     store.write_table(train, layout.path(generation, layout.TRAIN), store.TRAINSET)
     store.write_table(dev, layout.path(generation, layout.DEV), store.TRAINSET)

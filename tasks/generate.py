@@ -48,11 +48,11 @@ class Gate:
     answer and an `error`, counted as `teacher_errors`, and the judge drops it.)"""
 
     def __init__(self, evals: set[str], pool: set[str]):
-        self.evals, self.seen = {_norm(t) for t in evals}, {_norm(t) for t in pool}
+        self.evals, self.seen = {store.request_key(t) for t in evals}, {store.request_key(t) for t in pool}
         self.refused = {"eval_overlap": 0, "duplicate": 0, "inconsistent": 0}
 
     def admit(self, text: str) -> bool:
-        key = _norm(text)
+        key = store.request_key(text)
         if key in self.evals:
             self.refused["eval_overlap"] += 1
             return False
@@ -61,10 +61,6 @@ class Gate:
             return False
         self.seen.add(key)
         return True
-
-
-def _norm(text: str) -> str:
-    return " ".join(text.lower().split())
 
 
 def draw(rng: random.Random, plan: pd.DataFrame, gate: Gate) -> list[tuple[object, P.Request]]:

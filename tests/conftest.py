@@ -5,8 +5,6 @@ there without touching the working tree."""
 from __future__ import annotations
 
 import contextlib
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,7 +14,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from flywheel.stage import child_env  # noqa: E402
+from bench.workspace import env, make_project, merge, run  # noqa: E402,F401  (the tests' helpers too)
 
 SMALL = {
     "generations": {"gen-000": {"prev": "seed"}, "gen-001": {"prev": "gen-000"}},
@@ -25,39 +23,6 @@ SMALL = {
     "train": {"steps": 40, "batch_size": 32, "warmup_steps": 5, "log_every": 10},
     "expand": {"budget": 200},
 }
-
-
-def env() -> dict[str, str]:
-    return child_env()
-
-
-def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, cwd=cwd, env=env(), capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def merge(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "generations" else v
-    return out
-
-
-def make_project(dest: Path, overrides: dict) -> Path:
-    for name in ("flywheel", "tasks", "flows", "domains"):
-        shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "dvc.yaml", dest / "dvc.yaml")
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    (dest / "params.yaml").write_text(yaml.safe_dump(merge(params, overrides), sort_keys=False))
-    (dest / "data").mkdir()
-    run(["git", "init", "-q"], dest)
-    run(["git", "config", "user.email", "ci@example.invalid"], dest)
-    run(["git", "config", "user.name", "ci"], dest)
-    run([sys.executable, "-m", "dvc", "init", "-q"], dest)
-    run([sys.executable, "-m", "dvc", "remote", "add", "-d", "local", str(dest / "remote")], dest)
-    return dest
 
 
 @contextlib.contextmanager

@@ -18,7 +18,6 @@ from conftest import changed_params, run
 from flywheel import layout, store
 
 DVC = [sys.executable, "-m", "dvc"]
-STAGES = ["generate", "judge", "compose", "train", "evaluate", "probe", "expand"]
 
 
 def lock(project):
@@ -32,7 +31,7 @@ def md5(path):
 @pytest.mark.e2e
 def test_lock_records_every_stage_of_every_generation(small_project):
     stages = lock(small_project)
-    expected = {"prepare"} | {f"{s}@{g}" for s in STAGES for g in ("gen-000", "gen-001")}
+    expected = {"prepare"} | {f"{s}@{g}" for s in layout.STAGES for g in ("gen-000", "gen-001")}
     assert set(stages) == expected
     # generation 1 was planned from generation 0's failures, and the lock says so.
     gen1_deps = {d["path"] for d in stages["generate@gen-001"]["deps"]}

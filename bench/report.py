@@ -1,0 +1,121 @@
+"""The markdown tables of docs/benchmarks.md, made from bench/results.json.
+
+Only the part between the `bench:begin` and `bench:end` markers is rewritten; the prose
+around it (what limits each number, what was profiled) is kept."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+BEGIN, END = "<!-- bench:begin (written by `python -m bench`) -->", "<!-- bench:end -->"
+
+
+def _met(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("**met**" if ok else "**missed**")
+
+
+def summary_rows(m: dict) -> list[tuple[str, str, str, bool | None]]:
+    """(measurement, result, target, met) per measurement present."""
+    rows = []
+    if "e2e" in m:
+        e = m["e2e"]
+        rows.append(("1. `flywheel run`, default, %d generations" % e["generations"],
+                     f"{e['seconds'] / 60:.1f} min; peak {e['peak_tree_rss_mib']:,} MiB (process tree), "
+                     f"{e['peak_process_rss_mib']:,} MiB (largest process)", "< 10 min", e["seconds"] < 600))
+    if "overhead" in m:
+        o = m["overhead"]
+        rows.append(("2. orchestration overhead", f"{o['ratio']:.2f}x ({o['e2e_seconds']:.0f} s vs "
+                     f"{o['direct_seconds']:.0f} s in one process; same accuracy: {o['same_accuracy']})",
+                     "<= 1.15x", o["ratio"] <= 1.15))
+    if "client" in m:
+        for r in m["client"]["runs"]:
+            rows.append((f"3. client, C={r['concurrency']}, {r['latency_s'] * 1000:.0f} ms latency",
+                         f"{r['requests_per_s']:.0f} req/s of {r['limit_requests_per_s']:.0f} = "
+                         f"{r['share_of_limit']:.2f}; warm cache: {r['warm_requests']} requests, "
+                         f"{r['warm_rows_per_s']:,} rows/s", ">= 0.9; 0 requests",
+                         r["share_of_limit"] >= 0.9 and r["warm_requests"] == 0))
+    if "scale" in m:
+        for op, by_n in m["scale"]["ops"].items():
+            one, two = by_n.get("1000000"), by_n.get("2000000")
+            growth = by_n.get("growth_2m_over_1m")
+            if one is None:
+                continue
+            ok = one["seconds"] < 30 and one["peak_rss_mib"] < 2048 and (growth is None or growth["time"] <= 2.2)
+            rows.append((f"4. {op}, 1M rows", f"{one['seconds']} s, {one['peak_rss_mib']:,} MiB"
+                         + (f"; 2M: {two['seconds']} s ({growth['time']}x), {two['peak_rss_mib']:,} MiB "
+                            f"({growth['memory']}x)" if two and growth else ""),
+                         "< 30 s, < 2 GiB; 2M <= 2.2x", ok))
+    if "dvc" in m:
+        d = m["dvc"]
+        lr = d["after_train_key_change"].get("train.lr", {})
+        rows.append((f"5. no-op `dvc repro`, {d['generations']} generations ({d['stages']} stages)",
+                     f"{d['noop_repro_best']} s (best of {len(d['noop_repro_seconds'])}); after `train.lr` "
+                     f"changed {lr.get('stages_rerun')} stages reran", "< 2 s", d["noop_repro_best"] < 2))
+    if "efficiency" in m:
+        e = m["efficiency"]
+        if "error" in e:
+            rows.append(("6. sample efficiency", e["error"], "<= 0.6", None))
+        else:
+            res = f"{e['ratio_mean']}" if e["ratio_mean"] is not None else \
+                f"not reached (error_driven reached random's accuracy in {e['reached_in_seeds']} of {e['seeds']} seeds)"
+            rows.append(("6. sample efficiency (error_driven / random rows)", res, "<= 0.6",
+                         e["ratio_mean"] is not None and e["ratio_mean"] <= 0.6))
+    if "train" in m:
+        t = m["train"]
+        rows.append(("7. training throughput", f"{t['flywheel_tokens_per_s']:,} tokens/s vs "
+                     f"{t['bare_torch_tokens_per_s']:,} in a bare torch loop = {t['ratio']:.2f}", ">= 0.9",
+                     t["ratio"] >= 0.9))
+    return rows
+
+
+def tables(results: dict) -> str:
+    m, mach = results["measurements"], results.get("machine", {})
+    lines = [f"Measured {results.get('date', '?')} on {mach.get('cpu', '?')}, {mach.get('cores', '?')} cores, "
+             f"{mach.get('memory_gib', '?')} GiB, {mach.get('os', '?')}, Python {mach.get('python', '?')}, "
+             f"torch {mach.get('torch', '?')} ({results.get('size', '?')} size; the whole benchmark took "
+             f"{results.get('seconds', 0) / 60:.0f} min).", "",
+             "| measurement | result | target | |", "|---|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} | {_met(d)} |" for a, b, c, d in summary_rows(m)]
+    if "e2e" in m:
+        e = m["e2e"]
+        direct = m.get("overhead", {}).get("direct", {}).get("stage_seconds", {})
+        lines += ["", "Time of each stage (its own work, from its `done in` line), summed over generations:", "",
+                  "| stage | in `flywheel run` (s) | in one process (s) |", "|---|---|---|"]
+        for stage, sec in e["by_stage"].items():
+            alone = sum(v for k, v in direct.items() if k.split("@")[0] == stage)
+            lines.append(f"| {stage} | {sec:.1f} | {alone:.1f} |" if direct else f"| {stage} | {sec:.1f} | |")
+        lines.append(f"| outside the stages (Python and DVC start-up, Prefect, MLflow, git, push) | "
+                     f"{e['outside_stages_seconds']:.1f} | |")
+    if "scale" in m:
+        sizes = [str(n) for n in m["scale"]["sizes"]]
+        lines += ["", "Data stages: seconds / peak MiB of the process, by generated rows:", "",
+                  "| operation | " + " | ".join(f"{int(n):,}" for n in sizes) + " |",
+                  "|---|" + "---|" * len(sizes)]
+        for op, by_n in m["scale"]["ops"].items():
+            cells = [f"{by_n[n]['seconds']} s / {by_n[n]['peak_rss_mib']:,}" if n in by_n else "" for n in sizes]
+            lines.append(f"| {op} | " + " | ".join(cells) + " |")
+    if "dvc" in m:
+        lines += ["", "Stages `dvc repro` reran after one `train` key changed (10-generation workspace):", "",
+                  "| key changed | stages rerun | by stage | seconds |", "|---|---|---|---|"]
+        for key, r in m["dvc"]["after_train_key_change"].items():
+            by = ", ".join(f"{s} {n}" for s, n in r["by_stage"].items() if n)
+            lines.append(f"| `{key}` | {r['stages_rerun']} | {by} | {r['seconds']} |")
+    return "\n".join(lines)
+
+
+def write_markdown(results: dict, path: Path) -> None:
+    import sys
+
+    from bench import ROOT
+
+    sys.path.insert(0, str(ROOT))
+    from flywheel.store import atomic_file
+
+    block = f"{BEGIN}\n{tables(results)}\n{END}"
+    text = path.read_text(encoding="utf-8") if path.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
+    if BEGIN not in text or END not in text:
+        text = text.rstrip("\n") + f"\n\n{BEGIN}\n{END}\n"
+    head, rest = text.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
+    with atomic_file(path) as tmp:
+        tmp.write_text(head + block + tail, encoding="utf-8")

@@ -1,0 +1,87 @@
+"""Benchmark 7: training throughput of the default student.
+
+The same model (params.yaml's `prepare.model`, fresh from the same seed) trains on the
+same batches twice: once through `flywheel.student.train` (what the `train` stage runs:
+batching and padding per step, LR schedule, gradient clipping, loss bookkeeping) and once
+in a bare torch loop over pre-padded batches (forward, backward, AdamW step; nothing
+else). Rounds alternate between the two so that drift in the machine hits both alike.
+Tokens are the non-padding tokens of the batches processed.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+import yaml
+
+from bench import ROOT
+
+
+def _pairs(n: int, seed: int):
+    from flywheel import student
+    from flywheel.toolcall import calls as C
+    from flywheel.toolcall import phrasings as P
+    from flywheel.toolcall.catalog import SKILLS
+    from tasks.prepare import lexicon
+
+    rng = random.Random(seed)
+    codec = student.Codec(student.train_tokenizer(lexicon(rng)))
+    reqs = [P.make_request(rng, P.spec_for_skill(rng, SKILLS[i % len(SKILLS)])) for i in range(n)]
+    return codec, [(codec.prompt(r.text), codec.target(C.render(r.calls))) for r in reqs]
+
+
+def measure(*, steps: int = 60, rounds: int = 3, rows: int = 2000) -> dict:
+    import torch
+
+    from flywheel import student
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    tc, arch = params["train"], params["prepare"]["model"]
+    student.set_threads(tc["threads"])
+    codec, pairs = _pairs(rows, seed=0)
+    vocab = codec.tok.get_vocab_size()
+
+    # The batches student.train draws (same seed, same shuffling), for the bare loop.
+    order, batches, rng = [], [], random.Random(1)
+    for _ in range(steps):
+        if len(order) < tc["batch_size"]:
+            more = list(range(len(pairs)))
+            rng.shuffle(more)
+            order += more
+        batch, order = order[: tc["batch_size"]], order[tc["batch_size"]:]
+        batches.append(student._pad_batch([pairs[i] for i in batch], codec.pad))
+    tokens = sum(int(mask.sum()) for _, _, mask in batches)
+
+    def flywheel_loop() -> float:
+        model = student.build_model(vocab, seed=0, **arch)
+        start = time.perf_counter()
+        student.train(model, pairs, steps=steps, batch_size=tc["batch_size"], lr=tc["lr"],
+                      warmup_steps=tc["warmup_steps"], weight_decay=tc["weight_decay"], seed=1, pad=codec.pad)
+        return time.perf_counter() - start
+
+    def bare_loop() -> float:
+        model = student.build_model(vocab, seed=0, **arch)
+        model.train()
+        opt = torch.optim.AdamW(model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
+        start = time.perf_counter()
+        for ids, labels, mask in batches:
+            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        loss.item()
+        return time.perf_counter() - start
+
+    flywheel_loop(), bare_loop()  # warm-up: allocator, kernels (not timed)
+    times = {"flywheel": [], "bare": []}
+    for _ in range(rounds):
+        times["flywheel"].append(flywheel_loop())
+        times["bare"].append(bare_loop())
+    fw, bare = min(times["flywheel"]), min(times["bare"])
+    return {"steps": steps, "batch_size": tc["batch_size"], "threads": tc["threads"], "rounds": rounds,
+            "tokens_per_run": tokens, "flywheel_tokens_per_s": round(tokens / fw),
+            "bare_torch_tokens_per_s": round(tokens / bare), "ratio": round(bare / fw, 3),
+            "seconds": {k: [round(t, 2) for t in v] for k, v in times.items()},
+            "parameters": sum(p.numel() for p in student.build_model(vocab, seed=0, **arch).parameters()),
+            "target": "ratio >= 0.9"}
