@@ -19,7 +19,7 @@ def summary_rows(m: dict) -> list[tuple[str, str, str, bool | None]]:
     rows = []
     if "e2e" in m:
         e = m["e2e"]
-        rows.append(("1. `flywheel run`, default, %d generations" % e["generations"],
+        rows.append((f"1. `flywheel run`, {e['generations']} generation{'s' if e['generations'] > 1 else ''}",
                      f"{e['seconds'] / 60:.1f} min; peak {e['peak_tree_rss_mib']:,} MiB (process tree), "
                      f"{e['peak_process_rss_mib']:,} MiB (largest process)", "< 10 min", e["seconds"] < 600))
     if "overhead" in m:
@@ -95,7 +95,7 @@ def tables(results: dict) -> str:
             cells = [f"{by_n[n]['seconds']} s / {by_n[n]['peak_rss_mib']:,}" if n in by_n else "" for n in sizes]
             lines.append(f"| {op} | " + " | ".join(cells) + " |")
     if "dvc" in m:
-        lines += ["", "Stages `dvc repro` reran after one `train` key changed (10-generation workspace):", "",
+        lines += ["", f"Stages `dvc repro` reran after one `train` key changed ({m['dvc']['generations']}-generation workspace):", "",
                   "| key changed | stages rerun | by stage | seconds |", "|---|---|---|---|"]
         for key, r in m["dvc"]["after_train_key_change"].items():
             by = ", ".join(f"{s} {n}" for s, n in r["by_stage"].items() if n)

@@ -5,7 +5,8 @@ toolcall requests and labels from the generator, made distinct with a ticket num
 with 2% exact repeats and, for the gate only, planted evaluation requests), the default
 seed and evaluation sets, and an empty probe. Each operation then runs in a fresh
 process, so that its peak memory (ru_maxrss, the whole process, imports included) is its
-own:
+own (VmHWM: getrusage's ru_maxrss would also count the parent's memory, which Linux
+carries across fork and exec):
 
 - `gate`: generate's validation gate (`tasks.generate.Gate`) admitting every request;
 - `dedup`: compose's duplicate check on normalized requests;
@@ -23,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import resource
 import subprocess
 import sys
 import time
@@ -93,6 +93,14 @@ def build(dest: Path, n: int) -> dict:
     return planted
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident memory so far."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def _one(op: str, dest: Path) -> dict:
     """Run one operation in this (fresh) process."""
     import pandas as pd
@@ -103,7 +111,7 @@ def _one(op: str, dest: Path) -> dict:
 
     os.chdir(dest)
     cfg = load(Path("params.yaml"))
-    imports_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    imports_mib = peak_rss_mib()
     evals = store.read_table(layout.EVAL, store.EVALSET)
     seed = store.read_table(layout.path(layout.SEED, layout.TRAIN), store.TRAINSET)
     out: dict = {}
@@ -127,7 +135,7 @@ def _one(op: str, dest: Path) -> dict:
         train = pd.read_parquet(layout.path("gen-000", layout.TRAIN), columns=["id"])
         out["train_rows"] = len(train)
     out["seconds"] = round(time.perf_counter() - start, 2)
-    out["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    out["peak_rss_mib"] = round(peak_rss_mib())
     out["rss_after_imports_mib"] = round(imports_mib)
     return out
 
