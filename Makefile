@@ -15,7 +15,7 @@ export MLFLOW_ENABLE_TELEMETRY := false
 export DO_NOT_TRACK := 1
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup run test experiment clean-data
+.PHONY: setup run test experiment bench clean-data
 
 # torch first and alone: only the pinned CPU build lies on this machine's disk, and an
 # unpinned torch pulled in by another package would download a multi-GB CUDA build.
@@ -42,6 +42,10 @@ test: setup
 # The expansion experiment (error_driven vs random, accumulate vs replace): 40-75 min.
 experiment: setup
 	$(BIN)/python -m bench.expansion
+
+# The benchmarks (docs/benchmarks.md): about 30 min; writes bench/results.json.
+bench: setup
+	$(BIN)/python -m bench
 
 clean-data:
 	rm -rf data/seed data/gen-* data/eval.parquet data/tokenizer.json

@@ -43,9 +43,9 @@ SIZES = {
     "full": {"flywheel": {}, "client": {"prompts": 1600, "concurrency": (4, 8, 32)},
              "scale": (100_000, 1_000_000, 2_000_000), "dvc": {"overrides": DVC_SIZE, "generations": 10},
              "train": {"steps": 60, "rounds": 3}},
-    "tiny": {"flywheel": TINY_FLYWHEEL, "client": {"prompts": 60, "concurrency": (4,)},
-             "scale": (1_000, 2_000), "dvc": {"overrides": TINY_FLYWHEEL, "generations": 2},
-             "train": {"steps": 3, "rounds": 1}},
+    "tiny": {"flywheel": TINY_FLYWHEEL, "client": {"prompts": 40, "concurrency": (4,)},
+             "scale": (500, 1_000), "dvc": {"overrides": TINY_FLYWHEEL, "generations": 1},
+             "train": {"steps": 2, "rounds": 1}},
 }
 
 

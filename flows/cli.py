@@ -1,8 +1,11 @@
 """`flywheel`: the command line of the project (installed into .venv by `make`).
 
     flywheel run [--generations N]     run the flow; end with a table per generation
+    flywheel check [--offline]         what `run` checks before it starts (params, templates,
+                                       input files, model servers), alone
     flywheel status                    generations made, what is stale, the champion
     flywheel lineage [VERSION|champion]  model -> generation -> datasets -> parent model ...
+    flywheel lineage --backfill        record generations a run without MLflow left out
     flywheel schedule --cron "0 2 * * *"  a nightly deployment, served until stopped
     flywheel ui                        MLflow and Prefect UIs on localhost
 
@@ -53,6 +56,24 @@ def _config(root: Path):
         raise UsageError(str(exc)) from None
 
 
+def _preflight(root: Path, offline: bool):
+    from flywheel.config import ConfigError
+    from flywheel.preflight import check
+    from flywheel.store import DataError
+
+    try:
+        return check(root, offline=offline)
+    except (ConfigError, DataError) as exc:
+        raise UsageError(str(exc)) from None
+
+
+def cmd_check(args) -> int:
+    root = _workspace(args.project)
+    _preflight(root, offline=args.offline)
+    print(f"{root}: params, templates, input files{'' if args.offline else ' and model servers'}: ok")
+    return 0
+
+
 def _client(cfg, root: Path):
     import mlflow
 
@@ -66,15 +87,22 @@ def cmd_run(args) -> int:
     root = _workspace(args.project)
     if args.generations < 0:
         raise UsageError("--generations must be 0 or more")
-    _config(root)
+    _preflight(root, offline=args.offline)
     _prepare_env(root)
     if args.offline:  # every stage process inherits it: a cache miss is an error, never a call
         from flywheel.stage import OFFLINE_LLM
 
         os.environ[OFFLINE_LLM] = "1"
     from flows.flywheel import flywheel
+    from flows.runlock import RunLocked, run_lock
 
-    state = flywheel(project=str(root), generations=args.generations, return_state=True)
+    try:  # refused here, before Prefect starts, when another run holds the workspace
+        with run_lock(root, "flywheel run") as note:
+            if note:
+                print(f"flywheel: {note}", file=sys.stderr)
+            state = flywheel(project=str(root), generations=args.generations, return_state=True)
+    except RunLocked as exc:
+        raise UsageError(str(exc)) from None
     if not state.is_completed():
         print(f"error: flywheel run failed: {state.message}", file=sys.stderr)
         return 1
@@ -116,6 +144,8 @@ def cmd_lineage(args) -> int:
     root = _workspace(args.project)
     cfg = _config(root)
     _prepare_env(root)
+    if args.backfill:
+        return _backfill(cfg, root)
     from mlflow.exceptions import MlflowException
 
     from flows.lineage import chain, champion
@@ -136,6 +166,33 @@ def cmd_lineage(args) -> int:
         parent = t.get("trained_from")
         print(f"  planned from the failures of: {t.get('trained_from_generation')}"
               + (f" (model v{parent})" if parent and parent != "seed" else " (the seed set)"))
+    return 0
+
+
+def _backfill(cfg, root: Path) -> int:
+    """Record in MLflow every made generation it does not have yet (a run that found MLflow
+    unreachable leaves them out). Generations already there are left as they are."""
+    import tempfile
+
+    import mlflow
+
+    from flows.flywheel import LINEAGE_OUTPUT
+    from flows.lineage import log_generation, setup_mlflow
+
+    made = [g for g in cfg.generations if (root / "data" / g / LINEAGE_OUTPUT).exists()]
+    if not made:
+        raise UsageError("no generation has been made yet: nothing to backfill")
+    try:
+        setup_mlflow(cfg, root)
+        with mlflow.start_run(run_name="backfill") as parent, tempfile.TemporaryDirectory() as tmp:
+            for g in made:
+                res = log_generation(cfg, root, g, parent.info.run_id, Path(tmp))
+                state = "recorded" if res["logged"] else "already recorded"
+                print(f"{g}: {state}: model version {res['version']} "
+                      f"({'promoted' if res['promoted'] else 'not promoted'}: {res['reason']})")
+    except Exception as exc:  # noqa: BLE001 - one line, whatever MLflow raised
+        raise UsageError(f"backfill failed, MLflow at {cfg.lineage.tracking_uri or 'mlflow.db'}: "
+                         f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}") from None
     return 0
 
 
@@ -231,9 +288,14 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--offline", action="store_true",
                      help="answer teacher and judge calls only from the cache; a miss is an error")
     run.set_defaults(fn=cmd_run)
+    chk = sub.add_parser("check", help="the checks `run` makes first: params, templates, input files, servers")
+    chk.add_argument("--offline", action="store_true", help="skip the model-server connections")
+    chk.set_defaults(fn=cmd_check)
     sub.add_parser("status", help="generations made, stale stages, champion").set_defaults(fn=cmd_status)
     lin = sub.add_parser("lineage", help="walk a model version back to the seed")
     lin.add_argument("version", nargs="?", default="champion")
+    lin.add_argument("--backfill", action="store_true",
+                     help="record in MLflow the made generations it is missing (after a run without MLflow)")
     lin.set_defaults(fn=cmd_lineage)
     sch = sub.add_parser("schedule", help="serve a cron deployment of the flow")
     sch.add_argument("--cron", required=True)

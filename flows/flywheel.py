@@ -10,6 +10,7 @@ artifact, commits and tags `dvc.lock` in git and pushes the data to the DVC remo
 
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
 import sys
@@ -27,6 +28,9 @@ from flywheel.config import PARAMS, Config, load
 from flywheel.stage import child_env
 
 _DVC_LOCK = threading.Lock()
+
+
+LINEAGE_OUTPUT = layout.METRICS  # a generation whose evaluation exists can be recorded
 
 
 class StageFailed(RuntimeError):
@@ -161,28 +165,63 @@ def record(root: Path, cfg: Config, generation: str, parent_run_id: str | None) 
     return result
 
 
+def _lineage_failed(generation: str, exc: BaseException) -> str:
+    return f"{generation}: lineage not recorded ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
+
+
 @flow(name="flywheel", log_prints=True)
 def flywheel(project: str = ".", generations: int = 0) -> list[dict]:
     """Add `generations` new generations to params.yaml, then bring every generation up to
-    date stage by stage, recording each one (MLflow, gate, git, DVC remote)."""
+    date stage by stage, recording each one (MLflow, gate, git, DVC remote).
+
+    One run per workspace at a time (flows/runlock.py). MLflow is not allowed to stop the
+    data: if it is unreachable or its database is locked, every stage still runs and is
+    published, the flow ends failed with a message, and `flywheel lineage --backfill`
+    records the missing generations once MLflow is back."""
+    from flows.runlock import run_lock
+
     root = Path(project).resolve()
     logger = get_run_logger()
-    if generations:
-        logger.info(f"added generations {add_generations(root / PARAMS, generations)}")
-    cfg = load(root / PARAMS)
-    from flows.lineage import setup_mlflow
-
-    setup_mlflow(cfg, root)
-    results = []
     run_name = flow_run.get_name() or "flywheel"
-    with mlflow.start_run(run_name=run_name, tags={"prefect_flow_run_id": str(flow_run.get_id() or "")}) as parent:
-        run_stage(root, "prepare")
-        for generation in cfg.generations:
-            ran = [run_stage(root, f"{stage}@{generation}") for stage in layout.STAGES]
-            result = record(root, cfg, generation, parent.info.run_id)
-            result["stages_run"] = sum(ran)
-            result["generation"] = generation
-            if any(ran) or result.get("logged"):
-                result["published"] = publish(root, cfg, generation)
-            results.append(result)
+    with run_lock(root, f"flow run {run_name}") as note:
+        if note:
+            logger.warning(note)
+        if generations:
+            logger.info(f"added generations {add_generations(root / PARAMS, generations)}")
+        cfg = load(root / PARAMS)
+        from flows.lineage import setup_mlflow
+
+        missing: list[str] = []
+        results = []
+        with contextlib.ExitStack() as stack:
+            parent_id = None
+            try:
+                setup_mlflow(cfg, root)
+                parent = stack.enter_context(mlflow.start_run(
+                    run_name=run_name, tags={"prefect_flow_run_id": str(flow_run.get_id() or "")}))
+                parent_id = parent.info.run_id
+            except Exception as exc:  # noqa: BLE001 - any MLflow failure: the data goes on without it
+                logger.warning(f"MLflow unavailable, lineage will be missing: {_lineage_failed('run', exc)}")
+            run_stage(root, "prepare")
+            for generation in cfg.generations:
+                ran = [run_stage(root, f"{stage}@{generation}") for stage in layout.STAGES]
+                state = record(root, cfg, generation, parent_id, return_state=True)
+                if state.is_completed():
+                    result = state.result()
+                else:
+                    missing.append(generation)
+                    logger.error(_lineage_failed(generation, state.result(raise_on_failure=False)))
+                    result = {"version": None, "promoted": False, "reason": "lineage not recorded", "alarms": []}
+                result["stages_run"] = sum(ran)
+                result["generation"] = generation
+                if any(ran) or result.get("logged") or generation in missing:
+                    result["published"] = publish(root, cfg, generation)
+                results.append(result)
+        if missing:
+            raise LineageMissing(f"the data of {', '.join(missing)} is complete and published, but its lineage "
+                                 "is not in MLflow; run `flywheel lineage --backfill` once MLflow is reachable")
     return results
+
+
+class LineageMissing(RuntimeError):
+    pass

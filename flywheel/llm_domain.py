@@ -12,6 +12,7 @@ to the judge committee.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -23,6 +24,9 @@ from flywheel.llm.judge import extract_json
 
 TEACHER_PARSER = "llm-teacher-v1"
 UNTAGGED = "untagged"
+# Longest input or output accepted from a user's file: far beyond what the student's
+# context holds, and small enough that one runaway row cannot stall tokenizer training.
+MAX_EXAMPLE_CHARS = 20_000
 
 
 def canon(value, metric: str) -> str | None:
@@ -37,6 +41,8 @@ def canon(value, metric: str) -> str | None:
     if isinstance(value, (dict, list)):
         value = json.dumps(value, sort_keys=True, ensure_ascii=False)
     if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):  # NaN is a missing label, not the text "nan"
         return None
     text = " ".join(str(value).split())
     return text or None
@@ -91,6 +97,11 @@ def read_examples(path: Path, metric: str, *, split: str) -> pd.DataFrame:
         request = rec.get("input")
         if not isinstance(request, str) or not request.strip():
             raise store.DataError(f"{where}: 'input' must be a non-empty string")
+        for key in ("input", "output"):
+            size = len(rec[key]) if isinstance(rec.get(key), str) else 0
+            if size > MAX_EXAMPLE_CHARS:
+                raise store.DataError(f"{where}: '{key}' is {size:,} characters, more than the "
+                                      f"{MAX_EXAMPLE_CHARS:,} an example may have")
         label = canon(rec.get("output"), metric)
         if label is None:
             raise store.DataError(f"{where}: 'output' is missing, empty" + (" or not JSON" if metric == "json" else ""))

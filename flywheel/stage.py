@@ -1,9 +1,9 @@
 """What every stage command shares: its entry point, seeds, and progress reporting.
 
 `run(main)` is the `__main__` of each `tasks/<stage>.py`: it reads the generation name
-from the command line, loads the config, and turns a `ConfigError`, `DataError` or `LLMError` into
-one line on stderr and exit status 2, so DVC (and Prefect above it) stop with a message
-a person can act on instead of a traceback.
+from the command line, loads the config, and turns a `ConfigError`, `DataError`,
+`LLMError` or `OSError` (a full disk) into one line on stderr and exit status 2, so DVC
+(and Prefect above it) stop with a message a person can act on instead of a traceback.
 """
 
 from __future__ import annotations
@@ -102,5 +102,9 @@ def run(stage: str, main: Callable[[Config, str], None], *, per_generation: bool
         main(cfg, generation)
     except (ConfigError, DataError, LLMError) as exc:
         print(f"error: {stage}: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as exc:  # disk full, permissions, ...: every output is written to a temp file first,
+        where = f"{exc.filename}: " if exc.filename else ""  # so the previous one is still there
+        print(f"error: {stage}: {where}{exc.strerror or exc}", file=sys.stderr)
         sys.exit(2)
     log(stage, f"done in {time.monotonic() - start:.1f}s")

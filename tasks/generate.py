@@ -32,6 +32,10 @@ from flywheel.toolcall import teacher
 from flywheel.toolcall.catalog import FUNCTIONS, PHENOMENA, describe
 
 TRIES = 20  # redraws per plan row before giving up on a fresh request
+TEACHER_VARIABLES = {  # what the teacher template is rendered with, per domain
+    "toolcall": frozenset({"request", "catalog"}),
+    "llm": frozenset({"example_input", "example_output", "skill", "skills", "variation", "rubric"}),
+}
 
 
 def _spec(functions: list[str], skills: list[str]) -> P.Spec:

@@ -102,6 +102,9 @@ def fleiss_kappa(ratings: Sequence[Sequence[str | None]]) -> float | None:
     return 1.0 if p_e == 1 else round((p_bar - p_e) / (1 - p_e), 4)
 
 
+JUDGE_VARIABLES = frozenset({"request", "label", "student_output", "rubric", "catalog", "skills", "reference"})
+
+
 def judge_prompt(template, *, request: str, label: str, student_output: str, rubric: str, catalog: list,
                  skills: list[str], reference: str = "") -> Prompt:
     """The judge template's variables, the same for the judge stage, calibration and

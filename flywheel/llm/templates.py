@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
+import jinja2.meta
 from jinja2.sandbox import SandboxedEnvironment
 
 from flywheel.config import ConfigError
@@ -28,6 +29,15 @@ class Template:
     path: Path
     version: str
     _template: jinja2.Template
+
+    def check(self, supplied: set[str] | frozenset[str]) -> None:
+        """Refuse, before any call, a template that names a variable its stage does not supply."""
+        env = SandboxedEnvironment()
+        names = jinja2.meta.find_undeclared_variables(env.parse(self.path.read_text(encoding="utf-8")))
+        unknown = sorted(names - set(supplied))
+        if unknown:
+            raise ConfigError(f"{self.path}: undefined variable {unknown[0]!r} (the stage supplies "
+                              f"{', '.join(sorted(supplied))})")
 
     def render(self, **values) -> tuple[tuple[str, str], ...]:
         """The messages, as (role, content) pairs."""

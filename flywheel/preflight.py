@@ -1,0 +1,72 @@
+"""Checks `flywheel run` makes before it starts anything (and `flywheel check` alone).
+
+A night's run should not spend an hour and then stop on something visible at the start.
+Before Prefect, DVC or MLflow start, and before any file is written:
+- params.yaml loads (keys, types, generations; config.py);
+- every template a model stage will render exists, parses, and names only variables its
+  stage supplies;
+- the `llm` domain's seed, evaluation and gold files read cleanly (flywheel/llm_domain.py:
+  readable, UTF-8, non-empty inputs and labels, no NaN, no oversized row, at least one row);
+- every OpenAI-compatible server in the config accepts a TCP connection (not in offline
+  mode, where no call is made).
+Each failure is one line naming the file or key; the caller exits with status 2.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from flywheel.config import BackendConfig, Config, ConfigError, load
+
+CONNECT_TIMEOUT_S = 3.0
+
+
+def _backends(cfg: Config) -> list[tuple[str, BackendConfig]]:
+    out = []
+    if isinstance(cfg.generate.teacher, BackendConfig):
+        out.append(("generate.teacher", cfg.generate.teacher))
+    out += [(f"judge.committee[{i}]", b) for i, b in enumerate(cfg.judge.committee)]
+    return out
+
+
+def reachable(where: str, backend: BackendConfig) -> None:
+    url = urlsplit(backend.base_url)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname, port), timeout=CONNECT_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"params.yaml: {where}.base_url: cannot connect to {url.hostname}:{port} "
+                          f"({exc.strerror or type(exc).__name__}); is the server running?") from None
+
+
+def check(root: Path, *, offline: bool = False) -> Config:
+    """Everything above, in `root`; returns the config. Raises ConfigError or DataError."""
+    from flywheel import llm_domain
+    from flywheel.llm import templates
+    from flywheel.llm.judge import JUDGE_VARIABLES
+    from tasks.generate import TEACHER_VARIABLES
+
+    cfg = load(root / "params.yaml")
+    domain = root / cfg.domain.path
+    if not domain.is_dir():
+        raise ConfigError(f"params.yaml: domain.path: {cfg.domain.path!r} is not a directory")
+    backends = _backends(cfg)
+    if isinstance(cfg.generate.teacher, BackendConfig):
+        templates.load(domain / cfg.generate.template).check(TEACHER_VARIABLES[cfg.domain.name])
+    if cfg.judge.committee:
+        templates.load(domain / cfg.judge.template).check(JUDGE_VARIABLES)
+    if cfg.domain.name == "llm":
+        metric = "json" if cfg.domain.metric == "json" else "exact"
+        for name in (cfg.domain.seed_file, cfg.domain.eval_file):
+            llm_domain.read_examples(domain / name, metric, split="check")
+    if cfg.judge.calibration.gold:
+        metric = "json" if cfg.domain.name == "toolcall" else cfg.domain.metric
+        llm_domain.read_examples(domain / cfg.judge.calibration.gold, "json" if metric == "json" else "exact",
+                                 split="gold")
+    if not offline:
+        for where, backend in backends:
+            reachable(where, backend)
+    return cfg

@@ -1,0 +1,54 @@
+"""The benchmark runs (on toy sizes, into a temp directory) and measures what it claims:
+the same work in the flow and in one process, no requests on a warm cache, the planted
+duplicates and evaluation requests found at scale, a no-op DVC run that runs nothing.
+Its timings mean nothing at this size and are not asserted."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from conftest import ROOT, run
+
+
+def test_bench_runs_on_a_tiny_size(tmp_path):
+    out = tmp_path / "out"
+    run([sys.executable, "-m", "bench", "--size", "tiny", "--out", str(out), "--docs", str(out / "benchmarks.md"),
+         "--work", str(tmp_path)], ROOT)
+    results = json.loads((out / "results.json").read_text())
+    m = results["measurements"]
+    assert set(m) == {"e2e", "overhead", "client", "scale", "dvc", "efficiency", "train"}
+    assert results["machine"]["cores"] >= 1
+
+    assert m["e2e"]["exit_code"] == 0 and set(m["e2e"]["accuracy"]) == {"gen-000"}
+    assert m["e2e"]["peak_tree_rss_mib"] > m["e2e"]["peak_process_rss_mib"] > 0
+    assert {"train@gen-000", "prepare"} <= set(m["e2e"]["stage_seconds"])
+    # The flow and the plain loop did the same (seeded) work, or the ratio compares nothing.
+    assert m["overhead"]["same_accuracy"], (m["e2e"]["accuracy"], m["overhead"]["direct"]["accuracy"])
+
+    (client,) = m["client"]["runs"]
+    assert client["errors"] == 0 and client["server_requests"] == client["prompts"]
+    assert client["warm_requests"] == 0 and client["requests_per_s"] > 0
+
+    for n in ("500", "1000"):
+        planted = m["scale"]["ops"]["dedup"][n]["planted"]
+        assert m["scale"]["ops"]["dedup"][n]["duplicates"] == planted["repeats"]
+        assert m["scale"]["ops"]["gate"][n]["refused"]["eval_overlap"] == planted["eval_overlap"]
+        assert m["scale"]["ops"]["decontamination"][n]["overlap"] == 0
+        assert 0 < m["scale"]["ops"]["compose"][n]["train_rows"] < int(n)
+
+    dvc = m["dvc"]
+    assert dvc["lock_entries"] == dvc["stages"] == 8
+    lr, log_every = dvc["after_train_key_change"]["train.lr"], dvc["after_train_key_change"]["train.log_every"]
+    # A new learning rate changes the model, so everything downstream of train reruns;
+    # a new log interval changes only the loss curve, and DVC stops there.
+    assert lr["by_stage"]["train"] == 1 and lr["by_stage"]["evaluate"] == 1 and lr["by_stage"]["generate"] == 0
+    assert log_every["stages_rerun"] == 1
+
+    assert m["efficiency"]["seeds"] == 3  # read from docs/expansion.json
+    assert m["train"]["flywheel_tokens_per_s"] > 0 and m["train"]["bare_torch_tokens_per_s"] > 0
+
+    table = (out / "benchmarks.md").read_text()
+    for row in ("1. `flywheel run`", "2. orchestration overhead", "3. client", "4. compose", "5. no-op",
+                "6. sample efficiency", "7. training throughput"):
+        assert row in table
