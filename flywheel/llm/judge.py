@@ -35,8 +35,13 @@ class JudgeAnswer(BaseModel):
     skills: list[str] = []
 
 
+MAX_ANSWER_CHARS = 200_000  # longer answers are refused, not searched (the search is quadratic)
+
+
 def extract_json(text: str) -> Any:
     """The first JSON object or array in a model's answer (code fences allowed)."""
+    if len(text) > MAX_ANSWER_CHARS:
+        raise ValueError(f"the answer is {len(text):,} characters, more than {MAX_ANSWER_CHARS:,}")
     fenced = _FENCE.search(text)
     body = fenced.group(1) if fenced else text
     decoder = json.JSONDecoder()
@@ -46,6 +51,8 @@ def extract_json(text: str) -> Any:
                 return decoder.raw_decode(body, i)[0]
             except json.JSONDecodeError:
                 continue
+            except RecursionError:  # "[[[[..." nested deeper than the decoder goes
+                raise ValueError("the answer's JSON is nested too deeply") from None
     raise ValueError("no JSON object in the answer")
 
 
