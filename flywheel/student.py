@@ -20,6 +20,11 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GPT2Config, GPT2LMHeadModel
+from transformers.utils import logging as hf_logging
+
+# A stage's stderr is for its one-line error: no weight-loading bars or advisory warnings.
+hf_logging.disable_progress_bar()
+hf_logging.set_verbosity_error()
 
 PAD, UNK, SEP, EOS = "[PAD]", "[UNK]", "[SEP]", "[EOS]"
 IGNORE = -100

@@ -6,17 +6,21 @@ exercised end to end (connection pool, threads, timeouts, headers). Answers come
 `brain(messages, body) -> str`; faults are injected from a queue, one per request, in
 order: "500", "429:<seconds>" (with Retry-After), "hang:<seconds>", "badbody" (HTTP 200
 with a body that is not JSON), "garbage" (HTTP 200 whose answer is not JSON), "401".
-It counts requests, the most ever in flight, and keeps every request's headers.
+`fault_rate` draws a fault from `fault_kinds` for that share of requests (seeded), and
+`down()`/`up()` stop and restart listening on the same port (an outage: connections are
+refused meanwhile). It counts requests, each distinct request body (`asked`), the most
+ever in flight, and keeps every request's headers.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import random
 import re
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
@@ -24,16 +28,22 @@ Brain = Callable[[list, dict], str]
 
 
 class FakeLLM:
-    def __init__(self, brain: Brain, *, latency: float = 0.0):
+    def __init__(self, brain: Brain, *, latency: float = 0.0, fault_rate: float = 0.0,
+                 fault_kinds: tuple[str, ...] = ("500", "429:0", "badbody", "garbage"), seed: int = 0):
         self.brain, self.latency = brain, latency
         self.faults: deque[str] = deque()
+        self.fault_rate, self.fault_kinds, self._rng = fault_rate, fault_kinds, random.Random(seed)
+        self.asked: Counter[str] = Counter()
         self.requests = 0
         self.in_flight = self.max_in_flight = 0
         self.headers: list[dict] = []
         self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.server.daemon_threads = True
+        self._listen(0)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def _listen(self, port: int) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
+        self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def __enter__(self) -> "FakeLLM":
@@ -41,14 +51,25 @@ class FakeLLM:
         return self
 
     def __exit__(self, *exc) -> None:
+        if self.server is not None:
+            self.down()
+
+    def down(self) -> None:
+        """Stop listening: new connections are refused until `up()`."""
         self.server.shutdown()
         self.server.server_close()
+        self.server = None
+
+    def up(self) -> None:
+        self._listen(int(self.url.rsplit(":", 1)[1].split("/")[0]))
+        self.thread.start()
 
     def reset(self) -> None:
         with self.lock:
             self.requests = self.max_in_flight = 0
             self.headers.clear()
             self.faults.clear()
+            self.asked.clear()
 
     def _handler(self):
         fake = self
@@ -73,13 +94,20 @@ class FakeLLM:
 
             def do_POST(self):
                 length = int(self.headers.get("Content-Length", 0))
-                body = json.loads(self.rfile.read(length))
+                raw = self.rfile.read(length)
+                if fake.server is None:  # down: drop kept-alive connections without an answer
+                    self.close_connection = True
+                    return
+                body = json.loads(raw)
                 with fake.lock:
                     fake.requests += 1
+                    fake.asked[hashlib.sha256(raw).hexdigest()] += 1
                     fake.in_flight += 1
                     fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
                     fake.headers.append(dict(self.headers))
                     fault = fake.faults.popleft() if fake.faults else ""
+                    if not fault and fake.fault_rate and fake._rng.random() < fake.fault_rate:
+                        fault = fake._rng.choice(fake.fault_kinds)
                 try:
                     if fake.latency:
                         time.sleep(fake.latency)

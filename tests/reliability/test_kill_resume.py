@@ -1,0 +1,126 @@
+"""A run killed with SIGKILL (the whole process group: flow, Prefect's server, DVC and the
+stage) during `judge`, during `train` and between stages resumes, asks the judge server
+only what was not yet cached, and ends with the same dvc.lock md5s as a run that was
+never killed. On the way: a second run started while one is going is refused by the run
+lock, and the lock a killed run leaves behind is found stale and cleared.
+
+One workspace goes through all of it (each kill needs the real flow start-up, ~15 s);
+the reference is the same configuration reproduced with plain `dvc repro`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import SMALL, env, make_project, merge, run
+from flows.lineage import lock_md5s
+from llm_server import FakeLLM
+
+FLYWHEEL = str(Path(sys.executable).parent / "flywheel")
+
+
+def label_ok(messages: list, body: dict) -> str:
+    return json.dumps({"verdict": "label_ok", "analysis": "fine"})
+
+
+def params(url: str) -> dict:
+    judge = {"backend": "openai", "base_url": url, "model": "judge", "concurrency": 2, "max_retries": 1,
+             "backoff_s": 0.05}
+    return merge(SMALL, {"generations": {"gen-000": {"prev": "seed"}}, "judge": {"committee": [judge]},
+                         "train": {"steps": 400}, "publish": {"dvc_push": False}})
+
+
+def start(project: Path, log: Path) -> subprocess.Popen:
+    return subprocess.Popen([FLYWHEEL, "run"], cwd=project, env=env(), stdout=open(log, "w"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait_for(what: str, cond, proc: subprocess.Popen, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert proc.poll() is None, f"the run ended before {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def kill(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def cached(project: Path) -> int:
+    db = project / ".llm-cache" / "responses.sqlite"
+    if not db.exists():
+        return 0
+    with sqlite3.connect(db) as con:
+        return con.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+
+
+def locked_stages(project: Path) -> set[str]:
+    lock = project / "dvc.lock"
+    return set(yaml.safe_load(lock.read_text())["stages"]) if lock.exists() else set()
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    with FakeLLM(label_ok, latency=0.02) as server:
+        project = make_project(tmp_path_factory.mktemp("never-killed"), params(server.url))
+        run([sys.executable, "-m", "dvc", "repro"], project)
+        return lock_md5s(project), server.requests
+
+
+def test_killed_runs_resume_to_the_same_outputs_without_asking_twice(reference, tmp_path):
+    ref_md5s, needed = reference
+    assert needed > 20  # the judge really asks the server
+    with FakeLLM(label_ok, latency=0.05) as server:
+        project = make_project(tmp_path / "ws", params(server.url))
+        run(["git", "add", "-A"], project)
+        run(["git", "commit", "-qm", "init"], project)
+
+        # 1. Killed during judge, once part of the answers are cached. Meanwhile a second
+        #    run is refused by the lock.
+        first = start(project, tmp_path / "run1.log")
+        wait_for("judge calls", lambda: server.requests >= needed // 3, first)
+        second = run([FLYWHEEL, "run"], project, check=False)
+        assert second.returncode == 2 and "another flywheel run is in progress" in second.stderr, second.stderr
+        assert f"PID {first.pid}" in second.stderr
+        kill(first)
+        assert "judge@gen-000" not in locked_stages(project)
+        at_kill = cached(project)
+        asked_before = server.requests
+        assert 0 < at_kill < needed
+
+        # 2. Resumed, then killed during train.
+        resumed = start(project, tmp_path / "run2.log")
+        wait_for("train", lambda: "[train] steps:" in (tmp_path / "run2.log").read_text(), resumed)
+        kill(resumed)
+        assert "train@gen-000" not in locked_stages(project) and "judge@gen-000" in locked_stages(project)
+        # Only what was not cached was asked (in-flight answers lost to the kill are the
+        # only repeats, at most one per connection).
+        assert server.requests - asked_before == needed - at_kill
+        repeats = sum(n - 1 for n in server.asked.values())
+        assert repeats <= 2, repeats
+        log2 = (tmp_path / "run2.log").read_text()
+        assert "cleared a stale run lock" in log2
+
+        # 3. Resumed, then killed between stages: right after train is locked.
+        third = start(project, tmp_path / "run3.log")
+        wait_for("train to finish", lambda: "train@gen-000" in locked_stages(project), third, timeout=400)
+        kill(third)
+
+        # 4. Resumed to the end.
+        last = run([FLYWHEEL, "run"], project, check=False)
+        assert last.returncode == 0, last.stdout[-3000:] + last.stderr[-3000:]
+        assert "cleared a stale run lock" in last.stderr
+        assert server.requests - asked_before == needed - at_kill  # nothing more was asked
+        assert lock_md5s(project) == ref_md5s
+        assert not (project / ".flywheel" / "run.lock").read_text()  # a clean end leaves no holder

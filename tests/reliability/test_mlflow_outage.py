@@ -1,0 +1,90 @@
+"""MLflow unreachable, then its SQLite database locked by another process, during a real
+`flywheel run`: every DVC stage still runs and is published (git), the run ends with
+exit status 1 and a message saying what to do, and `flywheel lineage --backfill` records
+the missing generations once MLflow is back, with the same dataset md5s as dvc.lock."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from conftest import SMALL, env, make_project, merge, run
+from flows.lineage import lock_md5s
+
+FLYWHEEL = str(Path(sys.executable).parent / "flywheel")
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _set_tracking(project: Path, uri: str) -> None:
+    cfg = yaml.safe_load((project / "params.yaml").read_text())
+    cfg["lineage"]["tracking_uri"] = uri
+    (project / "params.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+
+def _versions(project: Path) -> dict[str, dict]:
+    script = ("import json, mlflow; mlflow.set_tracking_uri('sqlite:///mlflow.db'); "
+              "c = mlflow.MlflowClient(); "
+              "print(json.dumps({v.tags.get('generation'): v.tags for v in "
+              "c.search_model_versions(\"name='flywheel-student'\")}))")
+    return yaml.safe_load(run([sys.executable, "-c", script], project).stdout.strip().splitlines()[-1])
+
+
+def test_runs_finish_without_mlflow_and_backfill_records_them_later(tmp_path):
+    project = make_project(tmp_path / "ws", merge(SMALL, {"generations": {"gen-000": {"prev": "seed"}},
+                                                          "publish": {"dvc_push": False}}))
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", "init"], project)
+
+    # 1. MLflow's server unreachable for the whole run.
+    _set_tracking(project, f"http://127.0.0.1:{_closed_port()}")
+    e = env() | {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "3"}
+    proc = subprocess.run([FLYWHEEL, "run"], cwd=project, env=e, capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "flywheel lineage --backfill" in proc.stderr and "gen-000" in proc.stderr
+    stages = set(yaml.safe_load((project / "dvc.lock").read_text())["stages"])
+    assert {f"{s}@gen-000" for s in ("generate", "judge", "compose", "train", "evaluate", "probe",
+                                     "expand")} <= stages
+    assert "flywheel: gen-000" in run(["git", "log", "--format=%s"], project).stdout  # published
+    assert not (project / "mlflow.db").exists()
+
+    # 2. MLflow back (the project's SQLite store): the backfill records gen-000.
+    _set_tracking(project, "")
+    back = run([FLYWHEEL, "lineage", "--backfill"], project)
+    assert "gen-000: recorded" in back.stdout
+    md5 = lock_md5s(project)
+    tags = _versions(project)["gen-000"]
+    assert tags["dataset.training.md5"] == md5["data/gen-000/train.parquet"]
+    assert tags["model_md5"] == md5["data/gen-000/model"]
+
+    # 3. The database locked by another process while a new generation runs.
+    locker = subprocess.Popen([sys.executable, "-c", (
+        "import sqlite3, sys, time; c = sqlite3.connect('mlflow.db', isolation_level=None); "
+        "c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); time.sleep(900)")],
+        cwd=project, stdout=subprocess.PIPE, text=True)
+    try:
+        assert locker.stdout.readline().strip() == "locked"
+        proc = subprocess.run([FLYWHEEL, "run", "--generations", "1"], cwd=project, env=env(), capture_output=True,
+                              text=True)
+    finally:
+        locker.kill()
+        locker.wait()
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "flywheel lineage --backfill" in proc.stderr and "gen-001" in proc.stderr
+    assert "train@gen-001" in yaml.safe_load((project / "dvc.lock").read_text())["stages"]
+
+    # 4. Unlocked: the backfill records gen-001 and leaves gen-000 as it was.
+    back = run([FLYWHEEL, "lineage", "--backfill"], project)
+    assert "gen-000: already recorded" in back.stdout and "gen-001: recorded" in back.stdout
+    versions = _versions(project)
+    assert set(versions) == {"gen-000", "gen-001"}
+    assert versions["gen-001"]["trained_from_generation"] == "gen-000"
+    assert versions["gen-001"]["model_md5"] == lock_md5s(project)["data/gen-001/model"]
