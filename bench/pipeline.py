@@ -171,10 +171,15 @@ def _dvc(project: Path, *args: str) -> tuple[float, str]:
     return time.perf_counter() - start, proc.stdout + proc.stderr
 
 
-def dvc(work: Path, overrides: dict, generations: int = 10, repeats: int = 3, log=print) -> dict:
-    project = W.make_project(work / "dvc", W.merge(overrides, {"generations": W.generations(generations)}))
-    log(f"dvc: building {generations} generations ...")
-    build_s, _ = _dvc(project, "repro")
+def dvc(work: Path, overrides: dict, generations: int = 10, repeats: int = 3, log=print,
+        built: Path | None = None) -> dict:
+    """`built`: an already reproduced workspace with that many generations, used as it is."""
+    if built is None:
+        project = W.make_project(work / "dvc", W.merge(overrides, {"generations": W.generations(generations)}))
+        log(f"dvc: building {generations} generations ...")
+        build_s, _ = _dvc(project, "repro")
+    else:
+        project, build_s = built, 0.0
     noop = []
     for _ in range(repeats):
         seconds, out = _dvc(project, "repro")

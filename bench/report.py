@@ -74,19 +74,28 @@ def tables(results: dict) -> str:
     lines = [f"Measured {results.get('date', '?')} on {mach.get('cpu', '?')}, {mach.get('cores', '?')} cores, "
              f"{mach.get('memory_gib', '?')} GiB, {mach.get('os', '?')}, Python {mach.get('python', '?')}, "
              f"torch {mach.get('torch', '?')} ({results.get('size', '?')} size; the whole benchmark took "
-             f"{results.get('seconds', 0) / 60:.0f} min).", "",
+             f"{results.get('seconds', 0) / 60:.0f} min)."
+             + "".join(f" Re-measured {r['date']}: {', '.join(r['only'])}." for r in results.get("partial_reruns", [])),
+             "",
              "| measurement | result | target | |", "|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {_met(d)} |" for a, b, c, d in summary_rows(m)]
     if "e2e" in m:
         e = m["e2e"]
         direct = m.get("overhead", {}).get("direct", {}).get("stage_seconds", {})
-        lines += ["", "Time of each stage (its own work, from its `done in` line), summed over generations:", "",
-                  "| stage | in `flywheel run` (s) | in one process (s) |", "|---|---|---|"]
+        lines += ["", "Seconds per stage, summed over generations: the stage's own work (its `done in` line), "
+                  "its whole Prefect task (DVC, the stage process with its imports, Prefect), and the same "
+                  "function called in one process:", "",
+                  "| stage | own work in `flywheel run` | whole task | in one process |", "|---|---|---|---|"]
+        tasks = e.get("task_by_stage", {})
         for stage, sec in e["by_stage"].items():
             alone = sum(v for k, v in direct.items() if k.split("@")[0] == stage)
-            lines.append(f"| {stage} | {sec:.1f} | {alone:.1f} |" if direct else f"| {stage} | {sec:.1f} | |")
-        lines.append(f"| outside the stages (Python and DVC start-up, Prefect, MLflow, git, push) | "
-                     f"{e['outside_stages_seconds']:.1f} | |")
+            lines.append(f"| {stage} | {sec:.1f} | {tasks.get(stage, 0):.1f} | {alone:.1f} |")
+        other = e["seconds"] - sum(tasks.values()) if tasks else None
+        lines.append(f"| **total** | {e['stage_seconds_total']:.1f} | {sum(tasks.values()):.1f} | "
+                     f"{sum(direct.values()):.1f} |")
+        if other is not None:
+            lines.append(f"| outside the stage tasks (CLI start, Prefect's server, MLflow, git, push) | | "
+                         f"{other:.1f} | |")
     if "scale" in m:
         sizes = [str(n) for n in m["scale"]["sizes"]]
         lines += ["", "Data stages: seconds / peak MiB of the process, by generated rows:", "",

@@ -125,7 +125,7 @@ def _one(op: str, dest: Path) -> dict:
         rows = pd.read_parquet(layout.path("gen-000", layout.VERDICTS), columns=["id", "request"])
         start = time.perf_counter()
         if op == "dedup":
-            out["duplicates"] = int(store.request_keys(rows["request"]).duplicated().sum())
+            out["duplicates"] = int(store.duplicated_requests(rows["request"]).sum())
         else:
             compose.check_decontaminated(rows, evals, "bench")
             out["overlap"] = 0

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -84,6 +85,19 @@ def request_keys(requests: pd.Series) -> pd.Series:
     """`request_key` of every row (a plain loop over a list: faster than pandas' string
     methods here, and the very same function the generate stage's gate applies)."""
     return pd.Series([request_key(t) for t in requests.tolist()], index=requests.index, dtype=object)
+
+
+def duplicated_requests(requests: pd.Series) -> pd.Series:
+    """True for every row whose `request_key` an earlier row already has. Exact, and linear
+    in practice: rows are first compared by a 64-bit hash of their key (a compact table
+    that stays in cache), then only rows whose hash repeats are compared by key."""
+    keys = [request_key(t) for t in requests.tolist()]
+    hashes = pd.Series(np.fromiter(map(hash, keys), dtype=np.int64, count=len(keys)))
+    maybe = np.flatnonzero(hashes.duplicated(keep=False).to_numpy())
+    out = np.zeros(len(keys), dtype=bool)
+    if len(maybe):
+        out[maybe] = pd.Series([keys[i] for i in maybe], dtype=object).duplicated().to_numpy()
+    return pd.Series(out, index=requests.index)
 
 
 @contextlib.contextmanager

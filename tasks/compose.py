@@ -52,7 +52,7 @@ def compose(prev: pd.DataFrame, seed: pd.DataFrame, new: pd.DataFrame, cfg: Comp
         keep = base[easy].sample(frac=cfg.mastered_weight, random_state=seed_value)
         base = base[~easy | base.index.isin(keep.index)]
     pool = pd.concat([base, new], ignore_index=True)
-    pool = pool[~store.request_keys(pool["request"]).duplicated()]
+    pool = pool[~store.duplicated_requests(pool["request"])]
     if cfg.policy == "accumulate-subsample" and len(pool) > cfg.budget > 0:
         is_seed = pool["source"] == "seed"
         n_seed = min(int(is_seed.sum()), max(round(cfg.min_seed_share * cfg.budget), 0))

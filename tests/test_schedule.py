@@ -113,6 +113,18 @@ def test_ui_serves_mlflow_and_prefect_on_localhost_and_stops_cleanly(small_proje
         assert first.strip() == f"MLflow:  http://127.0.0.1:{mlflow_port}", first
         assert _ok(f"http://127.0.0.1:{mlflow_port}/health")
         assert _ok(f"http://127.0.0.1:{prefect_port}/api/health")
+        # Every socket the servers listen on is bound to localhost (docs/reliability.md).
+        import psutil
+
+        listening = set()
+        for p in [psutil.Process(ui.pid), *psutil.Process(ui.pid).children(recursive=True)]:
+            try:
+                listening |= {(c.laddr.ip, c.laddr.port) for c in p.net_connections(kind="inet")
+                              if c.status == psutil.CONN_LISTEN}
+            except psutil.Error:
+                pass
+        assert {mlflow_port, prefect_port} <= {port for _, port in listening}, listening
+        assert {ip for ip, _ in listening} == {"127.0.0.1"}, listening
     finally:
         ui.send_signal(signal.SIGTERM)
         ui.wait(30)

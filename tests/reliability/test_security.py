@@ -1,23 +1,20 @@
 """Security: generated text stays data, weights load only from safetensors, evaluation
 rows never reach training, and the servers the project starts listen on localhost.
 (The API-key canary, searched in every file a run writes and in Prefect's logs and
-artifacts, is tests/test_llm_flow.py::test_the_api_key_is_written_nowhere.)"""
+artifacts, is tests/test_llm_flow.py::test_the_api_key_is_written_nowhere; the sockets
+`flywheel ui` listens on are checked in tests/test_schedule.py.)"""
 
 from __future__ import annotations
 
 import ast
 import json
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
-import psutil
 import pytest
 
-from conftest import ROOT, env, run
+from conftest import ROOT, run
 from flywheel import layout, llm_domain, store, student
 from flywheel.llm import templates
 from flywheel.llm.judge import JUDGE_VARIABLES, parse_verdict
@@ -113,46 +110,3 @@ def test_planted_evaluation_rows_are_refused_at_compose(small_project, tmp_path)
         assert train_path.read_bytes() == train_before
     finally:
         verdicts_path.write_bytes(original)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_the_uis_listen_on_localhost_only(small_project):
-    """`flywheel ui` starts MLflow and Prefect servers; every socket they listen on is
-    bound to 127.0.0.1."""
-    ports = {"mlflow": _free_port(), "prefect": _free_port()}
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "flywheel"), "ui", "--mlflow-port",
-                             str(ports["mlflow"]), "--prefect-port", str(ports["prefect"])], cwd=small_project,
-                            env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-    try:
-        deadline, listening = time.monotonic() + 150, {}
-        while time.monotonic() < deadline and set(listening.values()) != set(ports.values()) | set():
-            tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
-            listening = {}
-            for p in tree:
-                try:
-                    for c in p.net_connections(kind="inet"):
-                        if c.status == psutil.CONN_LISTEN:
-                            listening[(c.laddr.ip, c.laddr.port)] = c.laddr.port
-                except psutil.Error:
-                    pass
-            if set(ports.values()) <= set(listening.values()):
-                break
-            assert proc.poll() is None, proc.stdout.read()
-            time.sleep(1)
-        assert set(ports.values()) <= set(listening.values()), listening
-        assert {ip for ip, _ in listening} == {"127.0.0.1"}, listening
-    finally:
-        import os
-        import signal
-
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
