@@ -44,6 +44,7 @@ class FakeLLM:
     def _listen(self, port: int) -> None:
         self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self.server.daemon_threads = True
+        self.server.handle_error = lambda request, address: None  # a client killed mid-request is expected
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def __enter__(self) -> "FakeLLM":
