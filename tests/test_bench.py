@@ -8,7 +8,14 @@ from __future__ import annotations
 import json
 import sys
 
+import pytest
+
 from conftest import ROOT, run
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _prefect(shared_prefect):
+    yield
 
 
 def test_bench_runs_on_a_tiny_size(tmp_path):

@@ -25,6 +25,12 @@ from conftest import SMALL, env, make_project, merge, run
 from flows.lineage import lock_md5s
 from llm_server import FakeLLM
 
+
+@pytest.fixture(scope="module", autouse=True)
+def _prefect(shared_prefect):
+    yield
+
+
 FLYWHEEL = str(Path(sys.executable).parent / "flywheel")
 
 

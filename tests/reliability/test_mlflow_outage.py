@@ -10,10 +10,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from conftest import SMALL, env, make_project, merge, run
 from flows.lineage import lock_md5s
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _prefect(shared_prefect):
+    yield
+
 
 FLYWHEEL = str(Path(sys.executable).parent / "flywheel")
 
