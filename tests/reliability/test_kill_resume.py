@@ -42,7 +42,7 @@ def params(url: str) -> dict:
     judge = {"backend": "openai", "base_url": url, "model": "judge", "concurrency": 2, "max_retries": 1,
              "backoff_s": 0.05}
     return merge(SMALL, {"generations": {"gen-000": {"prev": "seed"}}, "judge": {"committee": [judge]},
-                         "train": {"steps": 400}, "publish": {"dvc_push": False}})
+                         "train": {"steps": 200}, "publish": {"dvc_push": False}})
 
 
 def start(project: Path, log: Path) -> subprocess.Popen:
