@@ -229,7 +229,9 @@ class Config(_Section):
 def _one_line(err: ValidationError, path: Path) -> str:
     first = err.errors()[0]
     key = ".".join(str(p) for p in first["loc"])
-    msg = first["msg"].removeprefix("Value error, ")
+    if not key.isprintable():  # a key with a newline or control character: show it quoted, on one line
+        key = repr(key)
+    msg = " ".join(first["msg"].removeprefix("Value error, ").split())
     extra = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
     return f"{path}: {key + ': ' if key else ''}{msg}{extra}"
 
