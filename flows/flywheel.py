@@ -37,6 +37,10 @@ class StageFailed(RuntimeError):
     pass
 
 
+class LineageMissing(RuntimeError):
+    """The data of a run is complete, but MLflow did not record some generations."""
+
+
 def dvc(root: Path, *args: str, log=None) -> tuple[int, str]:
     """Run one DVC command (serialized), streaming its output line by line to `log`."""
     with _DVC_LOCK:
@@ -221,7 +225,3 @@ def flywheel(project: str = ".", generations: int = 0) -> list[dict]:
             raise LineageMissing(f"the data of {', '.join(missing)} is complete and published, but its lineage "
                                  "is not in MLflow; run `flywheel lineage --backfill` once MLflow is reachable")
     return results
-
-
-class LineageMissing(RuntimeError):
-    pass
