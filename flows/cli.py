@@ -241,11 +241,17 @@ def cmd_schedule(args) -> int:
         server = start_prefect_server(args.port)
         os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{args.port}/api"
         print(f"Prefect server: http://127.0.0.1:{args.port}")
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig
+
     from flows.flywheel import flywheel
 
     _interrupt_on_sigterm()
+    # One run of the deployment at a time: a run that comes due while the previous one is
+    # still going is cancelled by the Prefect server (not failed, not queued behind it).
+    one_at_a_time = ConcurrencyLimitConfig(limit=1, collision_strategy="CANCEL_NEW")
     try:
-        flywheel.serve(name="nightly", cron=args.cron, parameters={"project": str(root), "generations": 1})
+        flywheel.serve(name="nightly", cron=args.cron, parameters={"project": str(root), "generations": 1},
+                       global_limit=one_at_a_time)
     finally:
         if server is not None:
             os.killpg(server.pid, signal.SIGTERM)

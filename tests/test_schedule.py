@@ -1,5 +1,8 @@
 """`flywheel schedule` against a real local Prefect server: the deployment gets scheduled
-runs from its cron, and one of them runs the flywheel end to end (one new generation)."""
+runs from its cron, and one of them runs the flywheel end to end (one new generation).
+A run of the deployment that comes due while another is going is cancelled by the server,
+not failed: with a cron of every minute, that happens whenever a run takes longer than a
+minute, and the test also asks for one such run on purpose."""
 
 from __future__ import annotations
 
@@ -58,16 +61,25 @@ def test_nightly_schedule_runs_the_flywheel(small_project, tmp_path):
         assert deployment["name"] == "nightly"
         assert deployment["schedules"][0]["schedule"]["cron"] == "* * * * *"
         assert deployment["parameters"] == {"project": str(project), "generations": 1}
+        assert deployment["global_concurrency_limit"]["limit"] == 1
+        assert deployment["concurrency_options"]["collision_strategy"] == "CANCEL_NEW"
         scheduled = wait_for(lambda: _post(f"{api}/flow_runs/filter", {}), 90, "scheduled runs")
         assert all(r["deployment_id"] == deployment["id"] for r in scheduled)
 
-        def completed():
+        def runs_in(*state_types: str) -> list:
             runs = _post(f"{api}/flow_runs/filter", {})
             failed = [r for r in runs if r["state_type"] in ("FAILED", "CRASHED")]
             assert not failed, (failed[0]["state"], (tmp_path / "serve.log").read_text()[-3000:])
-            return [r for r in runs if r["state_type"] == "COMPLETED"]
+            return [r for r in runs if r["state_type"] in state_types]
 
-        wait_for(completed, 300, "a completed scheduled run")
+        first = wait_for(lambda: runs_in("RUNNING"), 150, "a scheduled run to start")[0]
+        # A second run while the first is going: the server cancels it before it starts.
+        extra = httpx.post(f"{api}/deployments/{deployment['id']}/create_flow_run", json={}, timeout=10).json()
+        cancelled = wait_for(lambda: [r for r in runs_in("CANCELLED") if r["id"] == extra["id"]], 120,
+                             "the overlapping run to be cancelled")[0]
+        assert "concurrency limit" in cancelled["state"]["message"], cancelled["state"]
+        assert [r["id"] for r in runs_in("RUNNING")] == [first["id"]]
+        wait_for(lambda: runs_in("COMPLETED"), 300, "a completed scheduled run")
         # Every minute brings another run: stop serving before reading what the first one left.
         os.killpg(served.pid, signal.SIGTERM)
         served.wait(30)

@@ -15,6 +15,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -36,6 +37,26 @@ FLYWHEEL = str(Path(sys.executable).parent / "flywheel")
 
 def label_ok(messages: list, body: dict) -> str:
     return json.dumps({"verdict": "label_ok", "analysis": "fine"})
+
+
+class HeldJudge:
+    """Answers `label_ok`, but from the `hold_after`-th request on, holds every answer until
+    `release()`: the judge stage is then stopped half-way however slow the machine is."""
+
+    def __init__(self, hold_after: int):
+        self.hold_after, self.answered = hold_after, 0
+        self.lock, self.released = threading.Lock(), threading.Event()
+
+    def __call__(self, messages: list, body: dict) -> str:
+        with self.lock:
+            self.answered += 1
+            hold = self.answered > self.hold_after
+        if hold:
+            self.released.wait()
+        return label_ok(messages, body)
+
+    def release(self) -> None:
+        self.released.set()
 
 
 def params(url: str) -> dict:
@@ -88,19 +109,21 @@ def reference(tmp_path_factory):
 def test_killed_runs_resume_to_the_same_outputs_without_asking_twice(reference, tmp_path):
     ref_md5s, needed = reference
     assert needed > 20  # the judge really asks the server
-    with FakeLLM(label_ok, latency=0.05) as server:
+    judge = HeldJudge(hold_after=needed // 3)
+    with FakeLLM(judge, latency=0.05) as server:
         project = make_project(tmp_path / "ws", params(server.url))
         run(["git", "add", "-A"], project)
         run(["git", "commit", "-qm", "init"], project)
 
-        # 1. Killed during judge, once part of the answers are cached. Meanwhile a second
-        #    run is refused by the lock.
+        # 1. Killed during judge, once a third of the answers are cached (the server holds
+        #    the rest). Meanwhile a second run is refused by the lock.
         first = start(project, tmp_path / "run1.log")
-        wait_for("judge calls", lambda: server.requests >= needed // 3, first)
+        wait_for("judge calls", lambda: cached(project) >= needed // 3 - 2, first)
         second = run([FLYWHEEL, "run"], project, check=False)
         assert second.returncode == 2 and "another flywheel run is in progress" in second.stderr, second.stderr
         assert f"PID {first.pid}" in second.stderr
         kill(first)
+        judge.release()
         assert "judge@gen-000" not in locked_stages(project)
         at_kill = cached(project)
         asked_before = server.requests
