@@ -215,14 +215,26 @@ def _wait_http(url: str, seconds: float) -> bool:
     return False
 
 
-def start_prefect_server(port: int) -> subprocess.Popen:
+def spawn_prefect_server(port: int) -> subprocess.Popen:
     """A local Prefect server on SQLite (PREFECT_HOME), listening on localhost only."""
-    proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+    return subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
                              "--port", str(port)], env=dict(os.environ), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
-    if not _wait_http(f"http://127.0.0.1:{port}/api/health", 90):
-        proc.kill()
-        raise UsageError(f"the Prefect server did not become healthy on port {port}")
+
+
+def await_healthy(servers: dict[str, tuple[subprocess.Popen, str]], seconds: float) -> None:
+    """Wait until every server answers its health URL; if one does not, stop them all."""
+    for what, (proc, url) in servers.items():
+        if not _wait_http(url, seconds):
+            for other, _ in servers.values():
+                if other.poll() is None:
+                    os.killpg(other.pid, signal.SIGKILL)
+            raise UsageError(f"{what} did not become healthy at {url}")
+
+
+def start_prefect_server(port: int) -> subprocess.Popen:
+    proc = spawn_prefect_server(port)
+    await_healthy({"the Prefect server": (proc, f"http://127.0.0.1:{port}/api/health")}, 90)
     return proc
 
 
@@ -265,12 +277,15 @@ def cmd_ui(args) -> int:
     from flows.lineage import tracking_uri
 
     _interrupt_on_sigterm()
-    procs = [start_prefect_server(args.prefect_port)]
-    procs.append(subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
-                                   tracking_uri(cfg, root), "--host", "127.0.0.1", "--port", str(args.mlflow_port)],
-                                  cwd=root, start_new_session=True, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL))
-    _wait_http(f"http://127.0.0.1:{args.mlflow_port}/health", 60)
+    # Both servers start at once; each takes 10-20 s to answer.
+    prefect_server = spawn_prefect_server(args.prefect_port)
+    mlflow_server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
+                                      tracking_uri(cfg, root), "--host", "127.0.0.1", "--port", str(args.mlflow_port)],
+                                     cwd=root, start_new_session=True, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+    procs = [prefect_server, mlflow_server]
+    await_healthy({"the MLflow server": (mlflow_server, f"http://127.0.0.1:{args.mlflow_port}/health"),
+                   "the Prefect server": (prefect_server, f"http://127.0.0.1:{args.prefect_port}/api/health")}, 90)
     print(f"MLflow:  http://127.0.0.1:{args.mlflow_port}\nPrefect: http://127.0.0.1:{args.prefect_port}\n"
           "Ctrl-C to stop.")
     try:
