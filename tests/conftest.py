@@ -1,6 +1,6 @@
 """Shared fixtures. The end-to-end fixture copies the project into a temp directory (a
-git repo with DVC initialised) with a small configuration, so real `dvc repro` runs
-there without touching the working tree."""
+git repo with DVC initialised) with a small configuration and runs the flow there once,
+so real DVC, Prefect and MLflow run without touching the working tree."""
 
 from __future__ import annotations
 
@@ -39,12 +39,28 @@ def changed_params(project: Path, section: str, **values):
         path.write_text(original)
 
 
+# The shared workspace's student is big enough to learn in 150 steps, so a ruined one is
+# measurably worse (tests/test_flow.py's gate test).
+SHARED = merge(SMALL, {"prepare": {"model": {"n_layer": 2, "n_embd": 64, "n_head": 2}},
+                       "train": {"steps": 150, "lr": 0.003}})
+
+
 @pytest.fixture(scope="session")
-def small_project(tmp_path_factory) -> Path:
-    """A small two-generation project, reproduced once with real `dvc repro`."""
-    project = make_project(tmp_path_factory.mktemp("flywheel"), SMALL)
-    run([sys.executable, "-m", "dvc", "repro"], project)
-    return project
+def small_run(harness, tmp_path_factory) -> tuple[Path, list[dict]]:
+    """The session's one two-generation workspace, made by the Prefect flow (real DVC
+    stages, MLflow on SQLite, git commits): the project and the flow's results. Tests that
+    change it put it back as it was; tests that need to change it for good copy it."""
+    from flows.flywheel import flywheel
+
+    project = make_project(tmp_path_factory.mktemp("flywheel"), SHARED)
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", "init"], project)
+    return project, flywheel(project=str(project))
+
+
+@pytest.fixture(scope="session")
+def small_project(small_run) -> Path:
+    return small_run[0]
 
 
 @pytest.fixture(scope="session")

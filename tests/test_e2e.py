@@ -1,7 +1,8 @@
-"""End to end with real DVC: a small two-generation flywheel made by `dvc repro`.
+"""End to end with real DVC: a small two-generation flywheel.
 
 The session fixture `small_project` (conftest.py) copies the project into a temp git
-repo and runs `dvc repro` once; these tests then inspect and poke that workspace.
+repo and runs the flow once (its stages are `dvc repro -s` calls); these tests then
+inspect and poke that workspace with plain DVC commands.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ real MLflow on SQLite: lineage, registry tags, the gate, and a no-op rerun."""
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 
 import mlflow
@@ -11,24 +12,16 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from conftest import SMALL, changed_params, make_project, merge, run
+from conftest import changed_params, run
 from flows.cli import main as cli
 from flows.lineage import gate, lock_md5s, setup_mlflow
 from flywheel.config import load
 
-FLOW = merge(SMALL, {"prepare": {"model": {"n_layer": 2, "n_embd": 64, "n_head": 2}},
-                     "train": {"steps": 150, "lr": 0.003}})
-
 
 @pytest.fixture(scope="session")
-def flow_project(harness, tmp_path_factory):
-    from flows.flywheel import flywheel
-
-    project = make_project(tmp_path_factory.mktemp("flow"), FLOW)
-    run(["git", "add", "-A"], project)
-    run(["git", "commit", "-qm", "init"], project)
-    results = flywheel(project=str(project))
-    return project, results
+def flow_project(small_run):
+    """conftest's shared workspace: the flow ran it once, two generations."""
+    return small_run
 
 
 def client_for(project):
@@ -134,11 +127,15 @@ def test_status_command(flow_project, capsys):
     assert "made: gen-000, gen-001" in out and "up to date" in out and "champion: version" in out
 
 
-def test_gate_refuses_a_deliberately_worse_model(flow_project):
-    """A learning rate far too high ruins the retrained students; the champion stays."""
+def test_gate_refuses_a_deliberately_worse_model(flow_project, tmp_path):
+    """A learning rate far too high ruins the retrained students; the champion stays.
+    Run on a copy, so the shared workspace keeps its good students. (The copy's MLflow
+    experiment still names the original's `mlruns/` as its artifact location, so the
+    refused models' files land there; the registry read here is the copy's.)"""
     from flows.flywheel import flywheel
 
-    project, first = flow_project
+    project = tmp_path / "worse"
+    shutil.copytree(flow_project[0], project, symlinks=True)
     client, name = client_for(project)
     champion_before = client.get_model_version_by_alias(name, "champion").version
     with changed_params(project, "train", lr=5.0):
