@@ -128,19 +128,23 @@ def test_status_command(flow_project, capsys):
 
 
 def test_gate_refuses_a_deliberately_worse_model(flow_project, tmp_path):
-    """A learning rate far too high ruins the retrained students; the champion stays.
-    Run on a copy, so the shared workspace keeps its good students. (The copy's MLflow
-    experiment still names the original's `mlruns/` as its artifact location, so the
-    refused models' files land there; the registry read here is the copy's.)"""
+    """A learning rate far too high ruins a retrained student; the champion stays.
+    Run on a copy cut back to gen-000 (one generation to retrain, not two), so the
+    shared workspace keeps its good students. (The copy's MLflow experiment still names
+    the original's `mlruns/` as its artifact location, so the refused model's files land
+    there; the registry read here is the copy's.)"""
     from flows.flywheel import flywheel
 
     project = tmp_path / "worse"
     shutil.copytree(flow_project[0], project, symlinks=True)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["generations"] = {"gen-000": params["generations"]["gen-000"]}
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     client, name = client_for(project)
     champion_before = client.get_model_version_by_alias(name, "champion").version
     with changed_params(project, "train", lr=5.0):
         worse = flywheel(project=str(project))
-    assert all(r["logged"] for r in worse)
+    assert [r["generation"] for r in worse] == ["gen-000"] and worse[0]["logged"]
     assert not any(r["promoted"] for r in worse)
     for r in worse:
         version = client.get_model_version(name, r["version"])
