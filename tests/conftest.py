@@ -63,6 +63,54 @@ def small_project(small_run) -> Path:
     return small_run[0]
 
 
+def judged_params(url: str) -> dict:
+    """One generation whose judge is a committee of one on the test server (tests/llm_server.py),
+    with training long enough to be killed in (tests/reliability/)."""
+    judge = {"backend": "openai", "base_url": url, "model": "judge", "concurrency": 2, "max_retries": 1,
+             "backoff_s": 0.05}
+    return merge(SMALL, {"generations": {"gen-000": {"prev": "seed"}}, "judge": {"committee": [judge]},
+                         "train": {"steps": 200}, "publish": {"dvc_push": False}})
+
+
+def label_ok(messages: list, body: dict) -> str:
+    """The test judge's answer: every label is right."""
+    import json
+
+    return json.dumps({"verdict": "label_ok", "analysis": "fine"})
+
+
+@pytest.fixture(scope="session")
+def unkilled_run(harness, tmp_path_factory):
+    """`flywheel run` of `judged_params` from start to end, never killed, with MLflow's server
+    unreachable throughout. Two reliability tests read it: the MLflow outage test (what the
+    run did without MLflow, then the backfill) and the kill test (its dvc.lock md5s are what
+    a killed and resumed run must end with). Returns the project, the finished process,
+    the md5s and the judge requests, taken as the run left them."""
+    import socket
+    import subprocess
+    from types import SimpleNamespace
+
+    from prefect.settings import PREFECT_API_URL
+
+    from flows.lineage import lock_md5s
+    from llm_server import FakeLLM
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]  # nothing listens here once the socket is closed
+    with FakeLLM(label_ok, latency=0.02) as server:
+        params = judged_params(server.url)
+        params["lineage"] = {"tracking_uri": f"http://127.0.0.1:{closed}"}
+        project = make_project(tmp_path_factory.mktemp("unkilled"), params)
+        run(["git", "add", "-A"], project)
+        run(["git", "commit", "-qm", "init"], project)
+        e = env() | {"PREFECT_API_URL": PREFECT_API_URL.value(), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+                     "MLFLOW_HTTP_REQUEST_TIMEOUT": "3"}
+        proc = subprocess.run([str(Path(sys.executable).parent / "flywheel"), "run"], cwd=project, env=e,
+                              capture_output=True, text=True)
+        return SimpleNamespace(project=project, proc=proc, md5s=lock_md5s(project), requests=server.requests)
+
+
 @pytest.fixture(scope="session")
 def harness():
     """One Prefect test server for every flow test of the session."""

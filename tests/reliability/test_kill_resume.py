@@ -5,11 +5,11 @@ never killed. On the way: a second run started while one is going is refused by 
 lock, and the lock a killed run leaves behind is found stale and cleared.
 
 One workspace goes through all of it (each kill needs the real flow start-up, ~15 s);
-the reference is the same configuration reproduced with plain `dvc repro`."""
+the reference is conftest's `unkilled_run`: the same configuration run by `flywheel run`
+from start to end (MLflow was unreachable there, which changes no data)."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sqlite3
@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import SMALL, env, make_project, merge, run
+from conftest import env, judged_params, label_ok, make_project, run
 from flows.lineage import lock_md5s
 from llm_server import FakeLLM
 
@@ -33,10 +33,6 @@ def _prefect(shared_prefect):
 
 
 FLYWHEEL = str(Path(sys.executable).parent / "flywheel")
-
-
-def label_ok(messages: list, body: dict) -> str:
-    return json.dumps({"verdict": "label_ok", "analysis": "fine"})
 
 
 class HeldJudge:
@@ -57,13 +53,6 @@ class HeldJudge:
 
     def release(self) -> None:
         self.released.set()
-
-
-def params(url: str) -> dict:
-    judge = {"backend": "openai", "base_url": url, "model": "judge", "concurrency": 2, "max_retries": 1,
-             "backoff_s": 0.05}
-    return merge(SMALL, {"generations": {"gen-000": {"prev": "seed"}}, "judge": {"committee": [judge]},
-                         "train": {"steps": 200}, "publish": {"dvc_push": False}})
 
 
 def start(project: Path, log: Path) -> subprocess.Popen:
@@ -98,20 +87,12 @@ def locked_stages(project: Path) -> set[str]:
     return set((data or {}).get("stages", {}))
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    with FakeLLM(label_ok, latency=0.02) as server:
-        project = make_project(tmp_path_factory.mktemp("never-killed"), params(server.url))
-        run([sys.executable, "-m", "dvc", "repro"], project)
-        return lock_md5s(project), server.requests
-
-
-def test_killed_runs_resume_to_the_same_outputs_without_asking_twice(reference, tmp_path):
-    ref_md5s, needed = reference
+def test_killed_runs_resume_to_the_same_outputs_without_asking_twice(unkilled_run, tmp_path):
+    ref_md5s, needed = unkilled_run.md5s, unkilled_run.requests
     assert needed > 20  # the judge really asks the server
     judge = HeldJudge(hold_after=needed // 3)
     with FakeLLM(judge, latency=0.05) as server:
-        project = make_project(tmp_path / "ws", params(server.url))
+        project = make_project(tmp_path / "ws", judged_params(server.url))
         run(["git", "add", "-A"], project)
         run(["git", "commit", "-qm", "init"], project)
 

@@ -1,37 +1,24 @@
-"""MLflow unreachable during a real `flywheel run`: every DVC stage still runs and is
-published (git), the run ends with exit status 1 and a message saying what to do, and
-`flywheel lineage --backfill` records the missing generation once MLflow is back, with
-the same dataset md5s as dvc.lock. Then MLflow's SQLite database locked by another
-process: the backfill fails with one line and records nothing, succeeds once the lock is
-gone, and records nothing twice. (The run's path for a locked database is the same as for an unreachable
-server: any exception from MLflow; a second full run to show it again costs ~75 s.)"""
+"""MLflow unreachable during a real `flywheel run` (conftest's `unkilled_run`): every DVC
+stage still runs and is published (git), and the run ends with exit status 1 and a
+message saying what to do. Then MLflow is back, but its SQLite database is locked by
+another process: `flywheel lineage --backfill` fails with one line and records nothing.
+Once the lock is gone the backfill records the generation with the same dataset md5s as
+dvc.lock, and a second backfill records nothing twice. (A run's path for a locked
+database is the same as for an unreachable server: any exception from MLflow; a second
+full run to show it again costs ~75 s.)"""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
-from conftest import SMALL, env, make_project, merge, run
+from conftest import run
 from flows.lineage import lock_md5s
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _prefect(shared_prefect):
-    yield
-
-
 FLYWHEEL = str(Path(sys.executable).parent / "flywheel")
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _set_tracking(project: Path, uri: str) -> None:
@@ -48,16 +35,9 @@ def _versions(project: Path) -> dict[str, dict]:
     return yaml.safe_load(run([sys.executable, "-c", script], project).stdout.strip().splitlines()[-1])
 
 
-def test_runs_finish_without_mlflow_and_backfill_records_them_later(tmp_path):
-    project = make_project(tmp_path / "ws", merge(SMALL, {"generations": {"gen-000": {"prev": "seed"}},
-                                                          "publish": {"dvc_push": False}}))
-    run(["git", "add", "-A"], project)
-    run(["git", "commit", "-qm", "init"], project)
-
-    # 1. MLflow's server unreachable for the whole run.
-    _set_tracking(project, f"http://127.0.0.1:{_closed_port()}")
-    e = env() | {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "3"}
-    proc = subprocess.run([FLYWHEEL, "run"], cwd=project, env=e, capture_output=True, text=True)
+def test_runs_finish_without_mlflow_and_backfill_records_them_later(unkilled_run):
+    # 1. MLflow's server was unreachable for the whole run (conftest's `unkilled_run`).
+    project, proc = unkilled_run.project, unkilled_run.proc
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "flywheel lineage --backfill" in proc.stderr and "gen-000" in proc.stderr
     stages = set(yaml.safe_load((project / "dvc.lock").read_text())["stages"])
