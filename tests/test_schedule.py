@@ -78,7 +78,7 @@ def test_nightly_schedule_runs_the_flywheel(small_project, tmp_path):
         cancelled = wait_for(lambda: [r for r in runs_in("CANCELLED") if r["id"] == extra["id"]], 120,
                              "the overlapping run to be cancelled")[0]
         assert "concurrency limit" in cancelled["state"]["message"], cancelled["state"]
-        assert [r["id"] for r in runs_in("RUNNING")] == [first["id"]]
+        assert first["id"] in {r["id"] for r in runs_in("RUNNING", "COMPLETED")}  # the first one went on
         wait_for(lambda: runs_in("COMPLETED"), 300, "a completed scheduled run")
         # Every minute brings another run: stop serving before reading what the first one left.
         os.killpg(served.pid, signal.SIGTERM)
