@@ -63,6 +63,15 @@ def small_project(small_run) -> Path:
     return small_run[0]
 
 
+def free_port() -> int:
+    """A localhost port nothing listens on (until something is started there)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def judged_params(url: str) -> dict:
     """One generation whose judge is a committee of one on the test server (tests/llm_server.py),
     with training long enough to be killed in (tests/reliability/)."""
@@ -86,7 +95,6 @@ def unkilled_run(harness, tmp_path_factory):
     run did without MLflow, then the backfill) and the kill test (its dvc.lock md5s are what
     a killed and resumed run must end with). Returns the project, the finished process,
     the md5s and the judge requests, taken as the run left them."""
-    import socket
     import subprocess
     from types import SimpleNamespace
 
@@ -95,12 +103,9 @@ def unkilled_run(harness, tmp_path_factory):
     from flows.lineage import lock_md5s
     from llm_server import FakeLLM
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        closed = s.getsockname()[1]  # nothing listens here once the socket is closed
     with FakeLLM(label_ok, latency=0.02) as server:
         params = judged_params(server.url)
-        params["lineage"] = {"tracking_uri": f"http://127.0.0.1:{closed}"}
+        params["lineage"] = {"tracking_uri": f"http://127.0.0.1:{free_port()}"}  # nothing listens
         project = make_project(tmp_path_factory.mktemp("unkilled"), params)
         run(["git", "add", "-A"], project)
         run(["git", "commit", "-qm", "init"], project)

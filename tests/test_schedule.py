@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,13 +17,7 @@ import httpx
 import pytest
 import yaml
 
-from conftest import env
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from conftest import env, free_port
 
 
 def wait_for(predicate, seconds: float, what: str):

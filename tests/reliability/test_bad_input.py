@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import socket
 import sys
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import SMALL, make_project, merge, run
+from conftest import SMALL, free_port, make_project, merge, run
 from llm_server import FakeLLM, arithmetic_brain
 
 FLYWHEEL = str(Path(sys.executable).parent / "flywheel")
@@ -26,12 +25,6 @@ FLYWHEEL = str(Path(sys.executable).parent / "flywheel")
 def snapshot(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): hashlib.md5(p.read_bytes()).hexdigest()
             for p in sorted(root.rglob("*")) if p.is_file() and ".git" not in p.parts}
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]  # nothing listens once the socket closes
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +89,7 @@ CASES = [
      "judge.committee"),
     ("unknown domain", lambda r: _params(r, lambda c: c["domain"].update(name="vision")), "domain.name"),
     ("unreachable base_url", lambda r: _params(r, lambda c: c["judge"]["committee"][0].update(
-        base_url=f"http://127.0.0.1:{closed_port()}/v1")), "judge.committee[0].base_url: cannot connect"),
+        base_url=f"http://127.0.0.1:{free_port()}/v1")), "judge.committee[0].base_url: cannot connect"),
     ("template with an undefined variable",
      lambda r: (r / "domains/arithmetic/judge.jinja").write_text("[user]\nIs {{ label }} right for {{ mystery }}?\n"),
      "judge.jinja: undefined variable 'mystery'"),
