@@ -5,8 +5,12 @@ so real DVC, Prefect and MLflow run without touching the working tree."""
 from __future__ import annotations
 
 import contextlib
+import json
+import socket
+import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -65,8 +69,6 @@ def small_project(small_run) -> Path:
 
 def free_port() -> int:
     """A localhost port nothing listens on (until something is started there)."""
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -83,8 +85,6 @@ def judged_params(url: str) -> dict:
 
 def label_ok(messages: list, body: dict) -> str:
     """The test judge's answer: every label is right."""
-    import json
-
     return json.dumps({"verdict": "label_ok", "analysis": "fine"})
 
 
@@ -95,9 +95,6 @@ def unkilled_run(harness, tmp_path_factory):
     run did without MLflow, then the backfill) and the kill test (its dvc.lock md5s are what
     a killed and resumed run must end with). Returns the project, the finished process,
     the md5s and the judge requests, taken as the run left them."""
-    import subprocess
-    from types import SimpleNamespace
-
     from prefect.settings import PREFECT_API_URL
 
     from flows.lineage import lock_md5s

@@ -18,12 +18,6 @@ from flows.lineage import gate, lock_md5s, setup_mlflow
 from flywheel.config import load
 
 
-@pytest.fixture(scope="session")
-def flow_project(small_run):
-    """conftest's shared workspace: the flow ran it once, two generations."""
-    return small_run
-
-
 def client_for(project):
     cfg = load(project / "params.yaml")
     setup_mlflow(cfg, project)
@@ -40,8 +34,8 @@ def test_gate_rules():
     assert gate({"accuracy": 0.0, "per_skill": {}}, None, 0.05) == (True, "first model")
 
 
-def test_flow_runs_every_stage_and_registers_each_generation(flow_project):
-    project, results = flow_project
+def test_flow_runs_every_stage_and_registers_each_generation(small_run):
+    project, results = small_run
     assert [r["generation"] for r in results] == ["gen-000", "gen-001"]
     assert all(r["stages_run"] == 7 and r["logged"] for r in results)
     lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
@@ -60,8 +54,8 @@ def test_flow_runs_every_stage_and_registers_each_generation(flow_project):
     assert run(["git", "status", "--porcelain", "dvc.lock"], project).stdout == ""
 
 
-def test_mlflow_datasets_carry_the_dvc_md5s(flow_project):
-    project, results = flow_project
+def test_mlflow_datasets_carry_the_dvc_md5s(small_run):
+    project, results = small_run
     client, _ = client_for(project)
     md5 = lock_md5s(project)
     for r in results:
@@ -85,8 +79,8 @@ def test_mlflow_datasets_carry_the_dvc_md5s(flow_project):
         assert "health.alarms" in mlrun.data.tags
 
 
-def test_registry_versions_chain_back_to_the_seed_and_load(flow_project):
-    project, results = flow_project
+def test_registry_versions_chain_back_to_the_seed_and_load(small_run):
+    project, results = small_run
     client, name = client_for(project)
     v0, v1 = (client.get_model_version(name, r["version"]) for r in results)
     assert v0.tags["trained_from"] == "seed" and v1.tags["trained_from"] == str(v0.version)
@@ -100,8 +94,8 @@ def test_registry_versions_chain_back_to_the_seed_and_load(flow_project):
     assert len(out) == 1 and isinstance(out[0], str)
 
 
-def test_lineage_command_walks_to_the_seed(flow_project, capsys):
-    project, results = flow_project
+def test_lineage_command_walks_to_the_seed(small_run, capsys):
+    project, results = small_run
     assert cli(["--project", str(project), "lineage", results[-1]["version"]]) == 0
     out = capsys.readouterr().out
     assert f"v{results[-1]['version']}" in out and f"v{results[0]['version']}" in out
@@ -110,24 +104,24 @@ def test_lineage_command_walks_to_the_seed(flow_project, capsys):
     assert "no version '999'" in capsys.readouterr().err
 
 
-def test_rerun_on_an_up_to_date_workspace_runs_no_stage(flow_project):
+def test_rerun_on_an_up_to_date_workspace_runs_no_stage(small_run):
     from flows.flywheel import flywheel
 
-    project, first = flow_project
+    project, first = small_run
     again = flywheel(project=str(project))
     assert [r["stages_run"] for r in again] == [0, 0]
     assert not any(r["logged"] for r in again)
     assert [r["version"] for r in again] == [r["version"] for r in first]
 
 
-def test_status_command(flow_project, capsys):
-    project, _ = flow_project
+def test_status_command(small_run, capsys):
+    project, _ = small_run
     assert cli(["--project", str(project), "status"]) == 0
     out = capsys.readouterr().out
     assert "made: gen-000, gen-001" in out and "up to date" in out and "champion: version" in out
 
 
-def test_gate_refuses_a_deliberately_worse_model(flow_project, tmp_path):
+def test_gate_refuses_a_deliberately_worse_model(small_run, tmp_path):
     """A learning rate far too high ruins a retrained student; the champion stays.
     Run on a copy cut back to gen-000 (one generation to retrain, not two), so the
     shared workspace keeps its good students. (The copy's MLflow experiment still names
@@ -136,7 +130,7 @@ def test_gate_refuses_a_deliberately_worse_model(flow_project, tmp_path):
     from flows.flywheel import flywheel
 
     project = tmp_path / "worse"
-    shutil.copytree(flow_project[0], project, symlinks=True)
+    shutil.copytree(small_run[0], project, symlinks=True)
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["generations"] = {"gen-000": params["generations"]["gen-000"]}
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
