@@ -23,6 +23,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
+from flows.dvclock import keep_good
 from flywheel import layout, store
 from flywheel.config import PARAMS, Config, load
 from flywheel.stage import child_env
@@ -66,6 +67,7 @@ def run_stage(root: Path, stage: str) -> bool:
         dvc(root, "checkout", "-q", stage)
         errors = [ln for ln in out.splitlines() if ln.startswith(("error:", "ERROR"))]
         raise StageFailed(f"stage {stage} failed: {errors[0] if errors else out.splitlines()[-1:]}")
+    keep_good(root)  # the copy a run killed during DVC's next lock write is repaired from
     return f"Running stage '{stage}'" in out
 
 

@@ -5,7 +5,9 @@ run and writes who holds it (PID, host, start time) into the file. A second run 
 lock taken and is refused with a message naming the holder. The kernel drops a `flock`
 when its process dies, however it dies, so a run killed with SIGKILL leaves only the text
 behind: the next run takes the lock, reports that it cleared a stale lock of a process
-that is gone, and goes on. No PID guessing decides whether a lock is stale.
+that is gone, and goes on. No PID guessing decides whether a lock is stale. A killed run
+may have been writing `dvc.lock`; clearing its stale lock also repairs that file
+(flows/dvclock.py).
 """
 
 from __future__ import annotations
@@ -43,7 +45,12 @@ def run_lock(root: Path, what: str = "flywheel run") -> Iterator[str]:
             raise RunLocked(f"{path}: another flywheel run is in progress ({holder}); wait for it to end or "
                             "stop it") from None
         previous = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
-        note = f"cleared a stale run lock left by a run that is gone ({previous})" if previous else ""
+        note = ""
+        if previous:
+            from flows.dvclock import repair
+
+            note = "; ".join(filter(None, [f"cleared a stale run lock left by a run that is gone ({previous})",
+                                           repair(root)]))
         me = f"PID {os.getpid()} on {socket.gethostname()}, {what}, since " \
              f"{dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}"
         os.ftruncate(fd, 0)

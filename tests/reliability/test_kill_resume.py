@@ -1,8 +1,9 @@
 """A run killed with SIGKILL (the whole process group: flow, Prefect's server, DVC and the
 stage) during `judge`, during `train` and between stages resumes, asks the judge server
 only what was not yet cached, and ends with the same dvc.lock md5s as a run that was
-never killed. On the way: a second run started while one is going is refused by the run
-lock, and the lock a killed run leaves behind is found stale and cleared.
+never killed, even when the kill cut DVC's write of dvc.lock. On the way: a second run
+started while one is going is refused by the run lock, and the lock a killed run leaves
+behind is found stale and cleared.
 
 One workspace goes through all of it (each kill needs the real flow start-up, ~15 s);
 the reference is conftest's `unkilled_run`: the same configuration run by `flywheel run`
@@ -23,6 +24,7 @@ import pytest
 import yaml
 
 from conftest import env, judged_params, label_ok, make_project, run
+from flows.dvclock import loads
 from flows.lineage import lock_md5s
 from llm_server import FakeLLM
 
@@ -83,7 +85,10 @@ def cached(project: Path) -> int:
 
 def locked_stages(project: Path) -> set[str]:
     lock = project / "dvc.lock"
-    data = yaml.safe_load(lock.read_text()) if lock.exists() else None  # None while DVC rewrites it
+    try:  # DVC rewrites the file in place: it may be caught half-written
+        data = yaml.safe_load(lock.read_text()) if lock.exists() else None
+    except yaml.YAMLError:
+        data = None
     return set((data or {}).get("stages", {}))
 
 
@@ -123,15 +128,20 @@ def test_killed_runs_resume_to_the_same_outputs_without_asking_twice(unkilled_ru
         log2 = (tmp_path / "run2.log").read_text()
         assert "cleared a stale run lock" in log2
 
-        # 3. Resumed, then killed between stages: right after train is locked.
+        # 3. Resumed, then killed between stages: right after train is locked. The kill is
+        #    made to have hit DVC's in-place write of dvc.lock: the file is cut mid-entry.
         third = start(project, tmp_path / "run3.log")
         wait_for("train to finish", lambda: "train@gen-000" in locked_stages(project), third, timeout=400)
         kill(third)
+        text = (project / "dvc.lock").read_text()
+        cut = next(i for i in range(text.index("train@gen-000:") + 40, len(text)) if not loads(text[:i]))
+        (project / "dvc.lock").write_text(text[:cut])
 
         # 4. Resumed to the end.
         last = run([FLYWHEEL, "run"], project, check=False)
         assert last.returncode == 0, last.stdout[-3000:] + last.stderr[-3000:]
         assert "cleared a stale run lock" in last.stderr
+        assert "dvc.lock was left half-written by the killed run; put back the copy" in last.stderr
         assert server.requests - asked_before == needed - at_kill  # nothing more was asked
         assert lock_md5s(project) == ref_md5s
         assert not (project / ".flywheel" / "run.lock").read_text()  # a clean end leaves no holder
