@@ -23,7 +23,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
-from flows.dvclock import keep_good
+from flows.recover import keep_good
 from flywheel import layout, store
 from flywheel.config import PARAMS, Config, load
 from flywheel.stage import child_env
@@ -109,13 +109,15 @@ def publish(root: Path, cfg: Config, generation: str) -> str:
                                                             layout.SKILL_ACCURACY, layout.TRAIN_LOSS)]
         if pc.git_commit:
             files = [f for f in files if (root / f).exists()]
-            _git(root, "add", "--", *files)
+            add = _git(root, "add", "--", *files)
+            if add.returncode != 0:
+                raise RuntimeError(f"git add failed: {' '.join(add.stderr.split())[:300]}")
             if _git(root, "diff", "--cached", "--quiet", "--", *files).returncode != 0:
                 # Only these paths: whatever else the user has staged stays out of the commit.
                 commit = _git(root, "-c", "user.name=flywheel", "-c", "user.email=flywheel@localhost",
                               "commit", "-q", "-m", f"flywheel: {generation}", "--", *files)
                 if commit.returncode != 0:
-                    raise RuntimeError(f"git commit failed: {commit.stderr.strip()}")
+                    raise RuntimeError(f"git commit failed: {' '.join(commit.stderr.split())[:300]}")
                 done.append("committed")
         if pc.git_tag:
             _git(root, "tag", "-f", generation)

@@ -5,9 +5,9 @@ run and writes who holds it (PID, host, start time) into the file. A second run 
 lock taken and is refused with a message naming the holder. The kernel drops a `flock`
 when its process dies, however it dies, so a run killed with SIGKILL leaves only the text
 behind: the next run takes the lock, reports that it cleared a stale lock of a process
-that is gone, and goes on. No PID guessing decides whether a lock is stale. A killed run
-may have been writing `dvc.lock`; clearing its stale lock also repairs that file
-(flows/dvclock.py).
+that is gone, and goes on. No PID guessing decides whether a lock is stale. Clearing a
+killed run's stale lock also repairs what that run may have left half-written
+(flows/recover.py: `dvc.lock`, git's index lock).
 """
 
 from __future__ import annotations
@@ -47,10 +47,10 @@ def run_lock(root: Path, what: str = "flywheel run") -> Iterator[str]:
         previous = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
         note = ""
         if previous:
-            from flows.dvclock import repair
+            from flows.recover import after_kill
 
             note = "; ".join(filter(None, [f"cleared a stale run lock left by a run that is gone ({previous})",
-                                           repair(root)]))
+                                           after_kill(root, previous)]))
         me = f"PID {os.getpid()} on {socket.gethostname()}, {what}, since " \
              f"{dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}"
         os.ftruncate(fd, 0)

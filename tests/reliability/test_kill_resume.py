@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from conftest import env, judged_params, label_ok, make_project, run
-from flows.dvclock import loads
+from flows.recover import loads
 from flows.lineage import lock_md5s
 from llm_server import FakeLLM
 
