@@ -79,7 +79,9 @@ def _client(cfg, root: Path):
 
     from flows.lineage import setup_mlflow
 
-    setup_mlflow(cfg, root)
+    warning = setup_mlflow(cfg, root)
+    if warning:
+        print(f"flywheel: warning: {warning}", file=sys.stderr)
     return mlflow.MlflowClient()
 
 
@@ -183,7 +185,9 @@ def _backfill(cfg, root: Path) -> int:
     if not made:
         raise UsageError("no generation has been made yet: nothing to backfill")
     try:
-        setup_mlflow(cfg, root)
+        warning = setup_mlflow(cfg, root)
+        if warning:
+            print(f"flywheel: warning: {warning}", file=sys.stderr)
         with mlflow.start_run(run_name="backfill") as parent, tempfile.TemporaryDirectory() as tmp:
             for g in made:
                 res = log_generation(cfg, root, g, parent.info.run_id, Path(tmp))

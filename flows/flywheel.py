@@ -204,7 +204,9 @@ def flywheel(project: str = ".", generations: int = 0) -> list[dict]:
         with contextlib.ExitStack() as stack:
             parent_id = None
             try:
-                setup_mlflow(cfg, root)
+                warning = setup_mlflow(cfg, root)
+                if warning:
+                    logger.warning(warning)
                 parent = stack.enter_context(mlflow.start_run(
                     run_name=run_name, tags={"prefect_flow_run_id": str(flow_run.get_id() or "")}))
                 parent_id = parent.info.run_id

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import mlflow
 import pandas as pd
@@ -35,12 +36,23 @@ def tracking_uri(cfg: Config, root: Path) -> str:
     return cfg.lineage.tracking_uri or f"sqlite:///{(root / 'mlflow.db').resolve()}"
 
 
-def setup_mlflow(cfg: Config, root: Path) -> None:
-    """Point MLflow at the project's store; artifacts go to <project>/mlruns whatever the cwd."""
+def setup_mlflow(cfg: Config, root: Path) -> str:
+    """Point MLflow at the project's store; artifacts go to <project>/mlruns whatever the cwd.
+
+    Returns a warning ("" if none) when the project's own store keeps the experiment's
+    artifacts outside the workspace: MLflow fixes an experiment's artifact location when it
+    creates it, so a workspace copied or moved with its mlflow.db still writes model files
+    into the original's mlruns/."""
     mlflow.set_tracking_uri(tracking_uri(cfg, root))
     if mlflow.get_experiment_by_name(cfg.lineage.experiment) is None:
         mlflow.create_experiment(cfg.lineage.experiment, artifact_location=(root / "mlruns").resolve().as_uri())
-    mlflow.set_experiment(cfg.lineage.experiment)
+    location = mlflow.set_experiment(cfg.lineage.experiment).artifact_location
+    url = urlparse(location)
+    if cfg.lineage.tracking_uri or url.scheme != "file" or Path(unquote(url.path)).is_relative_to(root.resolve()):
+        return ""
+    return (f"MLflow experiment {cfg.lineage.experiment!r} in {root / 'mlflow.db'} keeps its artifacts in "
+            f"{unquote(url.path)}, outside this workspace (copied or moved with its mlflow.db?): model files "
+            "go there; set lineage.experiment to a new name to keep them here")
 
 
 def lock_md5s(root: Path) -> dict[str, str]:

@@ -104,6 +104,15 @@ def test_lineage_command_walks_to_the_seed(small_run, capsys):
     assert "no version '999'" in capsys.readouterr().err
 
 
+def test_a_copied_workspace_is_warned_that_mlflow_artifacts_go_to_the_original(small_run, tmp_path, capsys):
+    original, copy = small_run[0], tmp_path / "copy"
+    shutil.copytree(original, copy, symlinks=True)
+    assert cli(["--project", str(copy), "lineage", "champion"]) == 0
+    err = capsys.readouterr().err
+    assert "outside this workspace" in err and f"{(original / 'mlruns').resolve()}" in err, err
+    assert setup_mlflow(load(original / "params.yaml"), original) == ""  # the original is at home
+
+
 def test_rerun_on_an_up_to_date_workspace_runs_no_stage(small_run):
     from flows.flywheel import flywheel
 
