@@ -77,12 +77,16 @@ def cmd_check(args) -> int:
 def _client(cfg, root: Path):
     import mlflow
 
+    _setup_mlflow(cfg, root)
+    return mlflow.MlflowClient()
+
+
+def _setup_mlflow(cfg, root: Path) -> None:
     from flows.lineage import setup_mlflow
 
     warning = setup_mlflow(cfg, root)
     if warning:
         print(f"flywheel: warning: {warning}", file=sys.stderr)
-    return mlflow.MlflowClient()
 
 
 def cmd_run(args) -> int:
@@ -179,15 +183,13 @@ def _backfill(cfg, root: Path) -> int:
     import mlflow
 
     from flows.flywheel import LINEAGE_OUTPUT
-    from flows.lineage import log_generation, setup_mlflow
+    from flows.lineage import log_generation
 
     made = [g for g in cfg.generations if (root / "data" / g / LINEAGE_OUTPUT).exists()]
     if not made:
         raise UsageError("no generation has been made yet: nothing to backfill")
     try:
-        warning = setup_mlflow(cfg, root)
-        if warning:
-            print(f"flywheel: warning: {warning}", file=sys.stderr)
+        _setup_mlflow(cfg, root)
         with mlflow.start_run(run_name="backfill") as parent, tempfile.TemporaryDirectory() as tmp:
             for g in made:
                 res = log_generation(cfg, root, g, parent.info.run_id, Path(tmp))
