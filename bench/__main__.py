@@ -40,10 +40,10 @@ TINY_FLYWHEEL = {  # one small generation
 DVC_SIZE = {"prepare": {"plan_rows": 200}, "expand": {"budget": 200}, "train": {"steps": 20}}
 
 SIZES = {
-    "full": {"flywheel": {}, "client": {"prompts": 1600, "concurrency": (4, 8, 32)},
+    "full": {"flywheel": {}, "client": {"rounds": 400, "concurrency": (4, 8, 32)},
              "scale": (100_000, 1_000_000, 2_000_000), "dvc": {"overrides": DVC_SIZE, "generations": 10},
              "train": {"steps": 60, "rounds": 3}},
-    "tiny": {"flywheel": TINY_FLYWHEEL, "client": {"prompts": 40, "concurrency": (4,)},
+    "tiny": {"flywheel": TINY_FLYWHEEL, "client": {"rounds": 10, "concurrency": (4,)},
              "scale": (500, 1_000), "dvc": {"overrides": TINY_FLYWHEEL, "generations": 1},
              "train": {"steps": 2, "rounds": 1}},
 }
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         if "client" in only:
             m["client"] = {"runs": []}
             for c in size["client"]["concurrency"]:
-                m["client"]["runs"].append(client.measure(prompts=size["client"]["prompts"], concurrency=c))
+                m["client"]["runs"].append(client.measure(prompts=size["client"]["rounds"] * c, concurrency=c))
                 log(f"client: concurrency {c}: {m['client']['runs'][-1]['share_of_limit']} of the limit")
         if "scale" in only:
             m["scale"] = scale.measure(work, sizes=size["scale"], log=log)

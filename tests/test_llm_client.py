@@ -146,6 +146,19 @@ def test_rate_limiter_keeps_every_window_under_the_limit():
     assert tokens.acquire(60)[0] >= t0 + 0.3  # 120 tokens would not fit in one window
 
 
+def test_rate_limiter_counts_settled_tokens_in_the_window_only():
+    limiter = RateLimiter(rpm=0, tpm=100, window=0.2)
+    first = limiter.acquire(90)  # an estimate ...
+    limiter.settle(first, 10)  # ... the answer used less: 90 tokens are free again
+    assert limiter.acquire(80)[0] - first[0] < 0.2
+    late = RateLimiter(rpm=0, tpm=100, window=0.2)
+    old = late.acquire(60)
+    time.sleep(0.25)
+    t1 = late.acquire(30)[0]  # `old` has left the window
+    late.settle(old, 0)  # settling it now must not free tokens the window does not hold
+    assert late.acquire(80)[0] >= t1 + 0.2  # 30 + 80 > 100: waits until the 30 leave
+
+
 def test_judge_answers_are_validated_against_the_schema():
     ok = parse_verdict('Here you go:\n```json\n{"verdict": "label_wrong", "corrected_label": [], "analysis": "x"}\n```')
     assert ok.verdict == "label_wrong" and ok.corrected_label == []

@@ -18,6 +18,7 @@ otherwise from the backend, and returns one `Answer` per prompt in order. On the
 from __future__ import annotations
 
 import hashlib
+import queue
 import random
 import threading
 import time
@@ -96,30 +97,41 @@ class Spend:
 
 
 class RateLimiter:
-    """At most `rpm` requests and `tpm` tokens in any sliding 60 s window."""
+    """At most `rpm` requests and `tpm` tokens in any sliding 60 s window.
+
+    The tokens in the window are kept as a running total, so a request costs the same
+    however many went before it (summing the window's events on every request made the
+    client's CPU grow with its own throughput). With neither limit set nothing is kept."""
 
     def __init__(self, rpm: int, tpm: int, window: float = 60.0):
         self.rpm, self.tpm, self.window = rpm, tpm, window
-        self._events: deque[list[float]] = deque()  # [start time, tokens]
+        self._events: deque[list[float]] = deque()  # [start time, tokens, 1.0 while in the window]
+        self._used = 0.0  # tokens of the events in the window
         self._lock = threading.Lock()
 
     def acquire(self, tokens: int) -> list[float]:
+        if not self.rpm and not self.tpm:
+            return [time.monotonic(), float(tokens), 0.0]
         while True:
             with self._lock:
                 now = time.monotonic()
                 while self._events and self._events[0][0] <= now - self.window:
-                    self._events.popleft()
-                used = sum(e[1] for e in self._events)
+                    gone = self._events.popleft()
+                    self._used -= gone[1]
+                    gone[2] = 0.0
                 if (not self.rpm or len(self._events) < self.rpm) and \
-                        (not self.tpm or not self._events or used + tokens <= self.tpm):
-                    event = [now, float(tokens)]
+                        (not self.tpm or not self._events or self._used + tokens <= self.tpm):
+                    event = [now, float(tokens), 1.0]
                     self._events.append(event)
+                    self._used += tokens
                     return event
                 wait = self._events[0][0] + self.window - now
             time.sleep(min(max(wait, 0.005), 1.0))
 
     def settle(self, event: list[float], tokens: int) -> None:
         with self._lock:
+            if event[2]:
+                self._used += tokens - event[1]
             event[1] = float(tokens)
 
 
@@ -145,12 +157,27 @@ class _OpenAI:
     """Any server speaking OpenAI's /v1/chat/completions."""
 
     def __init__(self, cfg: BackendConfig, api_key: str | None):
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.url = cfg.base_url.rstrip("/") + "/chat/completions"
         self.cfg = cfg
-        self.http = httpx.Client(headers=headers, timeout=cfg.timeout_s,
-                                 limits=httpx.Limits(max_connections=cfg.concurrency))
+        # One single-connection httpx client per request in flight, lent out from a queue,
+        # instead of one client whose pool holds `concurrency` connections: httpcore's pool
+        # scans all its connections for every request, which at concurrency 32 took more
+        # of the client's CPU than the HTTP itself (docs/benchmarks.md, measurement 3).
+        self._idle: queue.SimpleQueue[httpx.Client] = queue.SimpleQueue()
+        self._clients: list[httpx.Client] = []
+        self._lock = threading.Lock()
         self.batch = 1
+
+    def _borrow(self) -> httpx.Client:
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            http = httpx.Client(headers=self._headers, timeout=self.cfg.timeout_s,
+                                limits=httpx.Limits(max_connections=1, max_keepalive_connections=1))
+            with self._lock:
+                self._clients.append(http)
+            return http
 
     def identity(self) -> str:
         return self.cfg.model
@@ -160,12 +187,15 @@ class _OpenAI:
         body = {"model": self.cfg.model, "messages": [{"role": r, "content": c} for r, c in prompt.messages],
                 "temperature": self.cfg.temperature, "top_p": self.cfg.top_p, "max_tokens": self.cfg.max_tokens,
                 "seed": sample}
+        http = self._borrow()
         try:
-            resp = self.http.post(self.url, json=body)
+            resp = http.post(self.url, json=body)
         except httpx.TimeoutException:
             raise _Retryable(f"timeout after {self.cfg.timeout_s:g}s") from None
         except httpx.TransportError as exc:
             raise _Retryable(f"cannot reach {self.cfg.base_url} ({type(exc).__name__})", unreachable=True) from None
+        finally:
+            self._idle.put(http)
         if resp.status_code in RETRY_STATUS:
             raise _Retryable(f"HTTP {resp.status_code}", _retry_after(resp.headers.get("retry-after")))
         if resp.status_code != 200:
@@ -182,7 +212,9 @@ class _OpenAI:
             raise _Retryable(f"malformed response body ({type(exc).__name__})") from None
 
     def close(self) -> None:
-        self.http.close()
+        with self._lock:
+            for http in self._clients:
+                http.close()
 
 
 def local_identity(path: Path) -> str:
