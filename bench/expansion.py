@@ -1,19 +1,23 @@
 """The expansion experiment: does aiming the data at failures beat spreading it evenly,
 and does accumulating data beat replacing it?
 
-Three arms on the default `toolcall` domain, each over `--generations` generations and
+Four arms on the default `toolcall` domain, each over `--generations` generations and
 `--seeds` seeds, at equal budget per generation:
-  error_driven + accumulate   (expand.strategy {error_driven: 1})
-  random + accumulate         (expand.strategy {random: 1}, the baseline)
-  error_driven + replace      (compose.policy replace)
+  error_driven + accumulate          (expand.strategy {error_driven: 1}, hardest failures first)
+  random + accumulate                (expand.strategy {random: 1}, the baseline)
+  error_driven + replace             (compose.policy replace)
+  error_driven/spread + accumulate   (expand.failure_order spread: each skill combination in turn)
 Every run is a real `dvc repro` of a fresh project copy. Generation 0 is the same for all
 arms (its plan comes from the seed set); the strategies differ from generation 1 on.
 
-Sample efficiency: the rows error_driven adds (verified rows put into training, summed
-over generations) until it reaches the accuracy random reaches with its full budget,
-divided by random's full budget, interpolated linearly along error_driven's curve.
+Sample efficiency: the rows an error_driven arm adds (verified rows put into training,
+summed over generations) until it reaches the accuracy random reaches with its full
+budget, divided by random's full budget, interpolated linearly along the arm's curve.
 
-    python -m bench.expansion [--seeds 3] [--generations 3] [--out docs]
+    python -m bench.expansion [--seeds 3] [--generations 3] [--arms a,b] [--out docs]
+
+`--arms` runs only those arms and keeps the other arms' results from <out>/expansion.json
+(when it was made with the same seeds, generations and sizes).
 
 writes <out>/expansion.json (every number), expansion.md (table) and expansion.png (plot).
 """
@@ -37,9 +41,24 @@ ARMS = {
     "error_driven+accumulate": {"expand": {"strategy": {"error_driven": 1.0}}, "compose": {"policy": "accumulate"}},
     "random+accumulate": {"expand": {"strategy": {"random": 1.0}}, "compose": {"policy": "accumulate"}},
     "error_driven+replace": {"expand": {"strategy": {"error_driven": 1.0}}, "compose": {"policy": "replace"}},
+    "error_driven/spread+accumulate": {"expand": {"strategy": {"error_driven": 1.0}, "failure_order": "spread"},
+                                       "compose": {"policy": "accumulate"}},
 }
+DISCUSSION = "## What this says"  # expansion.md from here on is written by hand after a run
+EFFICIENCY_ARMS = ("error_driven+accumulate", "error_driven/spread+accumulate")  # each against random+accumulate
 # Smaller than the default run: 27 generations take about 40 min on 2 cores (75 min when shared).
 SIZE = {"prepare": {"plan_rows": 600}, "expand": {"budget": 600}, "train": {"steps": 150}}
+
+
+def kept(path: Path, arms: list[str], seeds: list[int], generations: int, size: dict) -> list[dict]:
+    """The results of arms not being run, from an earlier run with the same design."""
+    if arms == list(ARMS) or not path.exists():
+        return []
+    data = json.loads(path.read_text())
+    meta = data["meta"]
+    if meta["seeds"] != seeds or meta["size"] != size or meta.get("generations", 3) != generations:
+        raise SystemExit(f"--arms: {path} was made with other seeds, sizes or generations; run every arm")
+    return [r for r in data["results"] if r["arm"] not in arms]
 
 
 def run_arm(arm: str, seed: int, generations: int, size: dict, work: Path) -> list[dict]:
@@ -79,14 +98,16 @@ def rows_to_reach(curve: list[tuple[int, float]], target: float) -> float | None
 
 def efficiency(results: list[dict]) -> list[dict]:
     out = []
-    for seed in sorted({r["seed"] for r in results}):
-        curve = lambda arm: [(r["added_rows"], r["accuracy"]) for r in results  # noqa: E731
-                             if r["arm"] == arm and r["seed"] == seed]
-        rnd, err = curve("random+accumulate"), curve("error_driven+accumulate")
-        target, budget = rnd[-1][1], rnd[-1][0]
-        need = rows_to_reach(err, target)
-        out.append({"seed": seed, "random_accuracy": target, "random_rows": budget,
-                    "error_driven_rows": need, "ratio": None if need is None else round(need / budget, 3)})
+    arms = [a for a in EFFICIENCY_ARMS if any(r["arm"] == a for r in results)]
+    for arm in arms:
+        for seed in sorted({r["seed"] for r in results}):
+            curve = lambda a: [(r["added_rows"], r["accuracy"]) for r in results  # noqa: E731
+                               if r["arm"] == a and r["seed"] == seed]
+            rnd, err = curve("random+accumulate"), curve(arm)
+            target, budget = rnd[-1][1], rnd[-1][0]
+            need = rows_to_reach(err, target)
+            out.append({"arm": arm, "seed": seed, "random_accuracy": target, "random_rows": budget,
+                        "error_driven_rows": need, "ratio": None if need is None else round(need / budget, 3)})
     return out
 
 
@@ -97,16 +118,20 @@ def report(results: list[dict], eff: list[dict], out_dir: Path, meta: dict) -> N
     import matplotlib.pyplot as plt
 
     gens = sorted({r["generation"] for r in results})
+    others = [a for a in ARMS if any(r["arm"] == a for r in results) and a not in meta.get("arms_run", ARMS)]
+    kept_note = (f" This command ran {', '.join(meta['arms_run'])}; the results of {', '.join(others)} are kept from "
+                 "an earlier run of the same design (same seeds, generations and sizes).") if others else ""
     lines = ["# Expansion experiment", "",
              f"Measured {meta['date']} on {meta['machine']} by `{meta['command']}` "
-             f"({meta['seconds'] / 60:.1f} min): {len(meta['seeds'])} seeds × {len(gens)} generations × 3 arms, "
+             f"({meta['seconds'] / 60:.1f} min): {len(meta['seeds'])} seeds × {len(gens)} generations × "
+             f"{len({r['arm'] for r in results})} arms, "
              f"each generation planning {meta['size']['expand']['budget']} rows and training "
              f"{meta['size']['train']['steps']} steps. Accuracy is on the fixed held-out evaluation set (600 rows); "
-             "mean ± standard deviation over seeds.", "",
+             "mean ± standard deviation over seeds." + kept_note, "",
              "| arm | " + " | ".join(f"{g} accuracy" for g in gens) + " | added rows (last) | new phrasing (last) |",
              "|---|" + "---|" * (len(gens) + 2)]
     fig, ax = plt.subplots(figsize=(6, 4))
-    for arm in ARMS:
+    for arm in [a for a in ARMS if any(r["arm"] == a for r in results)]:
         cells, xs, ys, es = [], [], [], []
         for g in gens:
             accs = [r["accuracy"] for r in results if r["arm"] == arm and r["generation"] == g]
@@ -127,19 +152,27 @@ def report(results: list[dict], eff: list[dict], out_dir: Path, meta: dict) -> N
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out_dir / "expansion.png", dpi=120)
-    ratios = [e["ratio"] for e in eff if e["ratio"] is not None]
     lines += ["", "![accuracy against rows added](expansion.png)", "",
               "## Sample efficiency (error_driven against random, both accumulating)", "",
-              "| seed | random: accuracy with its full budget | random: rows added | error_driven: rows to reach it | ratio |",
-              "|---|---|---|---|---|"]
+              "| arm | seed | random: accuracy with its full budget | random: rows added | error_driven: rows to reach it "
+              "| ratio |", "|---|---|---|---|---|---|"]
     for e in eff:
         need = "not reached" if e["error_driven_rows"] is None else f"{e['error_driven_rows']:,.0f}"
         ratio = "> 1 (not reached)" if e["ratio"] is None else f"{e['ratio']:.3f}"
-        lines.append(f"| {e['seed']} | {e['random_accuracy']:.3f} | {e['random_rows']:,} | {need} | {ratio} |")
-    summary = (f"mean ratio {statistics.mean(ratios):.3f} over {len(ratios)} of {len(eff)} seeds that reached it"
-               if ratios else "error_driven did not reach random's accuracy in any seed")
-    lines += ["", f"**{summary}.**", ""]
-    (out_dir / "expansion.md").write_text("\n".join(lines) + "\n" + meta.get("discussion", ""))
+        lines.append(f"| {e['arm']} | {e['seed']} | {e['random_accuracy']:.3f} | {e['random_rows']:,} | {need} "
+                     f"| {ratio} |")
+    lines.append("")
+    for arm in dict.fromkeys(e["arm"] for e in eff):
+        ratios = [e["ratio"] for e in eff if e["arm"] == arm and e["ratio"] is not None]
+        seeds = sum(1 for e in eff if e["arm"] == arm)
+        summary = (f"mean ratio {statistics.mean(ratios):.3f} over the {len(ratios)} of {seeds} seeds that reached it"
+                   if ratios else "did not reach random's accuracy in any seed")
+        lines.append(f"**{arm}: {summary}.**  ")
+    lines.append("")
+    md = out_dir / "expansion.md"
+    old = md.read_text() if md.exists() else ""
+    discussion = old[old.index(DISCUSSION):] if DISCUSSION in old else ""  # written by hand; kept
+    md.write_text("\n".join(lines) + "\n" + discussion)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,18 +180,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--generations", type=int, default=3)
     ap.add_argument("--out", default=str(ROOT / "docs"))
+    ap.add_argument("--arms", default=",".join(ARMS), help="comma-separated arms to run (default: all)")
     ap.add_argument("--tiny", action="store_true", help="a seconds-long smoke run (tests)")
     args = ap.parse_args(argv)
+    arms = [a.strip() for a in args.arms.split(",") if a.strip()]
+    unknown = [a for a in arms if a not in ARMS]
+    if unknown:
+        raise SystemExit(f"--arms: unknown arm {unknown[0]!r} (arms: {', '.join(ARMS)})")
     size = SIZE if not args.tiny else {
         "prepare": {"plan_rows": 60, "seed_rows": 40, "eval_rows": 60,
                     "model": {"n_layer": 1, "n_embd": 32, "n_head": 2, "n_positions": 96}},
         "expand": {"budget": 60}, "train": {"steps": 10, "batch_size": 16, "warmup_steps": 2}}
     seeds = [20261121 + i for i in range(args.seeds)]
+    out = Path(args.out)
+    results = kept(out / "expansion.json", arms, seeds, args.generations, size)
     start = time.monotonic()
-    results = []
     with tempfile.TemporaryDirectory(prefix="flywheel-expansion-") as work:
         for seed in seeds:
-            for arm in ARMS:
+            for arm in arms:
                 results += run_arm(arm, seed, args.generations, size, Path(work))
                 print(f"{arm} seed {seed}: " + " ".join(f"{r['accuracy']:.3f}" for r in results[-args.generations:]),
                       flush=True)
@@ -166,8 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     import platform
 
     meta = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores",
-            "command": "make experiment", "seconds": time.monotonic() - start, "seeds": seeds, "size": size}
-    out = Path(args.out)
+            "command": "make experiment" if arms == list(ARMS) else f"python -m bench.expansion --arms {','.join(arms)}",
+            "seconds": time.monotonic() - start, "seeds": seeds, "generations": args.generations, "size": size,
+            "arms_run": arms}
     out.mkdir(parents=True, exist_ok=True)
     (out / "expansion.json").write_text(json.dumps({"meta": meta, "results": results, "efficiency": eff}, indent=1))
     report(results, eff, out, meta)

@@ -155,6 +155,9 @@ STRATEGIES = ("error_driven", "skill_weighted", "skill_synth", "random")
 class ExpandConfig(_Section):
     budget: int = Field(1500, ge=0, description="requests planned for the next generation")
     variations_per_failure: int = Field(3, ge=1, description="error_driven: new requests per failing row")
+    failure_order: Literal["hardest", "spread"] = Field(
+        "hardest", description="error_driven: which failures first: highest loss, or each skill combination in turn "
+                               "(highest loss first within it)")
     strategy: dict[Literal["error_driven", "skill_weighted", "skill_synth", "random"], float] = Field(
         default_factory=lambda: {"error_driven": 0.7, "random": 0.3},
         description="strategies and their shares of the budget (normalised); what one cannot use goes to random")

@@ -3,9 +3,11 @@
 `expand.strategy` mixes four strategies with weights, sharing one `budget` of plan rows
 (largest-remainder split; what a strategy cannot use goes to `random`):
 
-- `error_driven`: `variations_per_failure` plan rows per failed probe row (hardest first,
-  by loss): same functions and skills, phrased anew with new values by the teacher; each
-  keeps its parent failure's id.
+- `error_driven`: `variations_per_failure` plan rows per failed probe row: same functions
+  and skills, phrased anew with new values by the teacher; each keeps its parent
+  failure's id. `failure_order` picks the failures: `hardest` (highest loss first) or
+  `spread` (each combination of skills in turn, highest loss first within it), so a
+  student that fails almost everything still gets every skill, not only the hardest.
 - `skill_weighted`: pool rows re-sampled in proportion to the failure profile (a skill
   with twice the failures gets twice the rows), each varied by the teacher.
 - `skill_synth`: new items for the weakest skills (the three highest failure rates) from
@@ -53,6 +55,11 @@ def plan(probe: pd.DataFrame, pool: pd.DataFrame, cfg: ExpandConfig, rng: random
     q = quotas({s: cfg.strategy.get(s, 0.0) for s in STRATEGIES}, cfg.budget)
     labels = pool.set_index("id")["label"]
     failures = probe[~probe["correct"]].sort_values(["loss", "id"], ascending=[False, True])
+    if cfg.failure_order == "spread":
+        combo = failures["skills"].map(lambda s: ",".join(sorted(s)))
+        turn = combo.groupby(combo).cumcount()  # 0 for each combination's hardest failure, 1 for the next ...
+        failures = failures.assign(_turn=turn.to_numpy(), _combo=combo.to_numpy()) \
+            .sort_values(["_turn", "_combo"], kind="stable")
     rows: list[dict] = []
 
     def add(kind: str, parent, functions, row_skills) -> None:

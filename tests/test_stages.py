@@ -80,9 +80,9 @@ def weak_pool(n_per_skill: int = 50, seed: int = 0):
     return pd.DataFrame(pool), pd.DataFrame(probe)
 
 
-def expand(strategy: dict, budget: int = 200, k: int = 2):
+def expand(strategy: dict, budget: int = 200, k: int = 2, order: str = "hardest"):
     pool, probe = weak_pool()
-    cfg = ExpandConfig(budget=budget, variations_per_failure=k, strategy=strategy)
+    cfg = ExpandConfig(budget=budget, variations_per_failure=k, strategy=strategy, failure_order=order)
     return plan(probe, pool, cfg, random.Random(0), "gen-000", skills=list(FN)), pool, probe
 
 
@@ -96,6 +96,20 @@ def test_error_driven_varies_each_failure_hardest_first_keeping_its_id():
     assert (out["kind"] == "error_driven").all() and len(out) == 60
     assert list(out["parent_id"][::3]) == list(failed["id"][:20])  # 3 variations each, by loss
     assert all(list(f) == [FN[s[0]]] for f, s in zip(out["functions"], out["skills"]))
+
+
+def test_error_driven_spread_gives_each_skill_its_turn_hardest_first_within_it():
+    out, _, probe = expand({"error_driven": 1.0}, budget=30, k=1, order="spread")
+    # failures: weather 40, currency 15, calendar 5; hardest-first alone would give weather most of 30
+    # (calendar runs out after 5 turns; the 30th row is the 13th turn, which currency takes by name)
+    assert out["skills"].map(tuple).value_counts().to_dict() == {("calendar",): 5, ("currency",): 13,
+                                                                  ("weather",): 12}
+    failed = probe[~probe["correct"]]
+    for skill, group in out.groupby(out["skills"].str[0]):
+        hardest = failed[failed["skills"].str[0] == skill].sort_values("loss", ascending=False)["id"]
+        assert list(group["parent_id"]) == list(hardest[:len(group)])
+    hardest_only, _, _ = expand({"error_driven": 1.0}, budget=30, k=1)
+    assert hardest_only["skills"].str[0].value_counts()["weather"] > 12
 
 
 def test_error_driven_hands_what_it_cannot_use_to_random():
