@@ -40,7 +40,18 @@ def workspace(tmp_path: Path, lock_text: str, stale: bool = True) -> Path:
 def test_a_cut_dvc_lock_is_put_back_and_a_readable_one_is_kept(tmp_path):
     assert loads(FULL) and len(FULL) > 10_000
     restored = kept = 0
-    for i, cut in enumerate(range(50, len(FULL), 997)):
+    # every 997th character, wherever that falls, and the middle of every 40th key
+    # (a mapping key without its colon never loads), so that both kinds of cut occur
+    # whatever the committed dvc.lock holds
+    key_cuts, pos, keys = [], 0, 0
+    for line in FULL.splitlines(keepends=True):
+        text = line.strip()
+        if ":" in text and not text.startswith("-"):
+            keys += 1
+            if keys % 40 == 20:
+                key_cuts.append(pos + len(line) - len(line.lstrip()) + len(text.split(":")[0]) // 2)
+        pos += len(line)
+    for i, cut in enumerate(sorted(set(range(50, len(FULL), 997)) | set(key_cuts))):
         ws = workspace(tmp_path / str(i), FULL[:cut])
         with run_lock(ws) as note:
             after = (ws / LOCK).read_text()
@@ -52,7 +63,7 @@ def test_a_cut_dvc_lock_is_put_back_and_a_readable_one_is_kept(tmp_path):
             assert after == FULL, f"cut at {cut} not repaired"
             assert "dvc.lock was left half-written by the killed run" in note
             restored += 1
-    assert restored > 5 and kept > 0, (restored, kept)
+    assert len(key_cuts) >= 5 and restored >= len(key_cuts) and kept > 0, (len(key_cuts), restored, kept)
     assert not list(tmp_path.glob("*/.dvc.lock.*.tmp"))  # the restore wrote through a temp file
 
 
