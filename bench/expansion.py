@@ -118,20 +118,21 @@ def report(results: list[dict], eff: list[dict], out_dir: Path, meta: dict) -> N
     import matplotlib.pyplot as plt
 
     gens = sorted({r["generation"] for r in results})
-    others = [a for a in ARMS if any(r["arm"] == a for r in results) and a not in meta.get("arms_run", ARMS)]
+    present = [a for a in ARMS if any(r["arm"] == a for r in results)]
+    others = [a for a in present if a not in meta.get("arms_run", ARMS)]
     kept_note = (f" This command ran {', '.join(meta['arms_run'])}; the results of {', '.join(others)} are kept from "
                  "an earlier run of the same design (same seeds, generations and sizes).") if others else ""
     lines = ["# Expansion experiment", "",
              f"Measured {meta['date']} on {meta['machine']} by `{meta['command']}` "
              f"({meta['seconds'] / 60:.1f} min): {len(meta['seeds'])} seeds × {len(gens)} generations × "
-             f"{len({r['arm'] for r in results})} arms, "
+             f"{len(present)} arms, "
              f"each generation planning {meta['size']['expand']['budget']} rows and training "
              f"{meta['size']['train']['steps']} steps. Accuracy is on the fixed held-out evaluation set (600 rows); "
              "mean ± standard deviation over seeds." + kept_note, "",
              "| arm | " + " | ".join(f"{g} accuracy" for g in gens) + " | added rows (last) | new phrasing (last) |",
              "|---|" + "---|" * (len(gens) + 2)]
     fig, ax = plt.subplots(figsize=(6, 4))
-    for arm in [a for a in ARMS if any(r["arm"] == a for r in results)]:
+    for arm in present:
         cells, xs, ys, es = [], [], [], []
         for g in gens:
             accs = [r["accuracy"] for r in results if r["arm"] == arm and r["generation"] == g]
