@@ -48,4 +48,4 @@ bench: setup
 	$(BIN)/python -m bench
 
 clean-data:
-	rm -rf data/seed data/gen-* data/eval.parquet data/tokenizer.json
+	rm -rf data/seed data/gen-* data/eval.parquet

@@ -143,7 +143,7 @@ def _direct_main(project: Path) -> None:
     os.chdir(project)
     sys.path.insert(0, str(ROOT))
     from flywheel import layout
-    from flywheel.config import load
+    from flywheel.config import load, stage_view
     from flywheel.stage import offline
 
     offline()
@@ -152,7 +152,7 @@ def _direct_main(project: Path) -> None:
     for name, generation in [("prepare", ""), *[(s, g) for g in cfg.generations for s in layout.STAGES]]:
         module = importlib.import_module(f"tasks.{name}")
         start = time.perf_counter()
-        module.main(cfg, generation)
+        module.main(stage_view(cfg, name), generation)
         timings[f"{name}@{generation}" if generation else name] = round(time.perf_counter() - start, 1)
     print(json.dumps({"stage_seconds": timings}))
 

@@ -8,7 +8,7 @@ process, so that its peak memory (ru_maxrss, the whole process, imports included
 own (VmHWM: getrusage's ru_maxrss would also count the parent's memory, which Linux
 carries across fork and exec):
 
-- `gate`: generate's validation gate (`tasks.generate.Gate`) admitting every request;
+- `gate`: generate's validation gate (`flywheel.gate.Gate`) admitting every request;
 - `dedup`: compose's duplicate check on normalized requests;
 - `decontamination`: compose's check against the evaluation set;
 - `compose`: the whole `compose` stage (`tasks.compose.main`), reading and writing Parquet.
@@ -47,8 +47,8 @@ def build(dest: Path, n: int) -> dict:
     from flywheel.config import load
     from flywheel.toolcall import calls as C
     from flywheel.toolcall import phrasings as P
+    from flywheel.toolcall import sets
     from flywheel.toolcall.catalog import SKILLS
-    from tasks import prepare
 
     planted = {"rows": n, "repeats": int(n * REPEAT_SHARE), "eval_overlap": PLANTED_EVAL}
     if (dest / "data" / "gen-000" / "verdicts.parquet").exists():
@@ -59,8 +59,8 @@ def build(dest: Path, n: int) -> dict:
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     cfg = load(dest / "params.yaml")
     rng = random.Random(0)
-    evals = prepare.eval_set(rng, cfg.prepare)
-    seed = prepare.seed_set(rng, cfg.prepare, set(evals["request"]))
+    evals = sets.eval_set(rng, cfg.prepare.eval_rows, cfg.prepare.eval_mix)
+    seed = sets.seed_set(rng, cfg.prepare.seed_rows, set(evals["request"]))
     reqs, seen, i = [], set(), 0
     while len(reqs) < BASE_ROWS:  # distinct base requests: the only repeats are the planted ones
         req = P.make_request(rng, P.spec_for_skill(rng, SKILLS[i % len(SKILLS)]))
@@ -107,7 +107,8 @@ def _one(op: str, dest: Path) -> dict:
 
     from flywheel import layout, store
     from flywheel.config import load
-    from tasks import compose, generate
+    from flywheel.gate import Gate
+    from tasks import compose
 
     os.chdir(dest)
     cfg = load(Path("params.yaml"))
@@ -118,7 +119,7 @@ def _one(op: str, dest: Path) -> dict:
     if op == "gate":
         requests = pd.read_parquet("gate_requests.parquet")["request"].tolist()
         start = time.perf_counter()
-        gate = generate.Gate(set(evals["request"]), set(seed["request"]))
+        gate = Gate(set(evals["request"]), set(seed["request"]))
         admitted = sum(gate.admit(r) for r in requests)
         out |= {"admitted": admitted, "refused": gate.refused}
     elif op in ("dedup", "decontamination"):
@@ -127,7 +128,7 @@ def _one(op: str, dest: Path) -> dict:
         if op == "dedup":
             out["duplicates"] = int(store.duplicated_requests(rows["request"]).sum())
         else:
-            compose.check_decontaminated(rows, evals, "bench")
+            store.check_decontaminated(rows, evals, "bench")
             out["overlap"] = 0
     else:
         start = time.perf_counter()

@@ -23,10 +23,11 @@ def _pairs(n: int, seed: int):
     from flywheel.toolcall import calls as C
     from flywheel.toolcall import phrasings as P
     from flywheel.toolcall.catalog import SKILLS
-    from tasks.prepare import lexicon
+    from flywheel.toolcall.sets import lexicon
+    from flywheel.vocab import train_tokenizer
 
     rng = random.Random(seed)
-    codec = student.Codec(student.train_tokenizer(lexicon(rng)))
+    codec = student.Codec(train_tokenizer(lexicon(rng)))
     reqs = [P.make_request(rng, P.spec_for_skill(rng, SKILLS[i % len(SKILLS)])) for i in range(n)]
     return codec, [(codec.prompt(r.text), codec.target(C.render(r.calls))) for r in reqs]
 
@@ -54,14 +55,14 @@ def measure(*, steps: int = 60, rounds: int = 3, rows: int = 2000) -> dict:
     tokens = sum(int(mask.sum()) for _, _, mask in batches)
 
     def flywheel_loop() -> float:
-        model = student.build_model(vocab, seed=0, **arch)
+        model = student.build_model(vocab, seed=0, eos_token_id=codec.eos, pad_token_id=codec.pad, **arch)
         start = time.perf_counter()
         student.train(model, pairs, steps=steps, batch_size=tc["batch_size"], lr=tc["lr"],
                       warmup_steps=tc["warmup_steps"], weight_decay=tc["weight_decay"], seed=1, pad=codec.pad)
         return time.perf_counter() - start
 
     def bare_loop() -> float:
-        model = student.build_model(vocab, seed=0, **arch)
+        model = student.build_model(vocab, seed=0, eos_token_id=codec.eos, pad_token_id=codec.pad, **arch)
         model.train()
         opt = torch.optim.AdamW(model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
         start = time.perf_counter()
@@ -83,5 +84,5 @@ def measure(*, steps: int = 60, rounds: int = 3, rows: int = 2000) -> dict:
             "tokens_per_run": tokens, "flywheel_tokens_per_s": round(tokens / fw),
             "bare_torch_tokens_per_s": round(tokens / bare), "ratio": round(bare / fw, 3),
             "seconds": {k: [round(t, 2) for t in v] for k, v in times.items()},
-            "parameters": sum(p.numel() for p in student.build_model(vocab, seed=0, **arch).parameters()),
+            "parameters": sum(p.numel() for p in student.build_model(vocab, seed=0, eos_token_id=codec.eos, pad_token_id=codec.pad, **arch).parameters()),
             "target": "ratio >= 0.9"}

@@ -1,51 +1,237 @@
-"""What the stages need to know about the domain's student side: the text it learns to
-write for a label, its answers as text, and how they are scored. `toolcall` renders calls
-and scores by AST match; `llm` learns the label text and scores by `domain.metric`
-(`judge`-scored evaluation is done by tasks/evaluate.py with the committee)."""
+"""The domain protocol: what a task looks like, behind one interface every stage calls.
+
+A domain says how to make the first data (`prepare`), how the teacher writes rows
+(`generate`), what the student learns to write for a label and how its answers are
+scored, which verdicts its own checks can give and which rows need the LLM committee,
+and what the loop plans from a failure. Stages call these methods and never test which
+domain is running. Two ship: `toolcall` (flywheel/toolcall/domain.py) and `llm`
+(flywheel/llm_domain.py). A domain of your own is one module, `domain.py` in its
+`domain.path` folder beside its templates, that subclasses `Domain` and applies
+`@register`; `dvc.yaml` already lists `${domain.path}` as a dependency of every stage
+that uses the domain, so editing the module reruns them.
+
+`register` checks the contract when a class is registered (every method of the protocol
+implemented with the protocol's parameters, a name, the metrics it scores by), so a
+broken plug-in fails at import with a message, not in the middle of a night's run.
+Nothing here imports torch: `expand` and `generate` stay cheap to start.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+import importlib.util
+import inspect
+import random
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
 
-from flywheel.config import DomainConfig
-from flywheel.llm_domain import correct as llm_correct
-from flywheel.toolcall import calls as C
-from flywheel.toolcall.catalog import SKILLS as TOOLCALL_SKILLS
+from flywheel.config import ConfigError
 
-if TYPE_CHECKING:  # torch and transformers cost ~5 s to import: only stages that run the model pay it
-    from flywheel.student import Codec
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
+    from flywheel.config import Config, DomainConfig, GenerateConfig, PrepareConfig
+    from flywheel.gate import Gate
 
-def target(domain: DomainConfig, label: str) -> str:
-    return C.render(C.loads(label)) if domain.name == "toolcall" else label
+PLUGIN = "domain.py"  # a domain of your own, under its domain.path
 
 
-def skills(domain: DomainConfig, seen: pd.Series | None = None) -> list[str]:
-    """Skills in report order: the domain's list, then any others the rows carry."""
-    base = list(TOOLCALL_SKILLS) if domain.name == "toolcall" else list(domain.skills)
-    extra = sorted({s for row in seen for s in row} - set(base)) if seen is not None else []
-    return base + extra
+@dataclass(frozen=True)
+class Prepared:
+    """What `prepare` makes for a domain: the evaluation set, the seed set (training rows
+    of generation -1) and the tokenizer the student is built with."""
+    evals: pd.DataFrame
+    seed: pd.DataFrame
+    tokenizer: "Tokenizer"
 
 
-def answers(domain: DomainConfig, model, codec: "Codec", requests: list[str], *, batch_size: int,
-            max_new_tokens: int = 64, on_batch: Callable[[int], None] | None = None) -> list[str]:
-    from flywheel import student
-
-    if domain.name == "toolcall":
-        toks = student.answer(model, codec, requests, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                              on_batch=on_batch)
-        return [" ".join(t) for t in toks]
-    return student.answer_text(model, codec, requests, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                               on_batch=on_batch)
+@dataclass(frozen=True)
+class Teacher:
+    """The teacher `generate` hands to the domain: a model behind the client layer and its
+    prompt template, or None for both (the domain's embedded teacher, where it has one)."""
+    client: Any
+    template: Any
 
 
-def score(domain: DomainConfig, rows: pd.DataFrame, outputs: list[str]) -> pd.DataFrame:
-    """Per-row correctness of the student's outputs against `rows.label` (`judge` metric: exact here)."""
-    if domain.name == "toolcall":
-        ok = [C.ast_match(C.parse(o.split()), C.loads(label)) for o, label in zip(outputs, rows["label"])]
-    else:
-        metric = "exact" if domain.metric == "judge" else domain.metric
-        ok = [llm_correct(o, label, metric) for o, label in zip(outputs, rows["label"])]
-    return pd.DataFrame({"id": rows["id"].to_numpy(), "output": outputs, "correct": ok})
+class Domain(ABC):
+    name: ClassVar[str]
+    metrics: ClassVar[tuple[str, ...]]  # the `domain.metric` values it scores by
+    teacher_variables: ClassVar[frozenset[str]]  # what the teacher template is rendered with
+    needs_model_teacher: ClassVar[bool] = False  # no embedded teacher
+    needs_committee: ClassVar[bool] = False  # no deterministic checks: every label goes to the committee
+
+    def __init__(self, cfg: "DomainConfig", root: Path = Path(".")):
+        self.cfg, self.root = cfg, Path(root)
+
+    @property
+    def path(self) -> Path:
+        return self.root / self.cfg.path
+
+    # -- data -----------------------------------------------------------------------------
+    @abstractmethod
+    def prepare(self, rng: random.Random, cfg: "PrepareConfig") -> Prepared:
+        """The evaluation set, the seed set and the student's tokenizer."""
+
+    @abstractmethod
+    def check_files(self) -> None:
+        """Preflight: the domain's own input files read cleanly (DataError otherwise)."""
+
+    @abstractmethod
+    def label_format(self) -> str:
+        """How label files (seed, evaluation, gold) hold labels: 'json' or 'exact' (text)."""
+
+    @abstractmethod
+    def generate(self, plan: pd.DataFrame, pool: pd.DataFrame, *, generation: str, gate: "Gate",
+                 rng: random.Random, teacher: Teacher, cfg: "GenerateConfig", rubric: str, bar=None
+                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """New rows (store.GENERATED) for the plan, each admitted by `gate`, and their true
+        labels (store.TRUTH) where the domain knows them (empty otherwise)."""
+
+    # -- the student ------------------------------------------------------------------------
+    @abstractmethod
+    def target(self, label: str) -> str:
+        """The text the student learns to write for a stored label."""
+
+    @abstractmethod
+    def skills(self, seen: pd.Series | None = None) -> list[str]:
+        """Skills in report order: the domain's own, then any others the rows carry."""
+
+    @abstractmethod
+    def score(self, labels: list[str], outputs: list[str]) -> list[bool]:
+        """Is each student answer (decoded text) right for its stored label?"""
+
+    @abstractmethod
+    def deployed_answer(self, output: str) -> str:
+        """What the registered model returns for a student answer."""
+
+    # -- the loop ---------------------------------------------------------------------------
+    @abstractmethod
+    def functions(self, label: str) -> list[str]:
+        """The functions a label uses (what a plan row asks the teacher to call)."""
+
+    @abstractmethod
+    def missing(self, output: str, label: str) -> list[str]:
+        """The skills a wrong answer misses (empty when it is right, or when unknown)."""
+
+    @abstractmethod
+    def random_spec(self, rng: random.Random, skill: str) -> tuple[list[str], list[str]]:
+        """(functions, skills) of a `random` plan row showing `skill`."""
+
+    # -- the judge --------------------------------------------------------------------------
+    @abstractmethod
+    def catalog(self) -> list:
+        """What the teacher and judge prompts show of the task (toolcall: the functions)."""
+
+    @abstractmethod
+    def canon(self, value: Any) -> str | None:
+        """A label value (as a teacher or judge model wrote it) in its stored form, or None
+        when it is not a label of this domain."""
+
+    @abstractmethod
+    def passes(self, label: str, request: str) -> bool:
+        """Do the domain's own checks accept a stored label for this request? (A correction
+        from the committee counts only if they do.)"""
+
+    @abstractmethod
+    def first_verdicts(self, rows: pd.DataFrame, outputs: list[str] | None, *, use_repair: bool) -> pd.DataFrame:
+        """Verdicts (store.VERDICTS) from the domain's own checks and the student's answers."""
+
+    @abstractmethod
+    def undecided(self, verdicts: pd.DataFrame) -> pd.Series:
+        """The rows the committee is asked about, when there is one."""
+
+    @abstractmethod
+    def judge_report(self, verdicts: pd.DataFrame, truth: pd.DataFrame) -> dict:
+        """judge.json: verdict counts, and the judge's precision and recall where the truth is known."""
+
+    def tag_skills(self, skills: list[str], suggested: tuple[str, ...]) -> list[str]:
+        """A row's skills after the committee suggested some (default: unchanged)."""
+        return skills
+
+
+PROTOCOL = tuple(n for n, v in vars(Domain).items() if getattr(v, "__isabstractmethod__", False))
+_REGISTRY: dict[str, type[Domain]] = {}
+
+
+def register(cls: type[Domain]) -> type[Domain]:
+    """Add a domain under `cls.name`, after checking it keeps the protocol."""
+    where = f"domain {cls.__module__}.{cls.__qualname__}"
+    if not (isinstance(cls, type) and issubclass(cls, Domain)):
+        raise TypeError(f"{where}: a domain subclasses flywheel.domain.Domain")
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not name.isidentifier():
+        raise TypeError(f"{where}: 'name' must be an identifier, not {name!r}")
+    missing = sorted(m for m in PROTOCOL if getattr(cls, m) is getattr(Domain, m))
+    if missing:
+        raise TypeError(f"{where}: does not implement {', '.join(missing)}")
+    for method in PROTOCOL:
+        want = list(inspect.signature(getattr(Domain, method)).parameters)
+        have = list(inspect.signature(getattr(cls, method)).parameters)
+        if have != want:
+            raise TypeError(f"{where}: {method}({', '.join(have)}) does not match the protocol's "
+                            f"{method}({', '.join(want)})")
+    metrics = getattr(cls, "metrics", None)
+    if not (isinstance(metrics, tuple) and metrics and all(isinstance(m, str) for m in metrics)):
+        raise TypeError(f"{where}: 'metrics' must be a non-empty tuple of metric names")
+    if not isinstance(getattr(cls, "teacher_variables", None), frozenset):
+        raise TypeError(f"{where}: 'teacher_variables' must be a frozenset of template variables")
+    if name in _REGISTRY and _REGISTRY[name].__qualname__ != cls.__qualname__:
+        raise TypeError(f"{where}: the name {name!r} is taken by {_REGISTRY[name].__module__}")
+    _REGISTRY[name] = cls
+    return cls
+
+
+def _builtin() -> None:
+    import flywheel.llm_domain  # noqa: F401  (registers `llm`)
+    import flywheel.toolcall.domain  # noqa: F401  (registers `toolcall`)
+
+
+def _plugin(cfg: "DomainConfig", root: Path) -> None:
+    """Import <domain.path>/domain.py, which registers the domain it defines."""
+    path = root / cfg.path / PLUGIN
+    if not path.is_file():
+        return
+    spec = importlib.util.spec_from_file_location(f"flywheel_domain_{cfg.name}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except (TypeError, ImportError, SyntaxError) as exc:
+        raise ConfigError(f"{path}: {' '.join(str(exc).split())}") from None
+
+
+def get(cfg: "DomainConfig", root: Path = Path(".")) -> Domain:
+    """The domain `cfg.name`, checked against `cfg.metric`."""
+    _builtin()
+    if cfg.name not in _REGISTRY:
+        _plugin(cfg, Path(root))
+    cls = _REGISTRY.get(cfg.name)
+    if cls is None:
+        raise ConfigError(f"params.yaml: domain.name: {cfg.name!r} is not a domain ({', '.join(sorted(_REGISTRY))}, "
+                          f"or one registered by {Path(cfg.path) / PLUGIN})")
+    if cfg.metric not in cls.metrics:
+        raise ConfigError(f"params.yaml: domain.metric: {cfg.metric!r} does not fit domain {cfg.name!r} "
+                          f"({cfg.name} scores by {' or '.join(repr(m) for m in cls.metrics)})")
+    return cls(cfg, Path(root))
+
+
+def require_teacher(dom: Domain, teacher) -> None:
+    if dom.needs_model_teacher and teacher == "embedded":
+        raise ConfigError(f"params.yaml: generate.teacher: the {dom.name} domain needs an openai or transformers "
+                          "teacher")
+
+
+def require_committee(dom: Domain, committee: list) -> None:
+    if dom.needs_committee and not committee:
+        raise ConfigError(f"params.yaml: judge.committee: the {dom.name} domain needs at least one judge")
+
+
+def check(cfg: "Config", root: Path = Path(".")) -> Domain:
+    """The domain of a whole config, with what it needs from the other sections (what
+    `flywheel check` and `flywheel run` verify first; each stage checks its own part)."""
+    dom = get(cfg.domain, root)
+    require_teacher(dom, cfg.generate.teacher)
+    require_committee(dom, cfg.judge.committee)
+    return dom

@@ -11,7 +11,6 @@ from pathlib import Path
 
 DATA = Path("data")
 EVAL = DATA / "eval.parquet"
-TOKENIZER = DATA / "tokenizer.json"
 LLM_CACHE = Path(".llm-cache") / "responses.sqlite"  # project-wide; each stage's slice is its *_calls.parquet
 SEED = "seed"
 STAGES = ("generate", "judge", "compose", "train", "evaluate", "probe", "expand")  # one generation, in order

@@ -13,14 +13,19 @@ from __future__ import annotations
 
 import json
 import math
+import random
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from flywheel import store
+from flywheel import layout, store
+from flywheel.domain import Domain, Prepared, Teacher, register
+from flywheel.gate import Gate, generated_row
+from flywheel.llm.client import Prompt
 from flywheel.llm.judge import extract_json
+from flywheel.verdicts import JUDGE_ERROR, TEACHER_ERROR, VERDICTS
 
 TEACHER_PARSER = "llm-teacher-v1"
 UNTAGGED = "untagged"
@@ -131,3 +136,141 @@ def parse_teacher(metric: str):
             raise ValueError("'output' is missing, empty" + (" or not JSON" if metric == "json" else ""))
         return " ".join(request.split()), label
     return parse
+
+
+def reference_examples(plan: pd.DataFrame, pool: pd.DataFrame, rng: random.Random) -> list[pd.Series]:
+    """Per plan row, the example the teacher varies: its parent, else a pool row of its skill."""
+    by_id = pool.set_index("id")
+    by_skill: dict[str, list[int]] = {}
+    for i, skills in enumerate(pool["skills"]):
+        for s in skills:
+            by_skill.setdefault(s, []).append(i)
+    out = []
+    for row in plan.itertuples(index=False):
+        if row.parent_id is not None and row.parent_id in by_id.index:
+            out.append(by_id.loc[row.parent_id])
+            continue
+        choices = [i for s in row.skills for i in by_skill.get(s, [])] or list(range(len(pool)))
+        out.append(pool.iloc[rng.choice(choices)])
+    return out
+
+
+def write_examples(client, template, plan: pd.DataFrame, pool: pd.DataFrame, generation: str, *, metric: str,
+                   skills: list[str], rubric: str, rng: random.Random, gate: Gate, bar=None) -> pd.DataFrame:
+    """New examples from the teacher model, one per plan row."""
+    refs = reference_examples(plan, pool, rng)
+    prompts = []
+    for i, (plan_row, ref) in enumerate(zip(plan.itertuples(index=False), refs)):
+        skill = list(plan_row.skills)[0] if len(plan_row.skills) else UNTAGGED
+        prompts.append(Prompt(template.render(example_input=ref["request"], example_output=ref["label"], skill=skill,
+                                              skills=skills, variation=i, rubric=rubric),
+                              template.version, TEACHER_PARSER + metric))
+    answers = client.ask(prompts, parse_teacher(metric), on_done=bar.advance if bar else None)
+    rows = []
+    for plan_row, ans in zip(plan.itertuples(index=False), answers):
+        if ans.error:
+            rows.append(generated_row(generation, plan_row.parent_id, plan_row.skills, client.name, "", "", ans.text,
+                                      ans.error))
+            continue
+        request, label = ans.value
+        if not gate.admit(request):  # a repeat of the pool or this generation, or an evaluation input
+            continue
+        rows.append(generated_row(generation, plan_row.parent_id, plan_row.skills, client.name, request, label,
+                                  ans.text))
+    return pd.DataFrame(rows, columns=store.GENERATED.names)
+
+
+@register
+class Llm(Domain):
+    """The user's task: examples from files, a model teacher, an LLM committee as judge."""
+    name = "llm"
+    metrics = ("exact", "json", "judge")
+    teacher_variables = frozenset({"example_input", "example_output", "skill", "skills", "variation", "rubric"})
+    needs_model_teacher = True
+    needs_committee = True
+
+    def _read(self, file: str, split: str) -> pd.DataFrame:
+        return read_examples(self.path / file, self.label_format(), split=split)
+
+    def prepare(self, rng, cfg) -> Prepared:
+        """The user's evaluation and seed files, and a byte-level BPE tokenizer from the seed set."""
+        from flywheel.vocab import train_bpe_tokenizer
+
+        dc = self.cfg
+        evals = self._read(dc.eval_file, "eval")
+        seed = self._read(dc.seed_file, "seed")
+        store.check_decontaminated(seed, evals, str(Path(dc.path) / dc.seed_file))
+        seed = seed.drop(columns="split").assign(generation=layout.SEED, source="seed", parent_id=None,
+                                                 teacher="seed", judge="none")
+        tokenizer = train_bpe_tokenizer(list(seed["request"]) + list(seed["label"]), dc.tokenizer_vocab)
+        return Prepared(evals, seed, tokenizer)
+
+    def check_files(self) -> None:
+        for name in (self.cfg.seed_file, self.cfg.eval_file):
+            self._read(name, "check")
+
+    def label_format(self) -> str:
+        return "json" if self.cfg.metric == "json" else "exact"
+
+    def generate(self, plan, pool, *, generation, gate, rng, teacher: Teacher, cfg, rubric, bar=None):
+        rows = write_examples(teacher.client, teacher.template, plan, pool, generation, metric=self.cfg.metric,
+                              skills=self.cfg.skills, rubric=rubric, rng=rng, gate=gate, bar=bar)
+        return rows, pd.DataFrame(columns=store.TRUTH.names)  # no truth: a model wrote the labels
+
+    def target(self, label: str) -> str:
+        return label
+
+    def skills(self, seen: pd.Series | None = None) -> list[str]:
+        base = list(self.cfg.skills)
+        extra = sorted({s for row in seen for s in row} - set(base)) if seen is not None else []
+        return base + extra
+
+    def score(self, labels: list[str], outputs: list[str]) -> list[bool]:
+        """`judge`-scored evaluation is decided by the committee (tasks/evaluate.py); here it is exact."""
+        metric = "exact" if self.cfg.metric == "judge" else self.cfg.metric
+        return [correct(o, label, metric) for o, label in zip(outputs, labels)]
+
+    def deployed_answer(self, output: str) -> str:
+        return output
+
+    def functions(self, label: str) -> list[str]:
+        return []
+
+    def missing(self, output: str, label: str) -> list[str]:
+        return []  # no error analysis without a judge call
+
+    def random_spec(self, rng: random.Random, skill: str) -> tuple[list[str], list[str]]:
+        return [], [skill]
+
+    def catalog(self) -> list:
+        return []
+
+    def canon(self, value) -> str | None:
+        return canon(value, self.cfg.metric)
+
+    def passes(self, label: str, request: str) -> bool:
+        return True  # no checks beyond the format
+
+    def first_verdicts(self, rows: pd.DataFrame, outputs: list[str] | None, *, use_repair: bool) -> pd.DataFrame:
+        """No checks of its own: every readable label waits for the committee."""
+        out = rows.copy()
+        out["student_output"] = outputs if outputs is not None else ""
+        out["verdict"] = [TEACHER_ERROR if e else JUDGE_ERROR for e in rows["error"]]
+        out["reason"] = [e or "not judged yet" for e in rows["error"]]
+        out["final_label"] = None
+        out["judge"] = ""
+        out["agreement"] = None
+        return out
+
+    def undecided(self, verdicts: pd.DataFrame) -> pd.Series:
+        return verdicts["verdict"] != TEACHER_ERROR
+
+    def judge_report(self, verdicts: pd.DataFrame, truth: pd.DataFrame) -> dict:
+        return {"verdicts": {v: int((verdicts["verdict"] == v).sum()) for v in VERDICTS}, "rows": len(verdicts),
+                "kept": int(verdicts["final_label"].notna().sum())}
+
+    def tag_skills(self, skills: list[str], suggested: tuple[str, ...]) -> list[str]:
+        """Rows the files left untagged take the committee's tags (those the domain knows)."""
+        if list(skills) != [UNTAGGED]:
+            return skills
+        return [s for s in suggested if s in self.cfg.skills] or skills

@@ -1,9 +1,11 @@
 """What every stage command shares: its entry point, seeds, and progress reporting.
 
 `run(main)` is the `__main__` of each `tasks/<stage>.py`: it reads the generation name
-from the command line, loads the config, and turns a `ConfigError`, `DataError`,
-`LLMError` or `OSError` (a full disk) into one line on stderr and exit status 2, so DVC
-(and Prefect above it) stop with a message a person can act on instead of a traceback.
+from the command line, loads the config, hands `main` the stage's view of it (only the
+params its dvc.yaml entry declares can be read: config.ConfigView), and turns a
+`ConfigError`, `DataError`, `LLMError` or `OSError` (a full disk) into one line on stderr
+and exit status 2, so DVC (and Prefect above it) stop with a message a person can act on
+instead of a traceback.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from flywheel.config import Budget, Config, ConfigError, load
+from flywheel.config import Budget, ConfigError, ConfigView, load, stage_view
 from flywheel.llm import LLMError
 from flywheel.store import DataError
 
@@ -86,7 +88,7 @@ class Progress:
         return time.monotonic() - self._start
 
 
-def run(stage: str, main: Callable[[Config, str], None], *, per_generation: bool = True) -> None:
+def run(stage: str, main: Callable[[ConfigView, str], None], *, per_generation: bool = True) -> None:
     offline()
     args = sys.argv[1:]
     usage = f"usage: python -m tasks.{stage}" + (" GENERATION" if per_generation else "")
@@ -99,7 +101,7 @@ def run(stage: str, main: Callable[[Config, str], None], *, per_generation: bool
         generation = args[0] if per_generation else ""
         if per_generation:
             cfg.generation(generation)
-        main(cfg, generation)
+        main(stage_view(cfg, stage), generation)
     except (ConfigError, DataError, LLMError) as exc:
         print(f"error: {stage}: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -100,6 +100,18 @@ def duplicated_requests(requests: pd.Series) -> pd.Series:
     return pd.Series(out, index=requests.index)
 
 
+def check_decontaminated(train: pd.DataFrame, evals: pd.DataFrame, where: str) -> None:
+    """A training request equal (by request_key) to an evaluation request is an error:
+    decontamination is checked, not assumed (`prepare` on the seed set, `compose` on
+    every training set)."""
+    eval_keys = set(request_keys(evals["request"]))
+    overlap = request_keys(train["request"]).isin(eval_keys)
+    if overlap.any():
+        first = train.loc[overlap.idxmax()]
+        raise DataError(f"{where}: {int(overlap.sum())} training request(s) equal evaluation requests, "
+                        f"first id {first['id']}: {first['request']!r}")
+
+
 @contextlib.contextmanager
 def atomic_file(path: Path, suffix: str = "") -> Iterator[Path]:
     path = Path(path)

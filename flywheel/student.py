@@ -1,9 +1,12 @@
-"""The student: a small GPT-2-style causal LM that reads a request and writes calls.
+"""The student: a small GPT-2-style causal LM that reads a request and writes its answer.
 
-Text layout: `<request tokens> [SEP] <call tokens> [EOS]`; the loss covers only the call
-tokens. The tokenizer is word-level (digits split one by one, so unseen numbers and
-dates can still be copied), trained locally with `tokenizers` once, in `prepare`, and
-shared by every generation so checkpoints can continue from each other.
+Text layout: `<request tokens> [SEP] <answer tokens> [EOS]`; the loss covers only the
+answer tokens. The tokenizer (word-level for `toolcall`, digits split one by one so unseen
+numbers and dates can still be copied; byte-level BPE for `llm`) is trained once, in
+`prepare`, and travels inside every checkpoint: a `Student` folder holds config, weights
+and tokenizer (`save_pretrained` layout), and `Student.load(folder)` is the one call
+that brings it back. `Student.answer` is the one answering path of `evaluate`, `probe`,
+the judge's comparison and the registered MLflow model.
 
 Everything here is deterministic for a given seed and thread count: the same inputs
 give bit-identical checkpoints, which is what lets `dvc repro` reproduce a generation.
@@ -13,52 +16,30 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import GPT2Config, GPT2LMHeadModel
+from tokenizers import Tokenizer
+from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 from transformers.utils import logging as hf_logging
 
 # A stage's stderr is for its one-line error: no weight-loading bars or advisory warnings.
 hf_logging.disable_progress_bar()
 hf_logging.set_verbosity_error()
 
-PAD, UNK, SEP, EOS = "[PAD]", "[UNK]", "[SEP]", "[EOS]"
+from flywheel.vocab import EOS, PAD, SEP, UNK
+
 IGNORE = -100
 
 
-def train_tokenizer(texts: Iterable[str]) -> Tokenizer:
-    tok = Tokenizer(models.WordLevel(unk_token=UNK))
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Whitespace(), pre_tokenizers.Digits(individual_digits=True)])
-    trainer = trainers.WordLevelTrainer(special_tokens=[PAD, UNK, SEP, EOS], min_frequency=1)
-    tok.train_from_iterator(texts, trainer=trainer)
-    return tok
-
-
-def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int) -> Tokenizer:
-    """Byte-level BPE for the `llm` domain: any text encodes, and decoding gives it back."""
-    tok = Tokenizer(models.BPE(unk_token=UNK))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[PAD, UNK, SEP, EOS],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator(texts, trainer=trainer)
-    return tok
-
-
-def load_tokenizer(path: Path) -> Tokenizer:
-    return Tokenizer.from_file(str(path))
-
-
 def build_model(vocab_size: int, *, n_layer: int, n_embd: int, n_head: int, n_positions: int,
-                seed: int) -> GPT2LMHeadModel:
+                seed: int, eos_token_id: int, pad_token_id: int) -> GPT2LMHeadModel:
     torch.manual_seed(seed)
     config = GPT2Config(vocab_size=vocab_size, n_positions=n_positions, n_embd=n_embd, n_layer=n_layer,
-                        n_head=n_head, bos_token_id=None, eos_token_id=3, pad_token_id=0,
+                        n_head=n_head, bos_token_id=None, eos_token_id=eos_token_id, pad_token_id=pad_token_id,
                         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
     return GPT2LMHeadModel(config)
 
@@ -69,11 +50,19 @@ def set_threads(n: int) -> None:
 
 
 class Codec:
-    """Requests and calls to token ids and back."""
+    """Requests and answers to token ids and back. The special-token ids are the
+    tokenizer's own (its [SEP], [EOS] and [PAD]); a tokenizer without them is refused."""
 
     def __init__(self, tokenizer: Tokenizer):
         self.tok = tokenizer
         self.sep, self.eos, self.pad = (tokenizer.token_to_id(t) for t in (SEP, EOS, PAD))
+        if None in (self.sep, self.eos, self.pad):
+            raise ValueError(f"the student's tokenizer needs the special tokens {SEP}, {EOS} and {PAD}")
+
+    def hf(self) -> PreTrainedTokenizerFast:
+        """The tokenizer as transformers saves and loads it (tokenizer.json + tokenizer_config.json)."""
+        return PreTrainedTokenizerFast(tokenizer_object=self.tok, pad_token=PAD, unk_token=UNK, sep_token=SEP,
+                                       eos_token=EOS)
 
     def prompt(self, request: str) -> list[int]:
         return self.tok.encode(request).ids + [self.sep]
@@ -82,17 +71,9 @@ class Codec:
         return self.tok.encode(rendered_calls).ids + [self.eos]
 
     def text(self, ids: list[int]) -> str:
-        """Decoded text up to the end token (the `llm` domain's byte-level tokens)."""
+        """Decoded text up to the end token (word-level tokens come back joined by spaces)."""
         end = ids.index(self.eos) if self.eos in ids else len(ids)
         return self.tok.decode(ids[:end], skip_special_tokens=False).strip()
-
-    def tokens(self, ids: list[int]) -> list[str]:
-        out = []
-        for i in ids:
-            if i == self.eos:
-                break
-            out.append(self.tok.id_to_token(i))
-        return out
 
 
 def _pad_batch(pairs: list[tuple[list[int], list[int]]], pad: int):
@@ -200,24 +181,65 @@ def row_losses(model: GPT2LMHeadModel, pairs: list[tuple[list[int], list[int]]],
     return losses
 
 
-def load(model_dir: Path) -> GPT2LMHeadModel:
-    """A saved student (safetensors only: no pickled weights are ever loaded)."""
+def load_model(model_dir: Path) -> GPT2LMHeadModel:
+    """A saved student's network (safetensors only: no pickled weights are ever loaded)."""
     model = GPT2LMHeadModel.from_pretrained(str(model_dir), use_safetensors=True, local_files_only=True)
     model.eval()
     return model
 
 
-def answer(model: GPT2LMHeadModel, codec: Codec, requests: list[str], *, batch_size: int,
-           max_new_tokens: int = 64, on_batch: Callable[[int], None] | None = None) -> list[list[str]]:
-    """The student's greedy answer to each request, as output tokens."""
-    outs = greedy(model, [codec.prompt(r) for r in requests], eos=codec.eos, max_new_tokens=max_new_tokens,
-                  batch_size=batch_size, on_batch=on_batch)
-    return [codec.tokens(o) for o in outs]
+@dataclass
+class Student:
+    """A checkpoint that describes itself: the network and the tokenizer it reads with."""
+    model: GPT2LMHeadModel
+    codec: Codec
+
+    @classmethod
+    def build(cls, tokenizer: Tokenizer, *, seed: int, n_layer: int, n_embd: int, n_head: int,
+              n_positions: int) -> "Student":
+        codec = Codec(tokenizer)
+        model = build_model(tokenizer.get_vocab_size(), n_layer=n_layer, n_embd=n_embd, n_head=n_head,
+                            n_positions=n_positions, seed=seed, eos_token_id=codec.eos, pad_token_id=codec.pad)
+        return cls(model, codec)
+
+    @classmethod
+    def load(cls, folder: Path) -> "Student":
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        return cls(load_model(folder), Codec(tokenizer.backend_tokenizer))
+
+    def save(self, folder: Path) -> None:
+        """Config, safetensors weights and tokenizer into `folder` (a new directory)."""
+        self.model.save_pretrained(folder, safe_serialization=True)
+        self.codec.hf().save_pretrained(folder)
+
+    @property
+    def parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def pairs(self, requests: list[str], targets: list[str]) -> list[tuple[list[int], list[int]]]:
+        """(prompt ids, answer ids) per row: what training and the loss read."""
+        return [(self.codec.prompt(r), self.codec.target(t)) for r, t in zip(requests, targets)]
+
+    def answer(self, requests: list[str], *, batch_size: int, max_new_tokens: int = 64,
+               on_batch: Callable[[int], None] | None = None) -> list[str]:
+        """The student's greedy answer to each request, as decoded text."""
+        outs = greedy(self.model, [self.codec.prompt(r) for r in requests], eos=self.codec.eos,
+                      max_new_tokens=max_new_tokens, batch_size=batch_size, on_batch=on_batch)
+        return [self.codec.text(o) for o in outs]
+
+    def losses(self, requests: list[str], targets: list[str], *, batch_size: int) -> np.ndarray:
+        return row_losses(self.model, self.pairs(requests, targets), pad=self.codec.pad, batch_size=batch_size)
 
 
-def answer_text(model: GPT2LMHeadModel, codec: Codec, requests: list[str], *, batch_size: int,
-                max_new_tokens: int = 64, on_batch: Callable[[int], None] | None = None) -> list[str]:
-    """The student's greedy answer to each request, as decoded text."""
-    outs = greedy(model, [codec.prompt(r) for r in requests], eos=codec.eos, max_new_tokens=max_new_tokens,
-                  batch_size=batch_size, on_batch=on_batch)
-    return [codec.text(o) for o in outs]
+
+def student_answers(stage: str, model_dir: Path, requests: list[str], *, batch_size: int,
+                    max_new_tokens: int = 64) -> tuple[Student, list[str]]:
+    """The one answering path of `judge`, `evaluate` and `probe`: load the checkpoint and
+    answer every request greedily, with progress. Returns the student and its answers."""
+    from flywheel.stage import Progress
+
+    student = Student.load(model_dir)
+    bar = Progress(stage, "student answers", len(requests))
+    outputs = student.answer(requests, batch_size=batch_size, max_new_tokens=max_new_tokens, on_batch=bar.advance)
+    bar.close()
+    return student, outputs

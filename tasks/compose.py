@@ -22,14 +22,15 @@ from __future__ import annotations
 import pandas as pd
 
 from flywheel import layout, stage, store
-from flywheel.config import ComposeConfig, Config
-from flywheel.toolcall.judge import BOTH_WRONG, LABEL_WRONG
+from flywheel.config import ComposeConfig, ConfigView
+from flywheel.store import check_decontaminated
+from flywheel.verdicts import WRONG
 
 
 def verified(verdicts: pd.DataFrame) -> pd.DataFrame:
     """The rows the judge kept, with their final labels."""
     kept = verdicts[verdicts["final_label"].notna()].copy()
-    corrected = kept["verdict"].isin([LABEL_WRONG, BOTH_WRONG]) & (kept["final_label"] != kept["label"])
+    corrected = kept["verdict"].isin(WRONG) & (kept["final_label"] != kept["label"])
     kept.loc[corrected, "source"] = "corrected"
     kept["label"] = kept["final_label"]
     kept["id"] = [store.row_id(r, lab) for r, lab in zip(kept["request"].tolist(), kept["label"].tolist())]
@@ -73,16 +74,7 @@ def floor_seed_share(pool: pd.DataFrame, floor: float, seed_value: int) -> pd.Da
     return pool[is_seed | pool.index.isin(kept.index)]
 
 
-def check_decontaminated(train: pd.DataFrame, evals: pd.DataFrame, where: str) -> None:
-    eval_keys = set(store.request_keys(evals["request"]))
-    overlap = store.request_keys(train["request"]).isin(eval_keys)
-    if overlap.any():
-        first = train.loc[overlap.idxmax()]
-        raise store.DataError(f"{where}: {int(overlap.sum())} training request(s) equal evaluation requests, "
-                              f"first id {first['id']}: {first['request']!r}")
-
-
-def main(cfg: Config, generation: str) -> None:
+def main(cfg: ConfigView, generation: str) -> None:
     cc = cfg.compose
     prev_name = cfg.generation(generation).prev
     prev = store.read_table(layout.path(prev_name, layout.TRAIN), store.TRAINSET)

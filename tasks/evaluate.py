@@ -1,26 +1,25 @@
 """Stage `evaluate`: accuracy of this generation's student on the fixed held-out
 evaluation set, overall, per skill and per split (kind of generalisation).
 
-Scoring is the domain's: AST match for `toolcall`; for `llm`, `domain.metric` (`exact`,
-`json`, or `judge`: the judge committee decides whether each answer is right, with the
-reference answer shown to it, through the same cached client layer).
+Scoring is the domain's (`toolcall`: AST match; `llm`: `domain.metric`, `exact` or
+`json`); with the `judge` metric the judge committee decides whether each answer is
+right, with the reference answer shown to it, through the same cached client layer.
 
-Reads data/<gen>/model, data/eval.parquet, data/tokenizer.json; writes
-data/<gen>/metrics.json (DVC metrics), data/<gen>/skill_accuracy.csv (DVC plot),
-data/<gen>/predictions.parquet and data/<gen>/evaluate_calls.parquet.
+Reads data/<gen>/model, data/eval.parquet; writes data/<gen>/metrics.json (DVC metrics),
+data/<gen>/skill_accuracy.csv (DVC plot), data/<gen>/predictions.parquet and
+data/<gen>/evaluate_calls.parquet.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 
-from flywheel import domain, layout, stage, store, student
-from flywheel.config import Config
+from flywheel import domain, layout, stage, store
+from flywheel.config import ConfigView
+from flywheel.student import student_answers
 from flywheel.llm import templates
 from flywheel.llm import judge as committee
-from flywheel.toolcall.judge import LABEL_OK
+from flywheel.verdicts import LABEL_OK
 
 
 def per_skill(skills: pd.Series, correct: pd.Series, order: list[str]) -> dict[str, float]:
@@ -29,34 +28,32 @@ def per_skill(skills: pd.Series, correct: pd.Series, order: list[str]) -> dict[s
     return {s: round(float(means[s]), 4) for s in order if s in means.index}
 
 
-def judge_scored(cfg: Config, session, evals: pd.DataFrame, outputs: list[str]) -> list[bool]:
+def judge_scored(dom: domain.Domain, jc, session, evals: pd.DataFrame, outputs: list[str]) -> list[bool]:
     """Each student answer shown to the committee as the label, with the reference answer;
     `label_ok` by consensus counts as right, anything else (held out included) as wrong."""
-    template = templates.load(Path(cfg.domain.path) / cfg.judge.template)
-    rubric = templates.read_text(Path(cfg.domain.path) / cfg.judge.rubric)
+    template = templates.load(dom.path / jc.template)
+    rubric = templates.read_text(dom.path / jc.rubric)
     prompts = [committee.judge_prompt(template, request=r, label=o, student_output="", rubric=rubric, catalog=[],
-                                      skills=cfg.domain.skills, reference=ref)
+                                      skills=dom.cfg.skills, reference=ref)
                for r, o, ref in zip(evals["request"], outputs, evals["label"])]
-    decisions, _ = committee.ask_committee(session.committee(cfg.judge.committee), prompts,
-                                           consensus=cfg.judge.consensus, canon=lambda v: None)
+    decisions, _ = committee.ask_committee(session.committee(jc.committee), prompts, consensus=jc.consensus,
+                                           canon=lambda v: None)
     return [d.verdict == LABEL_OK for d in decisions]
 
 
-def main(cfg: Config, generation: str) -> None:
+def main(cfg: ConfigView, generation: str) -> None:
     ec = cfg.evaluate
+    dom = domain.get(cfg.domain)
     evals = store.read_table(layout.EVAL, store.EVALSET)
-    codec = student.Codec(student.load_tokenizer(layout.TOKENIZER))
-    model = student.load(layout.path(generation, layout.MODEL))
-    bar = stage.Progress("evaluate", "evaluation requests", len(evals))
-    outputs = domain.answers(cfg.domain, model, codec, list(evals["request"]), batch_size=ec.batch_size,
-                             max_new_tokens=ec.max_new_tokens, on_batch=bar.advance)
-    bar.close()
-    preds = domain.score(cfg.domain, evals, outputs)
+    _, outputs = student_answers("evaluate", layout.path(generation, layout.MODEL), list(evals["request"]),
+                                       batch_size=ec.batch_size, max_new_tokens=ec.max_new_tokens)
+    preds = pd.DataFrame({"id": evals["id"].to_numpy(), "output": outputs,
+                          "correct": dom.score(list(evals["label"]), outputs)})
     with stage.llm_session("evaluate", generation, cfg.judge.budget) as session:
         if cfg.domain.metric == "judge":
-            preds["correct"] = judge_scored(cfg, session, evals, outputs)
+            preds["correct"] = judge_scored(dom, cfg.judge, session, evals, outputs)
         session.finish()
-    skills = per_skill(evals["skills"], preds["correct"], domain.skills(cfg.domain, evals["skills"]))
+    skills = per_skill(evals["skills"], preds["correct"], dom.skills(evals["skills"]))
     metrics = {
         "accuracy": round(float(preds["correct"].mean()), 4),
         "rows": len(preds),

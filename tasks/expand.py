@@ -28,9 +28,7 @@ import random
 import pandas as pd
 
 from flywheel import domain, layout, stage, store
-from flywheel.config import STRATEGIES, Config, ExpandConfig
-from flywheel.toolcall import calls as C
-from flywheel.toolcall import phrasings as P
+from flywheel.config import STRATEGIES, ConfigView, ExpandConfig
 
 WEAKEST = 3  # skills skill_synth writes for
 
@@ -45,13 +43,11 @@ def quotas(weights: dict[str, float], budget: int) -> dict[str, int]:
     return out
 
 
-def _functions(label: str, toolcall: bool) -> list[str]:
-    return [c["name"] for c in C.loads(label)] if toolcall else []
-
-
 def plan(probe: pd.DataFrame, pool: pd.DataFrame, cfg: ExpandConfig, rng: random.Random, generation: str, *,
-         skills: list[str], toolcall: bool = True) -> pd.DataFrame:
-    """`pool`: rows with labels (training pool and dev); `skills`: what `random` spreads over."""
+         dom: domain.Domain, skills: list[str] | None = None) -> pd.DataFrame:
+    """`pool`: rows with labels (training pool and dev); `skills`: what `random` spreads over
+    (default: the domain's, with any others the pool carries)."""
+    skills = skills if skills is not None else dom.skills(pool["skills"])
     q = quotas({s: cfg.strategy.get(s, 0.0) for s in STRATEGIES}, cfg.budget)
     labels = pool.set_index("id")["label"]
     failures = probe[~probe["correct"]].sort_values(["loss", "id"], ascending=[False, True])
@@ -70,7 +66,7 @@ def plan(probe: pd.DataFrame, pool: pd.DataFrame, cfg: ExpandConfig, rng: random
     for f in failures.itertuples(index=False):
         for _ in range(cfg.variations_per_failure):
             if n < q.get("error_driven", 0):
-                add("error_driven", f.id, _functions(labels[f.id], toolcall), f.skills)
+                add("error_driven", f.id, dom.functions(labels[f.id]), f.skills)
                 n += 1
     # skill_weighted and skill_synth: by the failure profile
     ex = probe[["skills", "correct"]].explode("skills")
@@ -88,29 +84,22 @@ def plan(probe: pd.DataFrame, pool: pd.DataFrame, cfg: ExpandConfig, rng: random
         for skill, k in quotas(weights, q[kind]).items():
             for _ in range(k):
                 ref = pool.iloc[rng.choice(by_skill[skill])]
-                add(kind, ref["id"], _functions(ref["label"], toolcall), ref["skills"])
+                add(kind, ref["id"], dom.functions(ref["label"]), ref["skills"])
     # random: the rest, uniformly over the skills
     for i in range(cfg.budget - len(rows)):
-        skill = skills[i % len(skills)]
-        if toolcall:
-            spec = P.spec_for_skill(rng, skill)
-            add("random", None, spec.functions, sorted(spec.phenomena) or [skill])
-        else:
-            add("random", None, [], [skill])
+        add("random", None, *dom.random_spec(rng, skills[i % len(skills)]))
     out = pd.DataFrame(rows, columns=["parent_id", "functions", "skills", "kind"])
     out.insert(0, "plan_id", [store.row_id(generation, "plan", str(i)) for i in range(len(out))])
     return out
 
 
-def main(cfg: Config, generation: str) -> None:
+def main(cfg: ConfigView, generation: str) -> None:
     probe = store.read_table(layout.path(generation, layout.PROBE), store.PROBE)
     train = store.read_table(layout.path(generation, layout.TRAIN), store.TRAINSET)
     dev = store.read_table(layout.path(generation, layout.DEV), store.TRAINSET)
     pool = pd.concat([train, dev], ignore_index=True)
     rng = random.Random(stage.stage_seed(cfg.seed, generation, "expand"))
-    toolcall = cfg.domain.name == "toolcall"
-    skills = domain.skills(cfg.domain, None if toolcall else pool["skills"])
-    out = plan(probe, pool, cfg.expand, rng, generation, skills=skills, toolcall=toolcall)
+    out = plan(probe, pool, cfg.expand, rng, generation, dom=domain.get(cfg.domain))
     store.write_table(out, layout.path(generation, layout.PLAN), store.PLAN)
     stage.log("expand", f"{len(out)} plan rows {out['kind'].value_counts().to_dict()}")
 

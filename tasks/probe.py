@@ -8,8 +8,7 @@ answers: right but unsure); `mastered`. For `toolcall`, a wrong answer's `missin
 are named from how it differs from the label. The failure profile counts, per split and
 per skill, rows, failures, borderline rows and the skills missing in failed answers.
 
-Reads data/<gen>/model, data/<gen>/train.parquet, data/<gen>/dev.parquet,
-data/tokenizer.json; writes data/<gen>/probe.parquet and data/<gen>/failure_profile.json.
+Reads data/<gen>/model, data/<gen>/train.parquet, data/<gen>/dev.parquet; writes data/<gen>/probe.parquet and data/<gen>/failure_profile.json.
 """
 
 from __future__ import annotations
@@ -17,10 +16,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from flywheel import domain, layout, stage, store, student
-from flywheel.config import Config
-from flywheel.toolcall import calls as C
-from flywheel.toolcall.judge import diagnose
+from flywheel import domain, layout, stage, store
+from flywheel.config import ConfigView
+from flywheel.student import student_answers
 
 FAILED, BORDERLINE, MASTERED = "failed", "borderline", "mastered"
 
@@ -59,32 +57,25 @@ def failure_profile(probe: pd.DataFrame, skills: list[str]) -> dict:
     }
 
 
-def main(cfg: Config, generation: str) -> None:
+def main(cfg: ConfigView, generation: str) -> None:
     pc = cfg.probe
+    dom = domain.get(cfg.domain)
     train = store.read_table(layout.path(generation, layout.TRAIN), store.TRAINSET)
     dev = store.read_table(layout.path(generation, layout.DEV), store.TRAINSET)
     rows = pd.concat([train.assign(split="train"), dev.assign(split="dev")], ignore_index=True)
-    codec = student.Codec(student.load_tokenizer(layout.TOKENIZER))
-    model = student.load(layout.path(generation, layout.MODEL))
-    bar = stage.Progress("probe", "pool and dev rows", len(rows))
-    outputs = domain.answers(cfg.domain, model, codec, list(rows["request"]), batch_size=pc.batch_size,
-                             on_batch=bar.advance)
-    bar.close()
-    pairs = [(codec.prompt(r), codec.target(domain.target(cfg.domain, label)))
-             for r, label in zip(rows["request"], rows["label"])]
-    probe = domain.score(cfg.domain, rows, outputs)
+    requests, labels = list(rows["request"]), list(rows["label"])
+    student, outputs = student_answers("probe", layout.path(generation, layout.MODEL), requests,
+                                             batch_size=pc.batch_size)
+    probe = pd.DataFrame({"id": rows["id"].to_numpy(), "output": outputs, "correct": dom.score(labels, outputs)})
     probe["skills"], probe["split"] = rows["skills"], rows["split"]
     # A diverged student has NaN losses: count those rows as infinitely hard, not as missing.
-    probe["loss"] = np.nan_to_num(student.row_losses(model, pairs, pad=codec.pad, batch_size=pc.batch_size),
-                                  nan=np.inf)
+    probe["loss"] = np.nan_to_num(student.losses(requests, [dom.target(label) for label in labels],
+                                                 batch_size=pc.batch_size), nan=np.inf)
     probe["perplexity"] = np.exp(np.minimum(probe["loss"], 700.0))
     probe["category"] = categorize(probe["correct"], probe["perplexity"], pc.borderline_quantile)
-    if cfg.domain.name == "toolcall":
-        probe["missing"] = [diagnose(C.parse(o.split()), C.loads(label)) if not ok else []
-                            for o, label, ok in zip(outputs, rows["label"], probe["correct"])]
-    else:
-        probe["missing"] = [[] for _ in range(len(probe))]
-    profile = failure_profile(probe, domain.skills(cfg.domain, rows["skills"]))
+    probe["missing"] = [dom.missing(o, label) if not ok else []
+                        for o, label, ok in zip(outputs, labels, probe["correct"])]
+    profile = failure_profile(probe, dom.skills(rows["skills"]))
     store.write_table(probe, layout.path(generation, layout.PROBE), store.PROBE)
     store.write_json(profile, layout.path(generation, layout.FAILURE_PROFILE))
     stage.log("probe", f"{profile['failed']} of {profile['rows']} rows failed {profile['splits']}; "

@@ -246,7 +246,8 @@ def test_a_model_teacher_labels_toolcall_requests_last(judged, oracle):
 
     from flywheel.config import load
     from flywheel.stage import stage_seed
-    from tasks.generate import Gate, draw
+    from flywheel.gate import Gate
+    from flywheel.toolcall.teach import draw
 
     project, _, _ = judged
     cfg = load(project / "params.yaml")

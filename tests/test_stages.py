@@ -7,11 +7,14 @@ import random
 import pandas as pd
 import pytest
 
-from flywheel import store
-from flywheel.config import ComposeConfig, ExpandConfig
+from flywheel import domain, store
+from flywheel.config import ComposeConfig, DomainConfig, ExpandConfig
+from flywheel.store import check_decontaminated
 from flywheel.toolcall import calls as C
-from tasks.compose import check_decontaminated, compose, verified
+from tasks.compose import compose, verified
 from tasks.expand import plan
+
+TOOLCALL = domain.get(DomainConfig())
 
 
 def rows(n, source, start=0):
@@ -83,7 +86,8 @@ def weak_pool(n_per_skill: int = 50, seed: int = 0):
 def expand(strategy: dict, budget: int = 200, k: int = 2, order: str = "hardest"):
     pool, probe = weak_pool()
     cfg = ExpandConfig(budget=budget, variations_per_failure=k, strategy=strategy, failure_order=order)
-    return plan(probe, pool, cfg, random.Random(0), "gen-000", skills=list(FN)), pool, probe
+    return plan(probe, pool, cfg, random.Random(0), "gen-000", dom=TOOLCALL,
+                skills=list(FN)), pool, probe
 
 
 def shares(out) -> dict:
@@ -144,7 +148,7 @@ def test_random_spreads_the_budget_uniformly_and_mixes_share_one_budget():
 
 
 def test_the_gate_refuses_duplicates_and_evaluation_requests():
-    from tasks.generate import Gate
+    from flywheel.gate import Gate
 
     gate = Gate({"What is the weather in Oslo"}, {"weather in paris"})
     assert not gate.admit("what is the  weather in oslo") and not gate.admit("Weather in Paris")
@@ -153,11 +157,12 @@ def test_the_gate_refuses_duplicates_and_evaluation_requests():
 
 
 def test_skill_synth_keeps_only_self_consistent_labels():
-    from tasks.generate import Gate, generate
+    from flywheel.gate import Gate
+    from flywheel.toolcall.teach import embedded as generate
 
     rows, probe = weak_pool(20)
     synth = plan(probe, rows, ExpandConfig(budget=200, strategy={"skill_synth": 1.0}), random.Random(1), "g",
-                 skills=list(FN))
+                 dom=TOOLCALL, skills=list(FN))
     gate = Gate(set(), set())
     out, truth = generate(random.Random(2), synth, "gen-001", gate=gate, error_rate=0.4, skill_error_rates={})
     assert gate.refused["inconsistent"] > 20 and len(out) + gate.refused["inconsistent"] <= 200

@@ -1,65 +1,90 @@
-"""The student: real transformers training on CPU, deterministic, and greedy decoding."""
+"""The student: real transformers training on CPU, deterministic, greedy decoding, and a
+checkpoint folder that describes itself (config, weights, tokenizer)."""
 
 from __future__ import annotations
 
+import json
 import random
 
 import torch
 
 from flywheel import student
+from flywheel.student import Student
 from flywheel.toolcall import calls as C
 from flywheel.toolcall import phrasings as P
 from flywheel.toolcall.catalog import SKILLS
+from flywheel.vocab import EOS, PAD, SEP, UNK, train_tokenizer
 
 
 def setup(n=300):
     rng = random.Random(5)
     reqs = [P.make_request(rng, P.spec_for_skill(rng, SKILLS[i % len(SKILLS)])) for i in range(n)]
-    codec = student.Codec(student.train_tokenizer([r.text + " " + C.render(r.calls) for r in reqs]))
-    pairs = [(codec.prompt(r.text), codec.target(C.render(r.calls))) for r in reqs]
-    return reqs, codec, pairs
+    tok = train_tokenizer([r.text + " " + C.render(r.calls) for r in reqs])
+    return reqs, tok, [r.text for r in reqs], [C.render(r.calls) for r in reqs]
 
 
-def fresh(codec):
-    return student.build_model(codec.tok.get_vocab_size(), n_layer=1, n_embd=32, n_head=2, n_positions=96, seed=1)
+def fresh(tok) -> Student:
+    return Student.build(tok, n_layer=1, n_embd=32, n_head=2, n_positions=96, seed=1)
 
 
-def fit(model, codec, pairs, steps=30):
-    return student.train(model, pairs, steps=steps, batch_size=16, lr=3e-3, warmup_steps=3, weight_decay=0.0,
-                         seed=7, pad=codec.pad)
+def fit(st: Student, requests, targets, steps=30):
+    return student.train(st.model, st.pairs(requests, targets), steps=steps, batch_size=16, lr=3e-3, warmup_steps=3,
+                         weight_decay=0.0, seed=7, pad=st.codec.pad)
 
 
 def test_training_changes_the_weights_and_lowers_the_loss():
     student.set_threads(2)
-    _, codec, pairs = setup()
-    model = fresh(codec)
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    loss_before = student.row_losses(model, pairs, pad=codec.pad, batch_size=64).mean()
-    fit(model, codec, pairs, steps=80)
-    changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
+    _, tok, requests, targets = setup()
+    st = fresh(tok)
+    before = {k: v.clone() for k, v in st.model.state_dict().items()}
+    loss_before = st.losses(requests, targets, batch_size=64).mean()
+    fit(st, requests, targets, steps=80)
+    changed = [k for k, v in st.model.state_dict().items() if not torch.equal(v, before[k])]
     assert len(changed) > len(before) // 2
-    assert student.row_losses(model, pairs, pad=codec.pad, batch_size=64).mean() < 0.6 * loss_before
+    assert st.losses(requests, targets, batch_size=64).mean() < 0.6 * loss_before
 
 
 def test_training_is_bit_identical_for_the_same_seed():
     student.set_threads(2)
-    _, codec, pairs = setup(120)
-    a, b = fresh(codec), fresh(codec)
-    fit(a, codec, pairs, 10)
-    fit(b, codec, pairs, 10)
-    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    _, tok, requests, targets = setup(120)
+    a, b = fresh(tok), fresh(tok)
+    fit(a, requests, targets, 10)
+    fit(b, requests, targets, 10)
+    assert all(torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()))
 
 
-def test_batched_greedy_equals_one_by_one_and_round_trips_save(tmp_path):
-    reqs, codec, pairs = setup(60)
-    model = fresh(codec)
-    fit(model, codec, pairs, 20)
-    prompts = [codec.prompt(r.text) for r in reqs[:20]]
-    batched = student.greedy(model, prompts, eos=codec.eos, max_new_tokens=20, batch_size=8)
-    single = [student.greedy(model, [p], eos=codec.eos, max_new_tokens=20, batch_size=1)[0] for p in prompts]
-    assert [codec.tokens(x) for x in batched] == [codec.tokens(x) for x in single]
-    model.save_pretrained(tmp_path, safe_serialization=True)
-    assert (tmp_path / "model.safetensors").exists() and (tmp_path / "config.json").exists()
-    loaded = student.load(tmp_path)
-    again = student.greedy(loaded, prompts, eos=codec.eos, max_new_tokens=20, batch_size=8)
-    assert again == batched
+def test_batched_greedy_equals_one_by_one():
+    _, tok, requests, targets = setup(60)
+    st = fresh(tok)
+    fit(st, requests, targets, 20)
+    prompts = [st.codec.prompt(r) for r in requests[:20]]
+    batched = student.greedy(st.model, prompts, eos=st.codec.eos, max_new_tokens=20, batch_size=8)
+    single = [student.greedy(st.model, [p], eos=st.codec.eos, max_new_tokens=20, batch_size=1)[0] for p in prompts]
+    assert batched == single
+
+
+def test_the_checkpoint_folder_describes_itself(tmp_path):
+    """One folder holds config, safetensors weights and tokenizer; `Student.load` alone brings
+    back a student that answers exactly as the saved one did."""
+    _, tok, requests, targets = setup(60)
+    st = fresh(tok)
+    fit(st, requests, targets, 20)
+    st.save(tmp_path)
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= names
+    loaded = Student.load(tmp_path)
+    assert loaded.answer(requests[:20], batch_size=8) == st.answer(requests[:20], batch_size=8)
+    special = json.loads((tmp_path / "tokenizer_config.json").read_text())
+    assert {special[k] for k in ("pad_token", "eos_token", "sep_token", "unk_token")} == {PAD, EOS, SEP, UNK}
+
+
+def test_special_token_ids_come_from_the_tokenizer():
+    """A tokenizer whose special tokens sit at other ids gives a model with those ids."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.WordLevel(unk_token=UNK))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator(["a b c"], trainer=trainers.WordLevelTrainer(special_tokens=[UNK, EOS, SEP, PAD]))
+    st = fresh(tok)
+    assert (st.codec.eos, st.codec.pad, st.codec.sep) == (1, 3, 2)
+    assert (st.model.config.eos_token_id, st.model.config.pad_token_id) == (1, 3)

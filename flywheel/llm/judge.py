@@ -21,9 +21,9 @@ from typing import Any, Callable, Literal, Sequence
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from flywheel.llm.client import Answer, Client, Prompt
+from flywheel.verdicts import JUDGE_ERROR, NO_CONSENSUS
 
 PARSER_VERSION = "judge-answer-v1"
-NO_CONSENSUS, JUDGE_ERROR = "no_consensus", "judge_error"
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
 
 

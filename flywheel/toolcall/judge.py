@@ -13,13 +13,11 @@ from dataclasses import dataclass
 import pandas as pd
 
 from flywheel.toolcall import calls as C
+from flywheel.verdicts import (BOTH_WRONG, JUDGE_ERROR, LABEL_OK, LABEL_WRONG, MODEL_WRONG, NO_CONSENSUS,
+                               TEACHER_ERROR, VERDICTS)
 from flywheel.toolcall.verifier import check, repair
 
 AGREES = "student agrees"
-LABEL_OK, LABEL_WRONG, MODEL_WRONG, BOTH_WRONG = "label_ok", "label_wrong", "model_wrong", "both_wrong"
-# Rows without a usable verdict are held out of training, never guessed:
-NO_CONSENSUS, JUDGE_ERROR, TEACHER_ERROR = "no_consensus", "judge_error", "teacher_error"
-VERDICTS = (LABEL_OK, LABEL_WRONG, MODEL_WRONG, BOTH_WRONG, NO_CONSENSUS, JUDGE_ERROR, TEACHER_ERROR)
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,6 @@ from flywheel.toolcall.catalog import (
     NUMBER_WORDS, STR, TIME, WEEKDAYS,
 )
 
-PHRASING_SETS = ("seed", "gen", "heldout")
-
 _UNIT_TEMPLATES = {
     "seed": ["convert {value} {from_unit} to {to_unit}", "how many {to_unit} is {value} {from_unit}"],
     "gen": ["{value} {from_unit} in {to_unit}", "what is {value} {from_unit} in {to_unit}",
@@ -136,7 +134,6 @@ VALUES = {
 }
 
 _SLOT = re.compile(r"\{(\w+)\}")
-_OPTIONAL = re.compile(r"\[([^\]]*)\]")
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,6 @@ from flywheel.toolcall.calls import Call
 from flywheel.toolcall.catalog import DATE, ENUM, FUNCTIONS, NUMBER, STR, WEEKDAYS
 from flywheel.toolcall.phrasings import VALUES, Request
 
-ERROR_KINDS = ("wrong_value", "swap_args", "wrong_date", "drop_optional", "wrong_function",
-               "bad_type", "missed_call", "spurious_call")
-
 
 def error_rate(skills: tuple[str, ...], rates: dict[str, float], default: float) -> float:
     """A row is as error-prone as its hardest skill."""

@@ -70,15 +70,16 @@ def test_weights_load_only_from_safetensors(tmp_path):
 
     import torch
 
-    model = student.build_model(50, n_layer=1, n_embd=16, n_head=2, n_positions=16, seed=0)
+    model = student.build_model(50, n_layer=1, n_embd=16, n_head=2, n_positions=16, seed=0, eos_token_id=3,
+                                pad_token_id=0)
     model.save_pretrained(tmp_path / "safe", safe_serialization=True)
     assert "model.safetensors" in {p.name for p in (tmp_path / "safe").iterdir()}
-    student.load(tmp_path / "safe")
+    student.load_model(tmp_path / "safe")
     (tmp_path / "pickled").mkdir()
     shutil.copy(tmp_path / "safe" / "config.json", tmp_path / "pickled" / "config.json")
     torch.save(model.state_dict(), tmp_path / "pickled" / "pytorch_model.bin")
     with pytest.raises(OSError, match="safetensors"):
-        student.load(tmp_path / "pickled")
+        student.load_model(tmp_path / "pickled")
 
 
 def test_every_checkpoint_the_pipeline_writes_is_safetensors(small_project):

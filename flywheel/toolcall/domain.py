@@ -1,0 +1,112 @@
+"""The `toolcall` domain (the default): requests in natural language, answers that are
+function calls from a typed catalog, scored by AST match as in BFCL. Its teacher and
+judge run embedded (teacher.py, verifier.py, judge.py), so the flywheel runs offline;
+a teacher model or an LLM committee can take their place through the client layer.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pandas as pd
+
+from flywheel.domain import Domain, Prepared, Teacher, register
+from flywheel.toolcall import calls as C
+from flywheel.toolcall import judge, phrasings, sets, teach
+from flywheel.toolcall.catalog import SKILLS, describe
+from flywheel.toolcall.verifier import check
+from flywheel.verdicts import LABEL_OK, MODEL_WRONG, TEACHER_ERROR, WRONG
+
+
+def _parse(output: str) -> list | None:
+    return C.parse(output.split())
+
+
+@register
+class Toolcall(Domain):
+    name = "toolcall"
+    metrics = ("ast",)
+    teacher_variables = frozenset({"request", "catalog"})
+
+    def prepare(self, rng, cfg) -> Prepared:
+        from flywheel.vocab import train_tokenizer
+
+        evals = sets.eval_set(rng, cfg.eval_rows, cfg.eval_mix)
+        seed = sets.seed_set(rng, cfg.seed_rows, set(evals["request"]))
+        return Prepared(evals, seed, train_tokenizer(sets.lexicon(rng)))
+
+    def check_files(self) -> None:
+        return None  # no input files: the sets are drawn from the generator
+
+    def label_format(self) -> str:
+        return "json"
+
+    def generate(self, plan, pool, *, generation, gate, rng, teacher: Teacher, cfg, rubric, bar=None):
+        if teacher.client is None:
+            return teach.embedded(rng, plan, generation, gate=gate, error_rate=cfg.error_rate,
+                                  skill_error_rates=cfg.skill_error_rates)
+        return teach.with_model(teacher.client, teacher.template, teach.draw(rng, plan, gate), generation, gate, bar)
+
+    def target(self, label: str) -> str:
+        return C.render(C.loads(label))
+
+    def skills(self, seen: pd.Series | None = None) -> list[str]:
+        extra = sorted({s for row in seen for s in row} - set(SKILLS)) if seen is not None else []
+        return list(SKILLS) + extra
+
+    def score(self, labels: list[str], outputs: list[str]) -> list[bool]:
+        return [C.ast_match(_parse(o), C.loads(label)) for o, label in zip(outputs, labels)]
+
+    def deployed_answer(self, output: str) -> str:
+        calls = _parse(output)
+        return C.dumps(calls) if calls is not None else ""
+
+    def functions(self, label: str) -> list[str]:
+        return [c["name"] for c in C.loads(label)]
+
+    def missing(self, output: str, label: str) -> list[str]:
+        return judge.diagnose(_parse(output), C.loads(label))
+
+    def random_spec(self, rng: random.Random, skill: str) -> tuple[list[str], list[str]]:
+        spec = phrasings.spec_for_skill(rng, skill)
+        return list(spec.functions), sorted(spec.phenomena) or [skill]
+
+    def catalog(self) -> list:
+        return describe()
+
+    def canon(self, value) -> str | None:
+        try:
+            return C.canonical(value)
+        except ValueError:
+            return None
+
+    def passes(self, label: str, request: str) -> bool:
+        return not check(request, C.loads(label))
+
+    def first_verdicts(self, rows: pd.DataFrame, outputs: list[str] | None, *, use_repair: bool) -> pd.DataFrame:
+        """The verifier cascade and the student; rows without a label are `teacher_error`."""
+        out = rows.copy()
+        results = []
+        for i, (request, label, error) in enumerate(zip(rows["request"], rows["label"], rows["error"])):
+            if error:
+                results.append(judge.Verdict(TEACHER_ERROR, error, None))
+                continue
+            answer = _parse(outputs[i]) if outputs is not None else None
+            results.append(judge.verdict(request, C.loads(label), answer, use_repair=use_repair))
+        out["student_output"] = outputs if outputs is not None else ""
+        out["verdict"] = [r.verdict for r in results]
+        out["reason"] = [r.reason for r in results]
+        out["final_label"] = [None if r.final_label is None else C.dumps(r.final_label) for r in results]
+        out["judge"] = "embedded"
+        out["agreement"] = None
+        return out
+
+    def undecided(self, verdicts: pd.DataFrame) -> pd.Series:
+        """A label that passes every check without the student's agreement (swapped
+        arguments pass every check), and a wrong label the verifier could not repair."""
+        unconfirmed = (verdicts["verdict"] == LABEL_OK) & ~verdicts["reason"].str.contains(judge.AGREES)
+        return unconfirmed | (verdicts["verdict"] == MODEL_WRONG) | \
+            (verdicts["verdict"].isin(WRONG) & verdicts["final_label"].isna())
+
+    def judge_report(self, verdicts: pd.DataFrame, truth: pd.DataFrame) -> dict:
+        return judge.quality(verdicts, truth)

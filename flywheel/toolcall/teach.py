@@ -1,0 +1,84 @@
+"""How the `toolcall` domain's teacher writes a generation's rows from the plan.
+
+The request generator draws one fresh request per plan row (admitted by the gate); then
+either the embedded teacher labels it, imperfectly (teacher.py), or a teacher model
+labels it through the client layer. The truth is the request's own calls, which the
+generator knows. `skill_synth` rows are labelled twice and kept only when both labels
+agree (self-consistency).
+"""
+
+from __future__ import annotations
+
+import random
+
+import pandas as pd
+
+from flywheel import store
+from flywheel.gate import Gate, generated_row
+from flywheel.llm.client import Prompt
+from flywheel.toolcall import calls as C
+from flywheel.toolcall import phrasings as P
+from flywheel.toolcall import teacher
+from flywheel.toolcall.catalog import FUNCTIONS, PHENOMENA, describe
+
+TRIES = 20  # redraws per plan row before giving up on a fresh request
+
+
+def _spec(functions: list[str], skills: list[str]) -> P.Spec:
+    unknown = [f for f in functions if f not in FUNCTIONS]
+    if unknown:
+        raise store.DataError(f"plan: unknown function {unknown[0]!r}")
+    return P.Spec(tuple(functions), frozenset(s for s in skills if s in PHENOMENA))
+
+
+def draw(rng: random.Random, plan: pd.DataFrame, gate: Gate) -> list[tuple[object, P.Request]]:
+    """One fresh request per plan row that passes the gate."""
+    out = []
+    for plan_row in plan.itertuples(index=False):
+        spec = _spec(list(plan_row.functions), list(plan_row.skills))
+        for _ in range(TRIES):
+            req = P.make_request(rng, spec)
+            if gate.admit(req.text):
+                break
+        else:
+            continue  # the plan asked for more than the phrasing space holds; skip, don't repeat
+        out.append((plan_row, req))
+    return out
+
+
+def embedded(rng: random.Random, plan: pd.DataFrame, generation: str, *, gate: Gate,
+             error_rate: float, skill_error_rates: dict[str, float]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The embedded teacher."""
+    rows, truth = [], []
+    for plan_row, req in draw(rng, plan, gate):
+        candidate, true, kind = teacher.label(rng, req, skill_error_rates, error_rate)
+        if plan_row.kind == "skill_synth" and teacher.label(rng, req, skill_error_rates, error_rate)[0] != candidate:
+            gate.refused["inconsistent"] += 1
+            continue
+        row = generated_row(generation, plan_row.parent_id, req.skills, "embedded", req.text, C.dumps(candidate))
+        rows.append(row)
+        truth.append({"id": row["id"], "true_label": C.dumps(true), "error_kind": kind})
+    return pd.DataFrame(rows, columns=store.GENERATED.names), pd.DataFrame(truth, columns=store.TRUTH.names)
+
+
+def with_model(client, template, drawn, generation: str, gate: Gate, bar=None):
+    """Requests labelled by a teacher model; the truth is the request's own calls.
+    `skill_synth` rows are asked a second time (sample 1) and kept only if both agree."""
+    prompts = [Prompt(template.render(request=req.text, catalog=describe()), template.version, C.PARSER_VERSION)
+               for _, req in drawn]
+    answers = client.ask(prompts, C.parse_json, on_done=bar.advance if bar else None)
+    synth = [i for i, (plan_row, _) in enumerate(drawn) if plan_row.kind == "skill_synth"]
+    second = dict(zip(synth, client.ask([prompts[i] for i in synth], C.parse_json, sample=1))) if synth else {}
+    rows, truth = [], []
+    for i, ((plan_row, req), ans) in enumerate(zip(drawn, answers)):
+        if i in second and not ans.error and second[i].value != ans.value:  # not self-consistent
+            gate.refused["inconsistent"] += 1
+            continue
+        label = "" if ans.error else ans.value
+        row = generated_row(generation, plan_row.parent_id, req.skills, client.name, req.text, label, ans.text,
+                            ans.error)
+        rows.append(row)
+        true = C.dumps(req.calls)
+        truth.append({"id": row["id"], "true_label": true,
+                      "error_kind": "teacher_error" if ans.error else ("" if label == true else "model_label")})
+    return pd.DataFrame(rows, columns=store.GENERATED.names), pd.DataFrame(truth, columns=store.TRUTH.names)
