@@ -58,7 +58,7 @@ def _config(root: Path):
 
 def _preflight(root: Path, offline: bool):
     from flywheel.config import ConfigError
-    from flywheel.preflight import check
+    from flows.preflight import check
     from flywheel.store import DataError
 
     try:
@@ -112,10 +112,9 @@ def cmd_run(args) -> int:
     if not state.is_completed():
         print(f"error: flywheel run failed: {state.message}", file=sys.stderr)
         return 1
-    results = state.result()
-    from flywheel.report import print_table
+    from flows.report import print_table
 
-    print_table(root, {r["generation"]: r for r in results})
+    print_table([r["table"] for r in state.result()])
     print("\nNext: `flywheel ui` (MLflow + Prefect), `flywheel lineage champion`, `dvc plots show`, "
           "`dvc metrics show`.")
     return 0
@@ -125,13 +124,15 @@ def cmd_status(args) -> int:
     root = _workspace(args.project)
     cfg = _config(root)
     _prepare_env(root)
-    from flows.flywheel import dvc
+    from flows.workspace import dvc
 
     code, out = dvc(root, "status", "--json")
     if code != 0:
         raise UsageError(f"dvc status failed: {out.splitlines()[-1:]}")
     stale = sorted(json.loads(out[out.index("{"):]) if "{" in out else {})
-    made = [g for g in cfg.generations if (root / "data" / g / "metrics.json").exists()]
+    from flows.results import made as made_generations
+
+    made = made_generations(root, cfg)
     print(f"generations in params.yaml: {', '.join(cfg.generations)}")
     print(f"made: {', '.join(made) or 'none'}")
     print(f"stale stages: {', '.join(stale) or 'none (up to date)'}")
@@ -182,17 +183,17 @@ def _backfill(cfg, root: Path) -> int:
 
     import mlflow
 
-    from flows.flywheel import LINEAGE_OUTPUT
+    from flows import results
     from flows.lineage import log_generation
 
-    made = [g for g in cfg.generations if (root / "data" / g / LINEAGE_OUTPUT).exists()]
+    made = results.made(root, cfg)
     if not made:
         raise UsageError("no generation has been made yet: nothing to backfill")
     try:
         _setup_mlflow(cfg, root)
         with mlflow.start_run(run_name="backfill") as parent, tempfile.TemporaryDirectory() as tmp:
             for g in made:
-                res = log_generation(cfg, root, g, parent.info.run_id, Path(tmp))
+                res = log_generation(cfg, root, results.read(root, cfg, g), parent.info.run_id, Path(tmp))
                 state = "recorded" if res["logged"] else "already recorded"
                 print(f"{g}: {state}: model version {res['version']} "
                       f"({'promoted' if res['promoted'] else 'not promoted'}: {res['reason']})")

@@ -1,7 +1,7 @@
 """The health of the loop, per generation: is the data still diverse, does it go where
-the student fails, has a skill quietly regressed? Read by the flow after each generation
+the student fails, has a skill quietly regressed? Computed by the flow after each generation
 (logged to MLflow with step = generation, alarms written into the generation's summary);
-pure functions over the files the stages wrote.
+pure functions over the generation's results (results.py).
 
 - diversity: distinct bigrams (unique / total, over a fixed-size sample of 200 rows,
   since the ratio falls as a set grows) and distinct labels (unique / rows) of the
@@ -16,12 +16,11 @@ pure functions over the files the stages wrote.
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 
 import pandas as pd
 
-from flywheel import layout, store
-from flywheel.config import Config
+from flows.results import Results
+from flywheel.config import HealthConfig
 
 
 SAMPLE = 200  # rows per diversity measure: the ratio falls with size, so compare equal sizes
@@ -72,35 +71,20 @@ def worst_case(history: list[dict], learned_at: float) -> dict[str, dict]:
     return out
 
 
-def _new_rows(root: Path, generation: str) -> pd.DataFrame:
-    if generation == layout.SEED:
-        return store.read_table(root / layout.path(layout.SEED, layout.TRAIN), store.TRAINSET)
-    verdicts = store.read_table(root / layout.path(generation, layout.VERDICTS), store.VERDICTS)
-    kept = verdicts[verdicts["final_label"].notna()]
-    return kept.assign(label=kept["final_label"])
-
-
-def loop_health(root: Path, cfg: Config, generation: str) -> dict:
-    hc = cfg.health
-    prev = cfg.generation(generation).prev
-    train = store.read_table(root / layout.path(generation, layout.TRAIN), store.TRAINSET)
-    new, before = _new_rows(root, generation), _new_rows(root, prev)
-    prev_probe = store.read_table(root / layout.path(prev, layout.PROBE), store.PROBE)
-    names = list(cfg.generations)
-    history = [store.read_json(root / layout.path(g, layout.METRICS)) for g in names[: names.index(generation) + 1]]
+def loop_health(r: Results, hc: HealthConfig) -> dict:
     metrics = {
-        "health.diversity.train.distinct_2": distinct_bigrams(train["request"]),
-        "health.diversity.train.distinct_labels": distinct_labels(train["label"]),
-        "health.diversity.new.distinct_2": distinct_bigrams(new["request"]),
-        "health.diversity.new.distinct_labels": distinct_labels(new["label"]),
-        "health.rows.real_share": round(float((train["source"] == "seed").mean()), 4),
-        "health.rows.corrected_so_far": int((train["source"] == "corrected").sum()),
+        "health.diversity.train.distinct_2": distinct_bigrams(r.train["request"]),
+        "health.diversity.train.distinct_labels": distinct_labels(r.train["label"]),
+        "health.diversity.new.distinct_2": distinct_bigrams(r.new["request"]),
+        "health.diversity.new.distinct_labels": distinct_labels(r.new["label"]),
+        "health.rows.real_share": round(float((r.train["source"] == "seed").mean()), 4),
+        "health.rows.corrected_so_far": int((r.train["source"] == "corrected").sum()),
     }
-    metrics |= {f"health.rows.{k}": int(v) for k, v in train["source"].value_counts().items()}
-    metrics |= {f"health.{k}": v for k, v in allocation(new["skills"], prev_probe).items()}
-    worst = worst_case(history, hc.learned_at)
+    metrics |= {f"health.rows.{k}": int(v) for k, v in r.train["source"].value_counts().items()}
+    metrics |= {f"health.{k}": v for k, v in allocation(r.new["skills"], r.prev_probe).items()}
+    worst = worst_case(r.history, hc.learned_at)
     metrics |= {f"health.worst.{s}": v["worst"] for s, v in worst.items() if v["learned"]}
-    found = alarms(distinct_bigrams(before["request"]), metrics["health.diversity.new.distinct_2"], worst, hc)
+    found = alarms(distinct_bigrams(r.before["request"]), metrics["health.diversity.new.distinct_2"], worst, hc)
     return {"metrics": metrics, "alarms": found, "worst_case": worst}
 
 

@@ -2,7 +2,9 @@
 and the champion gate. Only `flows/` talks to MLflow.
 
 Dataset digests are the md5s DVC recorded in `dvc.lock`, and sources are the DVC paths,
-so "which data made this model" is answered in DVC's own terms.
+so "which data made this model" is answered in DVC's own terms. `log_generation` is the
+one part that talks to MLflow; what it logs comes from small pure functions over the
+generation's results (results.py): `run_params`, `metric_values`, `version_tags`, `gate`.
 """
 
 from __future__ import annotations
@@ -14,14 +16,14 @@ from urllib.parse import unquote, urlparse
 
 import mlflow
 import pandas as pd
-import yaml
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from flows.health import loop_health
+from flows.results import Results, lock_md5s
 from flows.student_model import requirements
 from flywheel import layout, store
 from flywheel.config import Config
-from flywheel.health import loop_health
 
 # (context, stage that writes it, path) of the datasets each generation's model used.
 DATASETS = [
@@ -55,10 +57,7 @@ def setup_mlflow(cfg: Config, root: Path) -> str:
             "go there; set lineage.experiment to a new name to keep them here")
 
 
-def lock_md5s(root: Path) -> dict[str, str]:
-    """path -> md5 of every output recorded in dvc.lock."""
-    stages = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
-    return {o["path"]: o["md5"] for s in stages.values() for o in s.get("outs", [])}
+__all__ = ["lock_md5s", "log_generation", "gate", "chain", "champion", "setup_mlflow"]
 
 
 def git_revision(root: Path) -> str | None:
@@ -138,84 +137,102 @@ def llm_numbers(root: Path, generation: str) -> dict[str, float]:
     return out
 
 
-def log_generation(cfg: Config, root: Path, generation: str, parent_run_id: str | None, tmp: Path) -> dict:
-    """Log one generation; returns the version, whether it was promoted, and why."""
+def dataset_paths(generation: str) -> dict[str, str]:
+    """context -> DVC path of the datasets a generation's model was made and measured with."""
+    out = {context: str(layout.path(generation, name)) for context, _, name, _ in DATASETS}
+    out["evaluation"] = str(layout.EVAL)
+    return out
+
+
+def run_params(cfg: Config) -> dict:
+    """The params of every stage, flattened (`train.lr`, `prepare.model.n_layer`, ...)."""
+    params = {f"{s}.{k}": v for s in STAGE_SECTIONS for k, v in _flat("", getattr(cfg, s).model_dump()).items()}
+    params.update(_flat("prepare", cfg.prepare.model_dump()))
+    params.update(_flat("domain", cfg.domain.model_dump()))
+    params["seed"] = cfg.seed
+    return params
+
+
+def metric_values(r: Results, health: dict) -> dict[str, float]:
+    """Every number of a generation, named for MLflow (logged with step = generation index)."""
+    values = {"accuracy": r.metrics["accuracy"]}
+    values.update({f"accuracy.{k}": v for k, v in r.metrics["per_split"].items()})
+    values.update({f"skill.{k}": v for k, v in r.metrics["per_skill"].items()})
+    values.update({f"judge.{k}": v for k, v in r.judge.items() if isinstance(v, (int, float))})
+    values.update({f"judge.verdict.{k}": v for k, v in r.judge["verdicts"].items()})
+    values.update({f"probe.failure_rate.{k}": v["failure_rate"] for k, v in r.profile["skills"].items()})
+    values.update({f"probe.{k}": v for k, v in r.profile.get("categories", {}).items()})
+    values.update({f"probe.missing.{k}": v for k, v in r.profile.get("missing_skills", {}).items()})
+    values.update({f"probe.{k}.failure_rate": v["failure_rate"] for k, v in r.profile.get("splits", {}).items()})
+    values.update({f"rows.{k}": int(v) for k, v in r.train["source"].value_counts().items()})
+    values["rows.train"] = len(r.train)
+    values.update({f"expand.{k}": int(v) for k, v in r.plan["kind"].value_counts().items()})
+    for section in ("committee", "calibration"):
+        values.update({f"judge.{section}.{k}": v for k, v in r.judge.get(section, {}).items()
+                       if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    values.update(health["metrics"])
+    return values
+
+
+def version_tags(r: Results, *, model_md5: str, run_id: str, parent_version: str | None,
+                 digests: dict[str, str]) -> dict[str, str]:
+    """The registered version's lineage: its generation, datasets (path + md5), the version
+    it was trained from, and the metrics the next gate compares against."""
+    return {"generation": r.generation, "model_md5": model_md5, "run_id": run_id,
+            "trained_from": parent_version or layout.SEED, "trained_from_generation": r.prev,
+            "metrics": json.dumps({"accuracy": r.metrics["accuracy"], "per_skill": r.metrics["per_skill"]}),
+            **{f"dataset.{k}.md5": v for k, v in digests.items()},
+            **{f"dataset.{k}.path": v for k, v in dataset_paths(r.generation).items()}}
+
+
+def log_generation(cfg: Config, root: Path, r: Results, parent_run_id: str | None, tmp: Path) -> dict:
+    """Log one generation to MLflow and apply the gate; returns the version, whether it was
+    promoted and why, and the loop-health alarms."""
     lc = cfg.lineage
     client = MlflowClient()
     md5 = lock_md5s(root)
-    index = cfg.index(generation)
-    prev = cfg.generation(generation).prev
+    generation = r.generation
     model_md5 = md5[str(layout.path(generation, layout.MODEL))]
+    health = loop_health(r, cfg.health)
     existing = find_version(client, lc.registered_model, generation)
     if existing is not None and existing.tags.get("model_md5") == model_md5:
         return {"version": str(existing.version), "promoted": existing.tags.get("gate") == "promoted",
-                "alarms": loop_health(root, cfg, generation)["alarms"],
-                "reason": existing.tags.get("gate_reason", ""), "logged": False}
+                "alarms": health["alarms"], "reason": existing.tags.get("gate_reason", ""), "logged": False}
 
-    metrics = store.read_json(root / layout.path(generation, layout.METRICS))
-    judge = store.read_json(root / layout.path(generation, layout.JUDGE_METRICS))
-    profile = store.read_json(root / layout.path(generation, layout.FAILURE_PROFILE))
-    train = store.read_table(root / layout.path(generation, layout.TRAIN), store.TRAINSET)
-    plan = store.read_table(root / layout.path(generation, layout.PLAN), store.PLAN)
-    digests = {}
+    paths = dataset_paths(generation)
+    digests = {context: md5[path] for context, path in paths.items()}
+    tables = {"training": r.train}
     with mlflow.start_run(run_name=generation, parent_run_id=parent_run_id, nested=parent_run_id is not None,
-                          tags={"generation": generation, "prev": prev}) as run:
-        params = {f"{s}.{k}": v for s in STAGE_SECTIONS for k, v in _flat("", getattr(cfg, s).model_dump()).items()}
-        params.update(_flat("prepare", cfg.prepare.model_dump()))
-        params["seed"] = cfg.seed
-        mlflow.log_params(params)
+                          tags={"generation": generation, "prev": r.prev}) as run:
+        mlflow.log_params(run_params(cfg))
         revision = git_revision(root)
         if revision:
             mlflow.set_tag("git_revision", revision)
-        for context, _, name, schema in DATASETS + [("evaluation", "prepare", None, store.EVALSET)]:
-            path = layout.EVAL if name is None else layout.path(generation, name)
-            digest = md5[str(path)]
-            digests[context] = digest
-            df = train if context == "training" else store.read_table(root / path, schema)
-            mlflow.log_input(mlflow.data.from_pandas(df, source=str(path), name=str(path), digest=digest),
-                             context=context)
-        values = {"accuracy": metrics["accuracy"]}
-        values.update({f"accuracy.{k}": v for k, v in metrics["per_split"].items()})
-        values.update({f"skill.{k}": v for k, v in metrics["per_skill"].items()})
-        values.update({f"judge.{k}": v for k, v in judge.items() if isinstance(v, (int, float))})
-        values.update({f"judge.verdict.{k}": v for k, v in judge["verdicts"].items()})
-        values.update({f"probe.failure_rate.{k}": v["failure_rate"] for k, v in profile["skills"].items()})
-        values.update({f"probe.{k}": v for k, v in profile.get("categories", {}).items()})
-        values.update({f"probe.missing.{k}": v for k, v in profile.get("missing_skills", {}).items()})
-        values.update({f"probe.{k}.failure_rate": v["failure_rate"] for k, v in profile.get("splits", {}).items()})
-        values.update({f"rows.{k}": int(v) for k, v in train["source"].value_counts().items()})
-        values["rows.train"] = len(train)
-        values.update({f"expand.{k}": int(v) for k, v in plan["kind"].value_counts().items()})
-        for section in ("committee", "calibration"):
-            values.update({f"judge.{section}.{k}": v for k, v in judge.get(section, {}).items()
-                           if isinstance(v, (int, float)) and not isinstance(v, bool)})
-        values.update(llm_numbers(root, generation))
-        health = loop_health(root, cfg, generation)
-        values.update(health["metrics"])
+        for context, _, _, schema in DATASETS + [("evaluation", "prepare", None, store.EVALSET)]:
+            df = tables.get(context)
+            if df is None:
+                df = store.read_table(root / paths[context], schema)
+            mlflow.log_input(mlflow.data.from_pandas(df, source=paths[context], name=paths[context],
+                                                     digest=digests[context]), context=context)
         mlflow.log_dict(health, "health.json")
         mlflow.set_tag("health.alarms", " | ".join(health["alarms"]) or "none")
-        mlflow.log_metrics(values, step=index)
+        mlflow.log_metrics(metric_values(r, health) | llm_numbers(root, generation), step=r.index)
         for path in _plots(root, generation, tmp):
             mlflow.log_artifact(str(path), "plots")
         for name in (layout.METRICS, layout.JUDGE_METRICS, layout.FAILURE_PROFILE):
             mlflow.log_artifact(str(root / layout.path(generation, name)), "metrics")
         info = mlflow.pyfunc.log_model(
             name="student", python_model=str(Path(__file__).with_name("student_model.py")),
-            artifacts={"model": str(root / layout.path(generation, layout.MODEL)),
-                       "tokenizer": str(root / layout.TOKENIZER)},
-            pip_requirements=requirements(), registered_model_name=lc.registered_model,
-            input_example=None)
+            artifacts={"model": str(root / layout.path(generation, layout.MODEL))},
+            model_config={"domain": cfg.domain.model_dump()},
+            pip_requirements=requirements(), registered_model_name=lc.registered_model, input_example=None)
     version = str(info.registered_model_version)
-    parent = find_version(client, lc.registered_model, prev) if prev != layout.SEED else None
-    tags = {"generation": generation, "model_md5": model_md5, "run_id": run.info.run_id,
-            "trained_from": str(parent.version) if parent else layout.SEED, "trained_from_generation": prev,
-            "metrics": json.dumps({"accuracy": metrics["accuracy"], "per_skill": metrics["per_skill"]}),
-            **{f"dataset.{k}.md5": v for k, v in digests.items()},
-            **{f"dataset.{k}.path": str(layout.EVAL if n is None else layout.path(generation, n))
-               for k, _, n, _ in DATASETS + [("evaluation", "", None, None)]}}
+    parent = find_version(client, lc.registered_model, r.prev) if r.prev != layout.SEED else None
+    tags = version_tags(r, model_md5=model_md5, run_id=run.info.run_id,
+                        parent_version=str(parent.version) if parent else None, digests=digests)
     current = champion(client, lc.registered_model)
     old = json.loads(current.tags["metrics"]) if current is not None and "metrics" in current.tags else None
-    promoted, reason = gate(metrics, old, lc.gate_margin)
+    promoted, reason = gate(r.metrics, old, lc.gate_margin)
     tags.update({"gate": "promoted" if promoted else "refused", "gate_reason": reason})
     for k, v in tags.items():
         client.set_model_version_tag(lc.registered_model, version, k, v)

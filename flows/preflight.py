@@ -5,7 +5,8 @@ Before Prefect, DVC or MLflow start, and before any file is written:
 - params.yaml loads (keys, types, generations; config.py);
 - every template a model stage will render exists, parses, and names only variables its
   stage supplies;
-- the `llm` domain's seed, evaluation and gold files read cleanly (flywheel/llm_domain.py:
+- the domain is known, fits its metric and has what it needs from the other sections
+  (flywheel/domain.py), and its input files and the gold file read cleanly (`llm`:
   readable, UTF-8, non-empty inputs and labels, no NaN, no oversized row, at least one row);
 - every OpenAI-compatible server in the config accepts a TCP connection (not in offline
   mode, where no call is made).
@@ -44,28 +45,23 @@ def reachable(where: str, backend: BackendConfig) -> None:
 
 def check(root: Path, *, offline: bool = False) -> Config:
     """Everything above, in `root`; returns the config. Raises ConfigError or DataError."""
-    from flywheel import llm_domain
+    from flywheel import domain, llm_domain
     from flywheel.llm import templates
     from flywheel.llm.judge import JUDGE_VARIABLES
-    from tasks.generate import TEACHER_VARIABLES
 
     cfg = load(root / "params.yaml")
-    domain = root / cfg.domain.path
-    if not domain.is_dir():
+    folder = root / cfg.domain.path
+    if not folder.is_dir():
         raise ConfigError(f"params.yaml: domain.path: {cfg.domain.path!r} is not a directory")
+    dom = domain.check(cfg, root)
     backends = _backends(cfg)
     if isinstance(cfg.generate.teacher, BackendConfig):
-        templates.load(domain / cfg.generate.template).check(TEACHER_VARIABLES[cfg.domain.name])
+        templates.load(folder / cfg.generate.template).check(dom.teacher_variables)
     if cfg.judge.committee:
-        templates.load(domain / cfg.judge.template).check(JUDGE_VARIABLES)
-    if cfg.domain.name == "llm":
-        metric = "json" if cfg.domain.metric == "json" else "exact"
-        for name in (cfg.domain.seed_file, cfg.domain.eval_file):
-            llm_domain.read_examples(domain / name, metric, split="check")
+        templates.load(folder / cfg.judge.template).check(JUDGE_VARIABLES)
+    dom.check_files()
     if cfg.judge.calibration.gold:
-        metric = "json" if cfg.domain.name == "toolcall" else cfg.domain.metric
-        llm_domain.read_examples(domain / cfg.judge.calibration.gold, "json" if metric == "json" else "exact",
-                                 split="gold")
+        llm_domain.read_examples(folder / cfg.judge.calibration.gold, dom.label_format(), split="gold")
     if not offline:
         for where, backend in backends:
             reachable(where, backend)

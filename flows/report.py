@@ -1,4 +1,9 @@
-"""A table per generation from the metrics files the stages wrote: what a run ends with."""
+"""What a run ends with: a table per generation, built from its results (results.py).
+
+The columns follow the data: one per evaluation split the domain's evaluation set has
+(`toolcall`: seen, new values, new phrasing; an `llm` task: its own splits), and the
+judge's precision and recall only where the truth is known (the toolcall simulation).
+"""
 
 from __future__ import annotations
 
@@ -7,49 +12,54 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from flywheel import layout, store
+from flows import results
 from flywheel.config import PARAMS, load
 
-HEADERS = {"generation": "generation", "accuracy": "eval acc", "seen": "seen", "new_values": "new values",
-           "new_phrasing": "new phrasing", "judge_precision": "judge P", "judge_recall": "judge R",
-           "kept_label_accuracy": "kept labels ok", "rows": "train rows by source", "champion": "champion"}
+JUDGE_COLUMNS = {"judge_precision": "judge P", "judge_recall": "judge R", "kept_label_accuracy": "kept labels ok"}
 
 
-NAN = float("nan")
+def row(r: results.Results, record: dict | None = None) -> dict:
+    by_source = r.train["source"].value_counts().sort_index()
+    out = {"generation": r.generation, "accuracy": r.metrics["accuracy"],
+           **{f"split:{k}": v for k, v in r.metrics["per_split"].items()}}
+    for key, name in (("judge_precision", "precision"), ("judge_recall", "recall"),
+                      ("kept_label_accuracy", "kept_label_accuracy")):
+        if name in r.judge:  # measured against the truth: only where the domain knows it
+            out[key] = r.judge[name]
+    out["rows"] = " ".join(f"{k}={v}" for k, v in by_source.items())
+    if record is not None:
+        out["champion"] = "not recorded" if record.get("version") is None else \
+            f"v{record['version']} " + ("promoted" if record["promoted"] else "refused")
+    return out
 
 
-def summary(root: Path = Path(".")) -> list[dict]:
-    rows = []
-    for generation in load(root / PARAMS).generations:
-        try:
-            metrics = store.read_json(root / layout.path(generation, layout.METRICS))
-            judge = store.read_json(root / layout.path(generation, layout.JUDGE_METRICS))
-            train = store.read_table(root / layout.path(generation, layout.TRAIN), store.TRAINSET)
-        except store.DataError:
-            continue  # not made yet
-        by_source = train["source"].value_counts().sort_index()
-        rows.append({"generation": generation, "accuracy": metrics["accuracy"], **metrics["per_split"],
-                     # measured against the truth: the toolcall simulation only
-                     "judge_precision": judge.get("precision", NAN), "judge_recall": judge.get("recall", NAN),
-                     "kept_label_accuracy": judge.get("kept_label_accuracy", NAN),
-                     "rows": " ".join(f"{k}={v}" for k, v in by_source.items())})
-    return rows
+def columns(rows: list[dict]) -> dict[str, str]:
+    """Column key -> header, in order, for the keys some row has."""
+    present = [k for r in rows for k in r]
+    heads = {"generation": "generation", "accuracy": "eval acc"}
+    heads |= {k: k.removeprefix("split:").replace("_", " ") for k in dict.fromkeys(present) if k.startswith("split:")}
+    heads |= {k: v for k, v in JUDGE_COLUMNS.items() if k in present}
+    heads["rows"] = "train rows by source"
+    if "champion" in present:
+        heads["champion"] = "champion"
+    return heads
 
 
-def print_table(root: Path = Path("."), records: dict | None = None) -> None:
-    """`records`: per generation, what the flow recorded (model version, gate decision)."""
+def print_table(rows: list[dict]) -> None:
+    heads = columns(rows)
     table = Table(title="Flywheel generations")
-    columns = [c for c in HEADERS if c != "champion" or records]
-    for col in columns:
-        table.add_column(HEADERS[col], justify="left" if col in ("generation", "rows", "champion") else "right",
-                         no_wrap=True)
-    for row in summary(root):
-        if records and row["generation"] in records:
-            r = records[row["generation"]]
-            row["champion"] = f"v{r['version']} " + ("promoted" if r["promoted"] else "refused")
-        table.add_row(*[f"{row[c]:.3f}" if isinstance(row.get(c), float) else str(row.get(c, "")) for c in columns])
+    for key, head in heads.items():
+        table.add_column(head, justify="left" if key in ("generation", "rows", "champion") else "right", no_wrap=True)
+    for r in rows:
+        table.add_row(*[f"{r[k]:.3f}" if isinstance(r.get(k), float) else str(r.get(k, "")) for k in heads])
     Console(width=max(Console().width, 160)).print(table)
 
 
+def summary(root: Path = Path(".")) -> list[dict]:
+    """The table's rows from the files of every generation made so far."""
+    cfg = load(root / PARAMS)
+    return [row(results.read(root, cfg, g)) for g in results.made(root, cfg)]
+
+
 if __name__ == "__main__":
-    print_table()
+    print_table(summary())

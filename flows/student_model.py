@@ -1,11 +1,13 @@
-"""The student as an MLflow pyfunc model: requests in, calls (canonical JSON) out.
+"""The student as an MLflow pyfunc model: requests in, the domain's answers out
+(`toolcall`: calls as canonical JSON, "" when the answer is not a call list; `llm`: the
+answer text).
 
 Logged as code ("models from code"), not as a pickled object: loading the model runs
-this file and reads the weights from safetensors, nothing is unpickled.
-
-Logged with its safetensors checkpoint and tokenizer as artifacts and explicit pip
-requirements (requirement inference would import and probe the model: slow, and not
-needed since the versions are pinned).
+this file and reads the self-contained checkpoint (config, safetensors weights,
+tokenizer) through `Student.load`, the same call the stages use; nothing is unpickled.
+The domain's name and settings travel in the model's config. Explicit pip requirements:
+requirement inference would import and probe the model, slow and not needed since the
+versions are pinned.
 """
 
 from __future__ import annotations
@@ -17,25 +19,23 @@ import pandas as pd
 
 class StudentModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
-        from flywheel import student
+        from flywheel import domain
+        from flywheel.config import DomainConfig
+        from flywheel.student import Student
 
-        self._codec = student.Codec(student.load_tokenizer(context.artifacts["tokenizer"]))
-        self._model = student.load(context.artifacts["model"])
+        self._student = Student.load(context.artifacts["model"])
+        self._domain = domain.get(DomainConfig.model_validate(context.model_config["domain"]))
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> list[str]:
-        from flywheel import student
-        from flywheel.toolcall import calls as C
-
-        requests = list(model_input["request"])
-        outputs = student.answer(self._model, self._codec, requests, batch_size=256)
-        parsed = [C.parse(o) for o in outputs]
-        return [C.dumps(p) if p is not None else "" for p in parsed]
+        outputs = self._student.answer(list(model_input["request"]), batch_size=256)
+        return [self._domain.deployed_answer(o) for o in outputs]
 
 
 def requirements() -> list[str]:
     from importlib.metadata import version
 
-    return [f"{pkg}=={version(pkg)}" for pkg in ("torch", "transformers", "tokenizers", "pandas", "safetensors")]
+    return [f"{pkg}=={version(pkg)}" for pkg in ("torch", "transformers", "tokenizers", "pandas", "safetensors",
+                                                  "pydantic", "httpx", "jinja2")]
 
 
 mlflow.models.set_model(StudentModel())

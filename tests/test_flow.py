@@ -34,6 +34,33 @@ def test_gate_rules():
     assert gate({"accuracy": 0.0, "per_skill": {}}, None, 0.05) == (True, "first model")
 
 
+def test_the_lineage_parts_are_pure_functions_of_the_results(small_run):
+    """What log_generation logs, computed without MLflow from the generation's results,
+    read once: metrics per split and skill, the version's dataset tags, the summary."""
+    from flows import lineage, report, results
+    from flows.flywheel import summary_markdown
+    from flows.health import loop_health
+
+    project, _ = small_run
+    cfg = load(project / "params.yaml")
+    r = results.read(project, cfg, "gen-001")
+    values = lineage.metric_values(r, loop_health(r, cfg.health))
+    assert values["accuracy"] == r.metrics["accuracy"] and values["rows.train"] == len(r.train)
+    assert {f"accuracy.{k}" for k in r.metrics["per_split"]} <= set(values)
+    assert values["judge.recall"] == r.judge["recall"] and "health.diversity.new.distinct_2" in values
+    md5 = lock_md5s(project)
+    digests = {k: md5[p] for k, p in lineage.dataset_paths("gen-001").items()}
+    tags = lineage.version_tags(r, model_md5="m", run_id="x", parent_version="3", digests=digests)
+    assert tags["trained_from"] == "3" and tags["trained_from_generation"] == "gen-000"
+    assert tags["dataset.training.path"] == "data/gen-001/train.parquet"
+    assert tags["dataset.training.md5"] == md5["data/gen-001/train.parquet"]
+    assert lineage.run_params(cfg)["train.steps"] == cfg.train.steps
+    text = summary_markdown(r, {"version": "3", "promoted": False, "reason": "why", "alarms": []})
+    assert f"Evaluation accuracy {r.metrics['accuracy']:.3f}" in text and "not promoted" in text
+    row = report.row(r, {"version": "3", "promoted": True})
+    assert row["champion"] == "v3 promoted" and row["split:seen"] == r.metrics["per_split"]["seen"]
+
+
 def test_flow_runs_every_stage_and_registers_each_generation(small_run):
     project, results = small_run
     assert [r["generation"] for r in results] == ["gen-000", "gen-001"]
@@ -90,8 +117,14 @@ def test_registry_versions_chain_back_to_the_seed_and_load(small_run):
     model = mlflow.pyfunc.load_model(f"models:/{name}/{v1.version}")
     import pandas as pd
 
-    out = model.predict(pd.DataFrame({"request": ["what is the weather in paris tomorrow"]}))
-    assert len(out) == 1 and isinstance(out[0], str)
+    from flywheel import domain, layout, store
+    from flywheel.config import DomainConfig
+
+    evals = store.read_table(project / layout.EVAL, store.EVALSET).head(20)
+    preds = store.read_table(project / layout.path("gen-001", layout.PREDICTIONS), store.PREDICTIONS).head(20)
+    out = model.predict(pd.DataFrame({"request": list(evals["request"])}))
+    # the calls evaluate parsed from the same answers, as canonical JSON ("" where unreadable)
+    assert list(out) == [domain.get(DomainConfig()).deployed_answer(o) for o in preds["output"]]
 
 
 def test_lineage_command_walks_to_the_seed(small_run, capsys):

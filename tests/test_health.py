@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from flywheel.config import HealthConfig
-from flywheel.health import alarms, allocation, distinct_bigrams, distinct_labels, worst_case
+from flows.health import alarms, allocation, distinct_bigrams, distinct_labels, worst_case
 
 
 def test_diversity_falls_when_rows_repeat_themselves():

@@ -87,6 +87,36 @@ def test_lineage_records_the_model_calls(llm_run):
     assert mlflow.get_tracking_uri().startswith("sqlite:")
 
 
+def test_the_registered_model_answers_in_the_domains_terms(llm_run):
+    """An `llm`-domain model from the registry loads and returns the student's answer text,
+    exactly what `evaluate` recorded for the same requests (not tool calls)."""
+    import mlflow
+    import pandas as pd
+
+    from flows.lineage import setup_mlflow
+    from flywheel.config import load
+
+    project, results, _, _ = llm_run
+    cfg = load(project / "params.yaml")
+    setup_mlflow(cfg, project)
+    version = results[-1]["version"]
+    model = mlflow.pyfunc.load_model(f"models:/{cfg.lineage.registered_model}/{version}")
+    evals = store.read_table(project / layout.EVAL, store.EVALSET).head(8)
+    preds = store.read_table(project / layout.path("gen-001", layout.PREDICTIONS), store.PREDICTIONS).head(8)
+    out = model.predict(pd.DataFrame({"request": list(evals["request"])}))
+    assert list(out) == list(preds["output"]) and any(o.strip() for o in out)
+
+
+def test_the_run_table_has_the_domains_columns(llm_run):
+    """No toolcall split columns and no judge precision/recall (there is no truth here)."""
+    from flows import report
+
+    project, results, _, _ = llm_run
+    heads = report.columns([r["table"] for r in results])
+    assert {"split:seen", "split:new_phrasing"} <= set(heads)
+    assert not {"split:new_values", "judge_precision", "judge_recall", "kept_label_accuracy"} & set(heads)
+
+
 def test_reproduced_offline_from_dvc_data_alone(llm_run, monkeypatch):
     project, _, server, _ = llm_run
     before = lock_md5s(project)
