@@ -30,7 +30,8 @@ def test_only_the_judge_reads_the_truth():
 
 # Keys a stage reads from another stage's section: the teacher shows the judge's rubric,
 # and judge-scored evaluation asks the judge committee.
-BORROWED = {"generate": {"judge.rubric"}, "evaluate": {"judge.committee", "judge.consensus", "judge.template"}}
+BORROWED = {"generate": {"judge.rubric"},
+            "evaluate": {"judge.committee", "judge.consensus", "judge.template", "judge.rubric", "judge.budget"}}
 
 
 def test_stages_list_only_their_own_params_section():
@@ -58,7 +59,7 @@ def test_declared_outputs_match_the_layout():
     for name, files in expected.items():
         assert outs[name] == {f"data/${{key}}/{f}" for f in files}, name
     assert _files(DVC["prepare"]["outs"]) == {
-        str(layout.EVAL), str(layout.TOKENIZER), str(layout.path(layout.SEED, layout.TRAIN)),
+        str(layout.EVAL), str(layout.path(layout.SEED, layout.TRAIN)),
         str(layout.path(layout.SEED, layout.PLAN)), str(layout.path(layout.SEED, layout.PROBE)),
         str(layout.path(layout.SEED, layout.MODEL))}
 

@@ -1,0 +1,156 @@
+"""dvc.yaml's declarations are checked, not promised.
+
+- Every stage's `deps` cover every project file it imports, transitively, function-level
+  imports included (they run when the stage does): derived here from the modules' own
+  import statements, so a new import without a new dep fails this file.
+- Every code dependency's md5 in the committed dvc.lock is the file's (directory's) md5
+  as DVC computes it, so a fresh clone's `dvc status` after `dvc pull` is clean.
+- Imports run one way: flywheel/ never imports tasks/ or flows/, and no stage imports
+  another stage.
+(The params side is checked at run time: each stage's `main` gets a config.ConfigView
+that refuses a section or key its dvc.yaml entry does not declare; test_config_and_store.)
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT
+
+PACKAGES = ("flywheel", "tasks", "flows")
+
+
+def _module_file(name: str) -> Path | None:
+    parts = name.split(".")
+    if parts[0] not in PACKAGES:
+        return None
+    base = ROOT.joinpath(*parts)
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def _type_checking(node: ast.AST) -> bool:
+    return isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+
+
+def imported_files(path: Path) -> set[Path]:
+    """Project files `path` imports directly (module level or inside functions), with the
+    `__init__.py` of every package on the way (Python runs them too)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    skip = {id(n) for t in ast.walk(tree) if _type_checking(t) for n in ast.walk(t)}
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+            names.add(base)
+            names |= {f"{base}.{a.name}" for a in node.names}  # `from flywheel import domain`: a submodule
+    out = set()
+    for name in names:
+        parts = name.split(".")
+        for i in range(1, len(parts) + 1):
+            found = _module_file(".".join(parts[:i]))
+            if found is not None:
+                out.add(found)
+    return out
+
+
+def closure(path: Path) -> set[Path]:
+    """Every project file that runs when `python -m <path>` does."""
+    todo, seen = [path, path.parent / "__init__.py"], set()
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        todo += sorted(imported_files(current) - seen)
+    return seen
+
+
+DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+
+
+def stage_entry(name: str) -> dict:
+    return DVC[name].get("do", DVC[name])
+
+
+def code_deps(entry: dict) -> list[str]:
+    return [d for d in entry.get("deps", []) if not d.startswith(("data/", "${"))]
+
+
+def uncovered(files: set[Path], deps: list[str]) -> list[str]:
+    rel = sorted(str(f.relative_to(ROOT)) for f in files)
+    return [f for f in rel if not any(f == d or f.startswith(d.rstrip("/") + "/") for d in deps)]
+
+
+@pytest.mark.parametrize("name", sorted(DVC))
+def test_deps_cover_every_file_the_stage_imports(name):
+    missing = uncovered(closure(ROOT / "tasks" / f"{name}.py"), code_deps(stage_entry(name)))
+    assert not missing, f"dvc.yaml: stage {name} imports {missing} but does not list them in its deps"
+
+
+def test_the_check_finds_a_removed_dependency():
+    """The check bites: the train stage without flywheel/student.py in its deps is caught."""
+    deps = [d for d in code_deps(stage_entry("train")) if d != "flywheel/student.py"]
+    assert "flywheel/student.py" in uncovered(closure(ROOT / "tasks" / "train.py"), deps)
+
+
+def test_code_deps_are_code_the_stage_uses():
+    """No dep is listed that the stage never imports (it would rerun the stage for nothing)."""
+    for name in DVC:
+        files = {str(f.relative_to(ROOT)) for f in closure(ROOT / "tasks" / f"{name}.py")}
+        for dep in code_deps(stage_entry(name)):
+            assert any(f == dep or f.startswith(dep.rstrip("/") + "/") for f in files), (name, dep)
+
+
+def test_imports_run_one_way():
+    for path in sorted((ROOT / "flywheel").rglob("*.py")):
+        bad = [f for f in imported_files(path) if f.relative_to(ROOT).parts[0] in ("tasks", "flows")]
+        assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
+    for path in sorted((ROOT / "tasks").glob("*.py")):
+        others = [f for f in imported_files(path) if f.parent.name == "tasks" and f.name != "__init__.py"]
+        assert not others, f"stage {path.name} imports another stage: {others}"
+
+
+# -- the committed lock matches the code -----------------------------------------------------
+
+IGNORED = ("__pycache__", ".pyc")  # .dvcignore
+
+
+def dvc_md5(path: Path) -> str:
+    """The md5 DVC records for a file, or for a directory (`<md5 of its listing>.dir`)."""
+    if path.is_file():
+        return hashlib.md5(path.read_bytes()).hexdigest()
+    entries = []
+    for f in sorted(p for p in path.rglob("*") if p.is_file() and not any(i in str(p) for i in IGNORED)):
+        entries.append({"md5": hashlib.md5(f.read_bytes()).hexdigest(), "relpath": f.relative_to(path).as_posix()})
+    return hashlib.md5(json.dumps(entries, sort_keys=True).encode()).hexdigest() + ".dir"
+
+
+LOCK = yaml.safe_load((ROOT / "dvc.lock").read_text())["stages"]
+
+
+def test_committed_lock_matches_the_code():
+    stale = []
+    for stage, entry in LOCK.items():
+        for dep in entry.get("deps", []):
+            path = ROOT / dep["path"]
+            if dep["path"].startswith("data/") or not path.exists():
+                continue
+            if dvc_md5(path) != dep["md5"]:
+                stale.append(f"{stage}: {dep['path']}")
+    assert not stale, f"dvc.lock records other md5s than the code has (run `dvc repro` and commit): {stale}"
