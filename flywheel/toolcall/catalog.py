@@ -76,28 +76,28 @@ SKILLS = FAMILIES + PHENOMENA
 # Surface words for enum values. The first word is the canonical value itself; the
 # others are the "unit words" a request may use instead (skill `unit_words`).
 ENUM_WORDS: dict[str, tuple[str, ...]] = {
-    "celsius": ("celsius", "metric", "centigrade"),
-    "fahrenheit": ("fahrenheit", "imperial"),
-    "usd": ("usd", "dollars", "bucks"),
-    "eur": ("eur", "euros"),
-    "gbp": ("gbp", "pounds sterling", "quid"),
-    "jpy": ("jpy", "yen"),
-    "chf": ("chf", "swiss francs", "francs"),
-    "km": ("km", "kilometers", "kilometres"),
-    "mile": ("mile", "miles"),
-    "m": ("m", "meters", "metres"),
-    "ft": ("ft", "feet"),
-    "kg": ("kg", "kilograms", "kilos"),
+    "celsius": ("celsius", "metric", "centigrade", "metric units", "c"),
+    "fahrenheit": ("fahrenheit", "imperial", "imperial units", "f"),
+    "usd": ("usd", "dollars", "bucks", "us dollars", "dollar"),
+    "eur": ("eur", "euros", "euro"),
+    "gbp": ("gbp", "pounds sterling", "quid", "pounds", "british pounds"),
+    "jpy": ("jpy", "yen", "japanese yen"),
+    "chf": ("chf", "swiss francs", "francs", "swiss franc"),
+    "km": ("km", "kilometers", "kilometres", "kms"),
+    "mile": ("mile", "miles", "mi"),
+    "m": ("m", "meters", "metres", "meter"),
+    "ft": ("ft", "feet", "foot"),
+    "kg": ("kg", "kilograms", "kilos", "kilo"),
     "lb": ("lb", "pounds", "lbs"),
-    "g": ("g", "grams"),
-    "oz": ("oz", "ounces"),
+    "g": ("g", "grams", "gram"),
+    "oz": ("oz", "ounces", "ounce"),
 }
 
 # Words that switch a boolean argument on (skill `booleans`).
 BOOL_WORDS: dict[str, tuple[str, ...]] = {
-    "all_day": ("all day", "the whole day"),
-    "repeat": ("every day", "daily", "repeating"),
-    "nonstop": ("nonstop", "direct"),
+    "all_day": ("all day", "the whole day", "all-day", "whole day"),
+    "repeat": ("every day", "daily", "each day", "repeating", "recurring"),
+    "nonstop": ("nonstop", "direct", "non-stop", "no layovers"),
 }
 
 MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august",

@@ -17,7 +17,7 @@ import random
 
 from flywheel.toolcall.calls import Call
 from flywheel.toolcall.catalog import DATE, ENUM, FUNCTIONS, NUMBER, STR, WEEKDAYS
-from flywheel.toolcall.phrasings import VALUES, Request
+from flywheel.toolcall.phrasings import Request, values
 
 
 def error_rate(skills: tuple[str, ...], rates: dict[str, float], default: float) -> float:
@@ -60,7 +60,7 @@ def corrupt(rng: random.Random, calls: list[Call]) -> tuple[list[Call], str]:
     """A plausible wrong label for `calls`, and the kind of mistake made."""
     if not calls:
         fn = FUNCTIONS["get_weather"]
-        return [{"name": fn.name, "arguments": {"city": rng.choice(VALUES["city"]["train"])}}], "spurious_call"
+        return [{"name": fn.name, "arguments": {"city": rng.choice(values("city", "train"))}}], "spurious_call"
     label = copy.deepcopy(calls)
     if len(label) == 2 and rng.random() < 0.4:
         return [label[rng.randrange(2)]], "missed_call"
@@ -70,7 +70,11 @@ def corrupt(rng: random.Random, calls: list[Call]) -> tuple[list[Call], str]:
     if kind == "wrong_value":
         name = rng.choice([a for a in args if fn.arg(a).type == STR])
         pool = "city" if name in ("city", "origin", "destination") else name
-        args[name] = rng.choice([v for v in VALUES[pool]["train"] if v != args[name]])
+        choices = values(pool, "train")
+        value = rng.choice(choices)
+        while value == args[name]:
+            value = rng.choice(choices)
+        args[name] = value
     elif kind == "swap_args":
         names = [a for a in args if fn.arg(a).type in (ENUM, STR)][:2]
         args[names[0]], args[names[1]] = args[names[1]], args[names[0]]

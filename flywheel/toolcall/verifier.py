@@ -16,18 +16,15 @@ import copy
 import re
 from typing import Any
 
+from flywheel.toolcall import surface
 from flywheel.toolcall.calls import Call
-from flywheel.toolcall.catalog import (
-    BOOL, BOOL_WORDS, DATE, ENUM, ENUM_WORDS, FUNCTIONS, INT, MONTHS, NUMBER, NUMBER_WORDS,
-    STR, TIME, WEEKDAYS,
-)
+from flywheel.toolcall.catalog import BOOL, BOOL_WORDS, DATE, ENUM, ENUM_WORDS, FUNCTIONS, INT, NUMBER, STR, TIME, \
+    WEEKDAYS
 
 _DATE_VALUE = re.compile(r"(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])|today|tomorrow|\+[2-9]d|next_("
                          + "|".join(WEEKDAYS) + ")")
 _TIME_VALUE = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
-_MONTH = "|".join(MONTHS)
-_NUM_WORD = "|".join(NUMBER_WORDS)
-_ENUM_SURFACES = {w for words in ENUM_WORDS.values() for w in words}
+_ENUM_SURFACES = {surface.normalise(w) for words in ENUM_WORDS.values() for w in words}
 
 
 def _has_phrase(text: str, phrase: str) -> bool:
@@ -36,29 +33,11 @@ def _has_phrase(text: str, phrase: str) -> bool:
 
 def dates_in(text: str) -> list[str]:
     """Every canonical date a request's words can mean, in order of appearance."""
-    found: list[tuple[int, str]] = []
-    rest = text
-    patterns = [
-        (r"the day after tomorrow", lambda m: "+2d"),
-        (rf"in (\d|{_NUM_WORD}) days", lambda m: "+{}d".format(
-            m.group(1) if m.group(1).isdigit() else NUMBER_WORDS.index(m.group(1)))),
-        (r"\btoday\b", lambda m: "today"),
-        (r"\btomorrow\b", lambda m: "tomorrow"),
-        (rf"next ({'|'.join(WEEKDAYS)})", lambda m: f"next_{m.group(1)}"),
-        (rf"\b({_MONTH}) (\d{{1,2}})\b", lambda m: f"{MONTHS.index(m.group(1)) + 1:02d}-{int(m.group(2)):02d}"),
-        (rf"\b(\d{{1,2}}) ({_MONTH})\b", lambda m: f"{MONTHS.index(m.group(2)) + 1:02d}-{int(m.group(1)):02d}"),
-        (r"\b(\d{2})/(\d{2})\b", lambda m: f"{m.group(1)}-{m.group(2)}"),
-    ]
-    for pattern, canon in patterns:
-        for m in re.finditer(pattern, rest):
-            found.append((m.start(), canon(m)))
-        # Blank what matched so "tomorrow" inside "the day after tomorrow" is not read twice.
-        rest = re.sub(pattern, lambda m: " " * len(m.group(0)), rest)
-    return [value for _, value in sorted(found)]
+    return surface.dates_in(surface.normalise(text))
 
 
 def numbers_in(text: str) -> list[float]:
-    return [float(x) for x in re.findall(r"(?<![\d/:])\d+(?:\.\d+)?(?![\d/:])", text)]
+    return surface.numbers_in(surface.normalise(text))
 
 
 def _type_ok(kind: str, value: Any, enum: tuple[str, ...]) -> bool:
@@ -80,24 +59,27 @@ def _type_ok(kind: str, value: Any, enum: tuple[str, ...]) -> bool:
 
 
 def _grounded(text: str, name: str, kind: str, value: Any) -> bool:
+    """Is `value` derivable from the words of normalised `text`?"""
     if kind == STR:  # a unit or currency word is never a name, title or text
-        return _has_phrase(text, value.lower()) and value.lower() not in _ENUM_SURFACES
+        phrase = surface.normalise(value)
+        return _has_phrase(text, phrase) and phrase not in _ENUM_SURFACES
     if kind in (NUMBER, INT):
-        return float(value) in numbers_in(text)
+        return float(value) in surface.numbers_in(text)
     if kind == ENUM:
-        return any(_has_phrase(text, w) for w in ENUM_WORDS[value])
+        return any(_has_phrase(text, surface.normalise(w)) for w in ENUM_WORDS[value])
     if kind == DATE:
-        return value in dates_in(text)
+        return value in surface.dates_in(text)
     if kind == TIME:
-        return _has_phrase(text, value)
+        return value in surface.times_in(text)
     if kind == BOOL:
-        return (not value) or any(_has_phrase(text, w) for w in BOOL_WORDS[name])
+        return (not value) or any(_has_phrase(text, surface.normalise(w)) for w in BOOL_WORDS[name])
     return False
 
 
 def check(request: str, calls: list[Call]) -> list[str]:
     """Why `calls` is not a valid, grounded label for `request` ([] when it is)."""
     reasons: list[str] = []
+    text = surface.normalise(request)
     for call in calls:
         fn = FUNCTIONS.get(call.get("name"))
         if fn is None:
@@ -115,24 +97,27 @@ def check(request: str, calls: list[Call]) -> list[str]:
             spec = fn.arg(name)
             if not _type_ok(spec.type, value, spec.enum):
                 reasons.append(f"type: {fn.name}.{name}={value!r} is not a valid {spec.type}")
-            elif not _grounded(request, name, spec.type, value):
+            elif not _grounded(text, name, spec.type, value):
                 reasons.append(f"grounding: {fn.name}.{name}={value!r} is not in the request")
     return reasons
 
 
-def _candidates(request: str, kind: str, enum: tuple[str, ...]) -> list[Any]:
+def _candidates(text: str, kind: str, enum: tuple[str, ...]) -> list[Any]:
     if kind == DATE:
-        return sorted(set(dates_in(request)))
+        return sorted(set(surface.dates_in(text)))
     if kind == NUMBER:
-        return sorted(set(numbers_in(request)))
+        return sorted(set(surface.numbers_in(text)))
+    if kind == TIME:
+        return sorted(set(surface.times_in(text)))
     if kind == ENUM:
-        return [v for v in enum if any(_has_phrase(request, w) for w in ENUM_WORDS[v])]
+        return [v for v in enum if any(_has_phrase(text, surface.normalise(w)) for w in ENUM_WORDS[v])]
     return []
 
 
 def repair(request: str, calls: list[Call]) -> list[Call] | None:
     """A corrected label when every failing value has exactly one candidate in the request."""
     fixed = copy.deepcopy(calls)
+    text = surface.normalise(request)
     for call in fixed:
         fn = FUNCTIONS.get(call.get("name"))
         if fn is None:
@@ -141,9 +126,9 @@ def repair(request: str, calls: list[Call]) -> list[Call] | None:
             spec = fn.arg(name)
             if spec is None:
                 return None
-            if _type_ok(spec.type, value, spec.enum) and _grounded(request, name, spec.type, value):
+            if _type_ok(spec.type, value, spec.enum) and _grounded(text, name, spec.type, value):
                 continue
-            options = _candidates(request, spec.type, spec.enum)
+            options = _candidates(text, spec.type, spec.enum)
             if len(options) != 1:
                 return None
             call["arguments"][name] = options[0]
