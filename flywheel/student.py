@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
@@ -30,7 +31,7 @@ from transformers.utils import logging as hf_logging
 hf_logging.disable_progress_bar()
 hf_logging.set_verbosity_error()
 
-from flywheel.vocab import EOS, PAD, SEP, UNK
+from flywheel.vocab import COPY_MARKERS, EOS, PAD, SEP, UNK
 
 IGNORE = -100
 
@@ -49,15 +50,59 @@ def set_threads(n: int) -> None:
     torch.use_deterministic_algorithms(True)
 
 
+_NUMERAL = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?")
+
+
+def _number(word: str) -> float | None:
+    return float(word.replace(",", "")) if _NUMERAL.fullmatch(word) else None
+
+
 class Codec:
     """Requests and answers to token ids and back. The special-token ids are the
-    tokenizer's own (its [SEP], [EOS] and [PAD]); a tokenizer without them is refused."""
+    tokenizer's own (its [SEP], [EOS] and [PAD]); a tokenizer without them is refused.
+
+    With copy markers in the vocabulary (vocab.train_copy_tokenizer, a case-folded word
+    vocabulary), a word reads as its lower-case token when the vocabulary has that, and
+    otherwise as `[C0]`, `[C1]`, ... in order of first appearance among the request's
+    unknown words. An answer's marker decodes to that word of the request, character for
+    character: a value the student never saw is copied, not guessed. Known words are
+    case-folded (what a call means does not depend on case, and the scorer ignores it)."""
 
     def __init__(self, tokenizer: Tokenizer):
         self.tok = tokenizer
         self.sep, self.eos, self.pad = (tokenizer.token_to_id(t) for t in (SEP, EOS, PAD))
         if None in (self.sep, self.eos, self.pad):
             raise ValueError(f"the student's tokenizer needs the special tokens {SEP}, {EOS} and {PAD}")
+        self.markers = [i for i in (tokenizer.token_to_id(m) for m in COPY_MARKERS) if i is not None]
+        self.unk = tokenizer.token_to_id(UNK)
+
+    def _words(self, text: str) -> list[str]:
+        return [w for w, _ in self.tok.pre_tokenizer.pre_tokenize_str(text)]
+
+    def _id(self, word: str) -> int | None:
+        """A word's id; with markers, a word the vocabulary has only in lower case reads as that."""
+        i = self.tok.token_to_id(word)
+        return i if i is not None or not self.markers else self.tok.token_to_id(word.lower())
+
+    def unknown(self, request: str) -> list[str]:
+        """The request's words the vocabulary lacks, distinct, in order (what markers point to)."""
+        if not self.markers:
+            return []
+        return list(dict.fromkeys(w for w in self._words(request) if self._id(w) is None))
+
+    def _encode(self, text: str, unknown: list[str]) -> list[int]:
+        if not self.markers:
+            return self.tok.encode(text).ids
+        index = {w: i for i, w in enumerate(unknown[: len(self.markers)])}
+        numeric = {_number(w): i for w, i in index.items() if _number(w) is not None}
+        out = []
+        for w in self._words(text):
+            i = self._id(w)
+            if i is None:  # a copied word, or a number the request writes another way ("1,200" for 1200)
+                k = index.get(w, numeric.get(_number(w)))
+                i = self.markers[k] if k is not None else self.unk
+            out.append(i)
+        return out
 
     def hf(self) -> PreTrainedTokenizerFast:
         """The tokenizer as transformers saves and loads it (tokenizer.json + tokenizer_config.json)."""
@@ -65,15 +110,27 @@ class Codec:
                                        eos_token=EOS)
 
     def prompt(self, request: str) -> list[int]:
-        return self.tok.encode(request).ids + [self.sep]
+        return self._encode(request, self.unknown(request)) + [self.sep]
 
-    def target(self, rendered_calls: str) -> list[int]:
-        return self.tok.encode(rendered_calls).ids + [self.eos]
+    def target(self, answer: str, request: str = "") -> list[int]:
+        """The answer's ids; with markers, a word copied from `request` is its marker."""
+        return self._encode(answer, self.unknown(request)) + [self.eos]
 
-    def text(self, ids: list[int]) -> str:
-        """Decoded text up to the end token (word-level tokens come back joined by spaces)."""
+    def text(self, ids: list[int], request: str = "") -> str:
+        """Decoded text up to the end token (word-level tokens come back joined by spaces;
+        a copy marker comes back as the request's word it points to)."""
         end = ids.index(self.eos) if self.eos in ids else len(ids)
-        return self.tok.decode(ids[:end], skip_special_tokens=False).strip()
+        if not self.markers:
+            return self.tok.decode(ids[:end], skip_special_tokens=False).strip()
+        unknown = self.unknown(request)
+        slot = {m: k for k, m in enumerate(self.markers)}
+        out = []
+        for i in ids[:end]:
+            if i in slot and slot[i] < len(unknown):
+                out.append(unknown[slot[i]])
+            else:
+                out.append(self.tok.id_to_token(i) or UNK)  # ids need not be contiguous
+        return " ".join(out)
 
 
 def _pad_batch(pairs: list[tuple[list[int], list[int]]], pad: int):
@@ -87,6 +144,25 @@ def _pad_batch(pairs: list[tuple[list[int], list[int]]], pad: int):
         labels[row, len(p): len(seq)] = torch.tensor(t)
         mask[row, : len(seq)] = 1
     return ids, labels, mask
+
+
+BUCKET = 16  # batches whose rows are sorted by length together
+
+
+def bucketed(rng: random.Random, lengths: list[int], batch_size: int) -> list[list[int]]:
+    """One epoch of batches: a shuffled order cut into spans of BUCKET batches, each span
+    sorted by length before it is cut into batches, and the batches shuffled. Rows of
+    similar length share a batch, so padding (which costs as much as real tokens) stays
+    small, while every epoch still sees every row once in a seeded random order."""
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    span = batch_size * BUCKET
+    out = []
+    for start in range(0, len(order), span):
+        chunk = sorted(order[start: start + span], key=lambda i: lengths[i])
+        out += [chunk[i: i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(out)
+    return out
 
 
 def train(model: GPT2LMHeadModel, pairs: list[tuple[list[int], list[int]]], *, steps: int, batch_size: int,
@@ -105,15 +181,12 @@ def train(model: GPT2LMHeadModel, pairs: list[tuple[list[int], list[int]]], *, s
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
     model.train()
-    order: list[int] = []
+    batches: list[list[int]] = []
     history = []
     for step in range(steps):
-        if len(order) < batch_size:
-            more = list(range(len(pairs)))
-            rng.shuffle(more)
-            order += more
-        batch, order = order[:batch_size], order[batch_size:]
-        ids, labels, mask = _pad_batch([pairs[i] for i in batch], pad)
+        if not batches:
+            batches = bucketed(rng, [len(p) + len(t) for p, t in pairs], batch_size)
+        ids, labels, mask = _pad_batch([pairs[i] for i in batches.pop()], pad)
         loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -198,7 +271,8 @@ class Student:
     def build(cls, tokenizer: Tokenizer, *, seed: int, n_layer: int, n_embd: int, n_head: int,
               n_positions: int) -> "Student":
         codec = Codec(tokenizer)
-        model = build_model(tokenizer.get_vocab_size(), n_layer=n_layer, n_embd=n_embd, n_head=n_head,
+        vocab = max(tokenizer.get_vocab().values()) + 1  # ids need not be contiguous
+        model = build_model(vocab, n_layer=n_layer, n_embd=n_embd, n_head=n_head,
                             n_positions=n_positions, seed=seed, eos_token_id=codec.eos, pad_token_id=codec.pad)
         return cls(model, codec)
 
@@ -218,14 +292,14 @@ class Student:
 
     def pairs(self, requests: list[str], targets: list[str]) -> list[tuple[list[int], list[int]]]:
         """(prompt ids, answer ids) per row: what training and the loss read."""
-        return [(self.codec.prompt(r), self.codec.target(t)) for r, t in zip(requests, targets)]
+        return [(self.codec.prompt(r), self.codec.target(t, r)) for r, t in zip(requests, targets)]
 
     def answer(self, requests: list[str], *, batch_size: int, max_new_tokens: int = 64,
                on_batch: Callable[[int], None] | None = None) -> list[str]:
         """The student's greedy answer to each request, as decoded text."""
         outs = greedy(self.model, [self.codec.prompt(r) for r in requests], eos=self.codec.eos,
                       max_new_tokens=max_new_tokens, batch_size=batch_size, on_batch=on_batch)
-        return [self.codec.text(o) for o in outs]
+        return [self.codec.text(o, r) for o, r in zip(outs, requests)]
 
     def losses(self, requests: list[str], targets: list[str], *, batch_size: int) -> np.ndarray:
         return row_losses(self.model, self.pairs(requests, targets), pad=self.codec.pad, batch_size=batch_size)

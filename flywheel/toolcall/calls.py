@@ -17,7 +17,7 @@ from collections import Counter
 from typing import Any
 
 
-from flywheel.toolcall.catalog import BOOL, DATE, FUNCTIONS, INT, NUMBER, TIME
+from flywheel.toolcall.catalog import BOOL, DATE, ENUM, FUNCTIONS, INT, NUMBER, TIME
 
 Call = dict[str, Any]
 NO_CALL = "none"
@@ -32,13 +32,16 @@ def loads(text: str) -> list[Call]:
     return json.loads(text)
 
 
+_PUNCT_SPACE = re.compile(r"\s*([^\w\s])\s*")
+
+
 def _norm_value(value: Any) -> Any:
     if isinstance(value, bool):
         return value
     if isinstance(value, (int, float)):
         return round(float(value), 6)
-    if isinstance(value, str):
-        return " ".join(value.lower().split())
+    if isinstance(value, str):  # case, spacing and the spaces around punctuation do not count
+        return _PUNCT_SPACE.sub(r"\1", " ".join(value.lower().split()))
     return value
 
 
@@ -84,16 +87,18 @@ def _coerce(fn_name: str, arg: str, words: list[str]) -> Any:
     kind = spec.type if spec else None
     try:
         if kind == NUMBER:
-            number = float(text)
+            number = float(text.replace(",", "")) if re.fullmatch(r"[\d,]+(\.\d+)?", text) else float(text)
             return number if math.isfinite(number) else text
         if kind == INT:
-            return int(text)
+            return int(text.replace(",", ""))
     except ValueError:
         return text
-    if kind == BOOL and text in ("true", "false"):
-        return text == "true"
+    if kind == BOOL and text.lower() in ("true", "false"):
+        return text.lower() == "true"
     if kind in (DATE, TIME):
-        return compact
+        return compact.lower()
+    if kind == ENUM:  # a copied word keeps the request's case; enum values are lower case
+        return text.lower()
     return text
 
 
