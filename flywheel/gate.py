@@ -2,7 +2,8 @@
 against the plan's budget, whatever the domain and the teacher.
 
 Refused: a request equal (after normalisation, store.request_key) to an evaluation
-request, or to one already in the pool or in this generation. The gate counts what it
+request or a near-duplicate of one (decontam.py: the same content words in other case,
+punctuation or filler), or equal to one already in the pool or in this generation. The gate counts what it
 refuses; `generate.json` reports it. (An unreadable label is not refused here: its row
 keeps the raw answer and an `error`, counted as `teacher_errors`, and the judge drops it.)
 """
@@ -10,16 +11,18 @@ keeps the raw answer and an `error`, counted as `teacher_errors`, and the judge 
 from __future__ import annotations
 
 from flywheel import store
+from flywheel.decontam import NearDuplicates
 
 
 class Gate:
     def __init__(self, evals: set[str], pool: set[str]):
         self.evals, self.seen = {store.request_key(t) for t in evals}, {store.request_key(t) for t in pool}
+        self.near = NearDuplicates(sorted(evals))
         self.refused = {"eval_overlap": 0, "duplicate": 0, "inconsistent": 0}
 
     def admit(self, text: str) -> bool:
         key = store.request_key(text)
-        if key in self.evals:
+        if key in self.evals or self.near.match(text) is not None:
             self.refused["eval_overlap"] += 1
             return False
         if key in self.seen:

@@ -101,15 +101,25 @@ def duplicated_requests(requests: pd.Series) -> pd.Series:
 
 
 def check_decontaminated(train: pd.DataFrame, evals: pd.DataFrame, where: str) -> None:
-    """A training request equal (by request_key) to an evaluation request is an error:
-    decontamination is checked, not assumed (`prepare` on the seed set, `compose` on
-    every training set)."""
+    """A training request equal (by request_key) to an evaluation request, or a
+    near-duplicate of one (flywheel/decontam.py), is an error: decontamination is checked,
+    not assumed (`prepare` on the seed set, `compose` on every training set)."""
+    from flywheel.decontam import THRESHOLD, NearDuplicates
+
     eval_keys = set(request_keys(evals["request"]))
     overlap = request_keys(train["request"]).isin(eval_keys)
     if overlap.any():
         first = train.loc[overlap.idxmax()]
         raise DataError(f"{where}: {int(overlap.sum())} training request(s) equal evaluation requests, "
                         f"first id {first['id']}: {first['request']!r}")
+    near = NearDuplicates(evals["request"].tolist())
+    matches = [near.match(t) for t in train["request"].tolist()]
+    hits = [i for i, m in enumerate(matches) if m is not None]
+    if hits:
+        first = train.iloc[hits[0]]
+        raise DataError(f"{where}: {len(hits)} training request(s) are near-duplicates of evaluation requests "
+                        f"(word 3-gram containment >= {THRESHOLD}), first id {first['id']}: {first['request']!r} "
+                        f"~ {near.texts[matches[hits[0]]]!r}")
 
 
 @contextlib.contextmanager
