@@ -31,7 +31,7 @@ MEASUREMENTS = ("e2e", "overhead", "client", "scale", "dvc", "efficiency", "trai
 TINY_FLYWHEEL = {  # one small generation
     "generations": {"gen-000": {"prev": "seed"}},
     "prepare": {"seed_rows": 60, "eval_rows": 120, "plan_rows": 200,
-                "model": {"n_layer": 1, "n_embd": 32, "n_head": 2, "n_positions": 96}},
+                "model": {"n_layer": 1, "n_embd": 32, "n_head": 2, "n_positions": 128}},
     "train": {"steps": 10, "batch_size": 32, "warmup_steps": 2, "log_every": 5},
     "expand": {"budget": 200},
 }

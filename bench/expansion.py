@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--arms: unknown arm {unknown[0]!r} (arms: {', '.join(ARMS)})")
     size = SIZE if not args.tiny else {
         "prepare": {"plan_rows": 60, "seed_rows": 40, "eval_rows": 60,
-                    "model": {"n_layer": 1, "n_embd": 32, "n_head": 2, "n_positions": 96}},
+                    "model": {"n_layer": 1, "n_embd": 32, "n_head": 2, "n_positions": 128}},
         "expand": {"budget": 60}, "train": {"steps": 10, "batch_size": 16, "warmup_steps": 2}}
     seeds = [20261121 + i for i in range(args.seeds)]
     out = Path(args.out)

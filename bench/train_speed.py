@@ -24,10 +24,11 @@ def _pairs(n: int, seed: int):
     from flywheel.toolcall import phrasings as P
     from flywheel.toolcall.catalog import SKILLS
     from flywheel.toolcall.sets import lexicon
-    from flywheel.vocab import train_tokenizer
+    from flywheel.vocab import train_bpe_tokenizer
 
     rng = random.Random(seed)
-    codec = student.Codec(train_tokenizer(lexicon(rng)))
+    vocab = yaml.safe_load((ROOT / "params.yaml").read_text())["domain"].get("tokenizer_vocab", 2000)
+    codec = student.Codec(train_bpe_tokenizer(lexicon(rng), vocab))
     reqs = [P.make_request(rng, P.spec_for_skill(rng, SKILLS[i % len(SKILLS)])) for i in range(n)]
     return codec, [(codec.prompt(r.text), codec.target(C.render(r.calls))) for r in reqs]
 
@@ -43,15 +44,12 @@ def measure(*, steps: int = 60, rounds: int = 3, rows: int = 2000) -> dict:
     codec, pairs = _pairs(rows, seed=0)
     vocab = codec.tok.get_vocab_size()
 
-    # The batches student.train draws (same seed, same shuffling), for the bare loop.
-    order, batches, rng = [], [], random.Random(1)
+    # The batches student.train draws (same seed, same bucketing), for the bare loop.
+    rng, lengths, todo, batches = random.Random(1), [len(p) + len(t) for p, t in pairs], [], []
     for _ in range(steps):
-        if len(order) < tc["batch_size"]:
-            more = list(range(len(pairs)))
-            rng.shuffle(more)
-            order += more
-        batch, order = order[: tc["batch_size"]], order[tc["batch_size"]:]
-        batches.append(student._pad_batch([pairs[i] for i in batch], codec.pad))
+        if not todo:
+            todo = student.bucketed(rng, lengths, tc["batch_size"])
+        batches.append(student._pad_batch([pairs[i] for i in todo.pop()], codec.pad))
     tokens = sum(int(mask.sum()) for _, _, mask in batches)
 
     def flywheel_loop() -> float:

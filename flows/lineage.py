@@ -90,17 +90,26 @@ def champion(client: MlflowClient, name: str):
         return None
 
 
+GATED_SPLITS = ("user",)  # evaluation splits a champion may not drop on by more than the margin
+
+
 def gate(new: dict, old: dict | None, margin: float) -> tuple[bool, str]:
-    """Promote when accuracy is not below the champion's and no skill drops by more than `margin`."""
+    """Promote when accuracy is not below the champion's, and no skill and no gated split
+    (the hand-written `user` requests) drops by more than `margin`."""
     if old is None:
         return True, "first model"
     if new["accuracy"] < old["accuracy"]:
         return False, f"accuracy {new['accuracy']:.4f} below champion's {old['accuracy']:.4f}"
+    for split in GATED_SPLITS:
+        was, now = old.get("per_split", {}).get(split), new.get("per_split", {}).get(split)
+        if was is not None and now is not None and was - now > margin:
+            return False, f"split {split} drops {was - now:.4f} (> margin {margin})"
     drops = {s: old["per_skill"][s] - a for s, a in new["per_skill"].items() if s in old["per_skill"]}
     worst = max(drops, key=drops.get) if drops else None
     if worst and drops[worst] > margin:
         return False, f"skill {worst} drops {drops[worst]:.4f} (> margin {margin})"
-    return True, f"accuracy {new['accuracy']:.4f} >= champion's {old['accuracy']:.4f}, no skill drops > {margin}"
+    return True, f"accuracy {new['accuracy']:.4f} >= champion's {old['accuracy']:.4f}, no skill or gated split " \
+                 f"drops > {margin}"
 
 
 def _plots(root: Path, generation: str, out: Path) -> list[Path]:
@@ -180,7 +189,8 @@ def version_tags(r: Results, *, model_md5: str, run_id: str, parent_version: str
     it was trained from, and the metrics the next gate compares against."""
     return {"generation": r.generation, "model_md5": model_md5, "run_id": run_id,
             "trained_from": parent_version or layout.SEED, "trained_from_generation": r.prev,
-            "metrics": json.dumps({"accuracy": r.metrics["accuracy"], "per_skill": r.metrics["per_skill"]}),
+            "metrics": json.dumps({"accuracy": r.metrics["accuracy"], "per_skill": r.metrics["per_skill"],
+                                   "per_split": r.metrics["per_split"]}),
             **{f"dataset.{k}.md5": v for k, v in digests.items()},
             **{f"dataset.{k}.path": v for k, v in dataset_paths(r.generation).items()}}
 

@@ -32,7 +32,7 @@ class ModelConfig(_Section):
     n_layer: int = Field(2, ge=1, description="transformer blocks of the student")
     n_embd: int = Field(128, ge=8, description="width of the student")
     n_head: int = Field(4, ge=1, description="attention heads")
-    n_positions: int = Field(96, ge=16, description="longest request + call, in tokens")
+    n_positions: int = Field(128, ge=16, description="longest request + call, in tokens")
 
 
 class PrepareConfig(_Section):
@@ -40,7 +40,7 @@ class PrepareConfig(_Section):
     eval_rows: int = Field(600, ge=1, description="rows of the fixed held-out evaluation set")
     eval_mix: dict[Literal["seen", "new_values", "new_phrasing"], float] = Field(
         description="share of evaluation rows per kind of generalisation")
-    plan_rows: int = Field(1500, ge=1, description="requests the first generation asks the teacher for")
+    plan_rows: int = Field(6000, ge=1, description="requests the first generation asks the teacher for")
     model: ModelConfig = Field(default_factory=ModelConfig)
 
 
@@ -84,6 +84,10 @@ class DomainConfig(_Section):
     seed_file: str = Field("seed.jsonl", description="llm: seed examples (JSONL or Parquet) under path")
     eval_file: str = Field("eval.jsonl", description="llm: evaluation examples under path")
     tokenizer_vocab: int = Field(2000, ge=300, description="llm: byte-level BPE vocabulary of the student")
+    vocab_min_count: int = Field(20, ge=1, description="toolcall: a word the generator wrote this often is a token; "
+                                                       "rarer words are copied through markers")
+    user_file: str = Field("user.jsonl", description="toolcall: hand-written requests with their calls, the `user` "
+                                                     "evaluation split, under path")
 
 
 class GenerateConfig(_Section):
@@ -125,13 +129,13 @@ class ComposeConfig(_Section):
 
 
 class TrainConfig(_Section):
-    steps: int = Field(400, ge=1, description="optimizer steps per generation")
+    steps: int = Field(2000, ge=1, description="optimizer steps per generation")
     batch_size: int = Field(64, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    warmup_steps: int = Field(30, ge=0)
+    lr: float = Field(3e-3, gt=0)
+    warmup_steps: int = Field(50, ge=0)
     weight_decay: float = Field(0.01, ge=0)
     threads: int = Field(2, ge=1, description="torch threads; fixed so runs are bit-identical")
-    log_every: int = Field(10, ge=1, description="steps between loss points in the plot")
+    log_every: int = Field(20, ge=1, description="steps between loss points in the plot")
 
 
 class EvaluateConfig(_Section):
@@ -149,7 +153,7 @@ STRATEGIES = ("error_driven", "skill_weighted", "skill_synth", "random")
 
 
 class ExpandConfig(_Section):
-    budget: int = Field(1500, ge=0, description="requests planned for the next generation")
+    budget: int = Field(6000, ge=0, description="requests planned for the next generation")
     variations_per_failure: int = Field(3, ge=1, description="error_driven: new requests per failing row")
     failure_order: Literal["hardest", "spread"] = Field(
         "hardest", description="error_driven: which failures first: highest loss, or each skill combination in turn "

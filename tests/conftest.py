@@ -23,7 +23,7 @@ from bench.workspace import env, make_project, merge, run  # noqa: E402,F401  (t
 SMALL = {
     "generations": {"gen-000": {"prev": "seed"}, "gen-001": {"prev": "gen-000"}},
     "prepare": {"seed_rows": 60, "eval_rows": 120, "plan_rows": 200,
-                "model": {"n_layer": 1, "n_embd": 32, "n_head": 2, "n_positions": 96}},
+                "model": {"n_layer": 1, "n_embd": 32, "n_head": 2, "n_positions": 128}},
     "train": {"steps": 40, "batch_size": 32, "warmup_steps": 5, "log_every": 10},
     "expand": {"budget": 200},
 }

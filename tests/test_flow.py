@@ -32,6 +32,10 @@ def test_gate_rules():
     ok, why = gate({"accuracy": 0.49, "per_skill": {"a": 0.5, "b": 0.5}}, old, 0.05)
     assert not ok and "below champion" in why
     assert gate({"accuracy": 0.0, "per_skill": {}}, None, 0.05) == (True, "first model")
+    with_user = dict(old, per_split={"user": 0.7})
+    ok, why = gate({"accuracy": 0.6, "per_skill": {"a": 0.5, "b": 0.5}, "per_split": {"user": 0.6}}, with_user, 0.05)
+    assert not ok and "split user drops" in why
+    assert gate({"accuracy": 0.6, "per_skill": {"a": 0.5, "b": 0.5}, "per_split": {"user": 0.68}}, with_user, 0.05)[0]
 
 
 def test_the_lineage_parts_are_pure_functions_of_the_results(small_run):

@@ -220,3 +220,21 @@ def test_diagnosis_names_the_skill_a_wrong_answer_missed():
     wrong_unit = [dict(label[0], arguments=dict(label[0]["arguments"], unit="fahrenheit")), label[1]]
     assert diagnose(wrong_unit, label) == ["unit_words"]
     assert diagnose(label, []) == ["no_call"]
+
+
+def test_near_duplicates_of_evaluation_requests_are_refused_and_distinct_ones_kept():
+    """Re-typed (case, punctuation, filler, contractions): refused by the gate and by the
+    compose check. One value changed: a different request, kept."""
+    from flywheel.gate import Gate
+
+    evals = pd.DataFrame({"id": ["e1", "e2"], "request": ["What is the weather in Oslo tomorrow?", "thanks a lot"]})
+    gate = Gate(set(evals["request"]), set())
+    for retyped in ("hey, could you tell me what's the weather in oslo tomorrow pls", "WHAT IS THE WEATHER IN OSLO TOMORROW",
+                    "Thanks a lot!!"):
+        assert not gate.admit(retyped), retyped
+    assert gate.refused["eval_overlap"] == 3
+    assert gate.admit("what is the weather in Bergen tomorrow") and gate.admit("hello there")
+    train = rows(2, "synthetic")
+    train.loc[1, "request"] = "Hi! what's the weather in OSLO tomorrow, thanks"
+    with pytest.raises(store.DataError, match=r"1 training request\(s\) are near-duplicates .* first id synthetic1"):
+        check_decontaminated(train, evals, "data/gen-000/train.parquet")

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from flywheel import student
-from flywheel.vocab import train_tokenizer
+from flywheel.vocab import train_copy_tokenizer
 from flywheel.toolcall import calls as C
 from flywheel.toolcall import judge, teacher
 from flywheel.toolcall import phrasings as P
@@ -40,11 +40,66 @@ def test_true_labels_pass_the_verifier():
 
 
 def test_labels_survive_the_students_text_round_trip():
-    reqs = draw(800, seed=2)
-    codec = student.Codec(train_tokenizer([r.text + " " + C.render(r.calls) for r in reqs]))
+    """Through the student's copy codec, with a vocabulary from the generator's training
+    values only: a label of held-out cities, names and titles encodes (its unknown words as
+    markers pointing into the request) and decodes back to the same calls."""
+    from flywheel.toolcall.sets import lexicon
+
+    codec = student.Codec(train_copy_tokenizer(lexicon(random.Random(9), 3000), 20))
+    reqs = draw(800, seed=2, phrasing_sets=("heldout",), value_split="heldout")
+    copied = 0
     for req in reqs:
-        ids = codec.target(C.render(req.calls))
-        assert C.ast_match(C.parse(codec.text(ids).split()), req.calls), C.render(req.calls)
+        ids = codec.target(C.render(req.calls), req.text)[:-1]
+        copied += any(i in codec.markers for i in ids)
+        assert codec.unk not in ids, (req.text, C.render(req.calls))
+        assert C.ast_match(C.parse(codec.text(ids, req.text).split()), req.calls), (req.text, C.render(req.calls))
+    assert copied > len(reqs) // 3  # most held-out values are copied, not known
+
+
+def test_surface_notations_round_trip():
+    """Every notation the generator writes is read back by the verifier's parser."""
+    from flywheel.toolcall import surface as S
+
+    rng = random.Random(4)
+    for value in ("today", "tomorrow", "+2d", "+7d", "next_friday", "12-05", "02-28"):
+        for _ in range(40):
+            assert value in S.dates_in(S.normalise(S.render_date(rng, value)))
+    for value in ("15:00", "09:30", "12:00", "07:15"):
+        for _ in range(40):
+            assert value in S.times_in(S.normalise(S.render_time(rng, value)))
+    for value in (3, 12, 25, 100, 1200, 98765, 2_000_000, 12.5, 0.75):
+        for _ in range(40):
+            assert float(value) in S.numbers_in(S.normalise(S.render_number(rng, value)))
+    assert S.numbers_in(S.normalise("1,200 yen, twenty five bucks, a hundred, 200g")) == [1200.0, 200.0, 25.0, 100.0]
+    assert S.dates_in(S.normalise("December 5th, the 14th of July, 12/5 or Friday")) == [
+        "12-05", "07-14", "12-05", "next_friday"]
+
+
+def test_the_phrasing_space_is_large_and_held_out_parts_are_apart():
+    sizes = P.space_size()
+    assert min(sizes.values()) > 1e6
+    for pool in ("city", "name", "title", "text"):
+        train, held = set(P.values(pool, "train")), set(P.values(pool, "heldout"))
+        assert len(train) > 1000 and held and not train & held
+    for fn, sets in P.TEMPLATES.items():
+        assert not set(sets["heldout"]) & set(sets["seed"] + sets["gen"]), fn
+
+
+def test_the_user_split_reads_and_tags_its_rows(tmp_path):
+    from flywheel.store import DataError
+    from flywheel.toolcall.sets import user_set
+
+    from conftest import ROOT
+
+    user = user_set(ROOT / "domains" / "toolcall" / "user.jsonl")
+    assert len(user) >= 300 and user["request"].is_unique and (user["split"] == "user").all()
+    skills = {s for row in user["skills"] for s in row}
+    assert set(SKILLS) <= skills
+    assert (user["skills"].map(lambda s: "no_call" in s) == (user["label"] == "[]")).all()
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"input": "weather in oslo", "output": [{"name": "get_weather", "arguments": {"town": "oslo"}}]}\n')
+    with pytest.raises(DataError, match="bad.jsonl: line 1: get_weather: not a valid call"):
+        user_set(bad)
 
 
 def test_ast_match_is_order_free_and_normalised():

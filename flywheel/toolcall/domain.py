@@ -29,14 +29,23 @@ class Toolcall(Domain):
     teacher_variables = frozenset({"request", "catalog"})
 
     def prepare(self, rng, cfg) -> Prepared:
-        from flywheel.vocab import train_tokenizer
+        import pandas as pd
 
-        evals = sets.eval_set(rng, cfg.eval_rows, cfg.eval_mix)
+        from flywheel import store
+        from flywheel.vocab import train_copy_tokenizer
+
+        drawn = sets.eval_set(rng, cfg.eval_rows, cfg.eval_mix)
+        user = self._user()
+        drawn = drawn[~store.request_keys(drawn["request"]).isin(set(store.request_keys(user["request"])))]
+        evals = pd.concat([drawn, user], ignore_index=True)
         seed = sets.seed_set(rng, cfg.seed_rows, set(evals["request"]))
-        return Prepared(evals, seed, train_tokenizer(sets.lexicon(rng)))
+        return Prepared(evals, seed, train_copy_tokenizer(sets.lexicon(rng), self.cfg.vocab_min_count))
+
+    def _user(self):
+        return sets.user_set(self.path / self.cfg.user_file)
 
     def check_files(self) -> None:
-        return None  # no input files: the sets are drawn from the generator
+        self._user()
 
     def label_format(self) -> str:
         return "json"

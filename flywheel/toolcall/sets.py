@@ -1,22 +1,28 @@
-"""The `toolcall` domain's fixed sets, drawn once by `prepare`: the evaluation set, the
-seed set and the texts the student's tokenizer learns its vocabulary from.
+"""The `toolcall` domain's fixed sets, made once by `prepare`: the evaluation set, the
+seed set and the texts the student's tokenizer learns its pieces from.
 
-The evaluation set mixes three kinds of generalisation (`prepare.eval_mix`): `seen`
-(generator phrasings and values, new combinations), `new_values` (generator phrasings,
-held-out cities and titles) and `new_phrasing` (phrasings never generated). The seed set
-uses the `seed` phrasings and training values only, and never repeats an evaluation request.
+The evaluation set has four splits. Three are drawn from the generator and measure kinds
+of generalisation (`prepare.eval_mix`): `seen` (generator phrasings and values, new
+combinations), `new_values` (generator phrasings, held-out cities, names, titles and
+reminder texts) and `new_phrasing` (carrier phrasings never generated). The fourth,
+`user`, is read from `domain.user_file`: requests written by hand, the way people type,
+independently of the generator. The seed set uses the `seed` phrasings and training
+values only, and never repeats an evaluation request.
 """
 
 from __future__ import annotations
 
+import json
 import random
+from pathlib import Path
 
 import pandas as pd
 
 from flywheel import layout, store
 from flywheel.toolcall import calls as C
 from flywheel.toolcall import phrasings as P
-from flywheel.toolcall.catalog import FUNCTIONS, PHENOMENA, SKILLS
+from flywheel.toolcall.catalog import BOOL, DATE, ENUM, ENUM_WORDS, FUNCTIONS, PHENOMENA, SKILLS
+from flywheel.toolcall.verifier import _type_ok
 
 EVAL_KINDS = {  # kind -> (phrasing sets, value split)
     "seen": (("seed", "gen"), "train"),
@@ -26,9 +32,9 @@ EVAL_KINDS = {  # kind -> (phrasing sets, value split)
 
 
 def _draw(rng: random.Random, n: int, phrasing_sets, value_split, exclude: set[str]) -> list[P.Request]:
-    """n distinct requests, skills spread uniformly, none of whose text is in `exclude`."""
+    """n distinct requests, skills spread uniformly, none equal (store.request_key) to one in `exclude`."""
     out: list[P.Request] = []
-    seen = set(exclude)
+    seen = {store.request_key(t) for t in exclude}  # distinct after case, spacing and punctuation
     tries = 0
     while len(out) < n:
         tries += 1
@@ -36,8 +42,9 @@ def _draw(rng: random.Random, n: int, phrasing_sets, value_split, exclude: set[s
             raise store.DataError(f"params.yaml: prepare: cannot draw {n} distinct requests; lower the count")
         req = P.make_request(rng, P.spec_for_skill(rng, SKILLS[tries % len(SKILLS)]),
                              phrasing_sets=phrasing_sets, value_split=value_split)
-        if req.text not in seen:
-            seen.add(req.text)
+        key = store.request_key(req.text)
+        if key not in seen:
+            seen.add(key)
             out.append(req)
     return out
 
@@ -63,16 +70,64 @@ def seed_set(rng: random.Random, n: int, eval_texts: set[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def lexicon(rng: random.Random) -> list[str]:
-    """Texts the tokenizer learns its vocabulary from: the generator's phrasings with every
-    value pool, and the catalog. Evaluation requests are not among them; words found only
-    in held-out phrasings stay unknown to the student, as new words would be."""
+def lexicon(rng: random.Random, n: int = 8000) -> list[str]:
+    """Texts the tokenizer learns its pieces from: requests the generator writes (its own
+    phrasings and training values only) with their calls, and the catalog. No evaluation
+    request and no held-out value is among them."""
     texts = []
-    for split in ("train", "heldout"):
-        for _ in range(4000):
-            req = P.make_request(rng, P.spec_for_skill(rng, rng.choice(SKILLS)), value_split=split)
-            texts.append(req.text + " " + C.render(req.calls))
-    for values in P.VALUES.values():
-        texts += values["train"] + values["heldout"]
+    for _ in range(n):
+        req = P.make_request(rng, P.spec_for_skill(rng, rng.choice(SKILLS)))
+        texts.append(req.text + " " + C.render(req.calls))
     texts += list(FUNCTIONS) + list(PHENOMENA) + ["true", "false", "none"]
     return texts
+
+
+def skills_of(request: str, calls: list) -> list[str]:
+    """The skills a labelled request shows, read off its label (families, relative dates,
+    optional and boolean arguments, two calls, no call) and its words (unit words)."""
+    if not calls:
+        return ["no_call"]
+    words = set(request.lower().replace(",", " ").replace("?", " ").split())
+    out = {FUNCTIONS[c["name"]].family for c in calls}
+    for call in calls:
+        fn = FUNCTIONS[call["name"]]
+        for name, value in call["arguments"].items():
+            arg = fn.arg(name)
+            if arg.type == DATE and not value[:2].isdigit():
+                out.add("relative_dates")
+            if not arg.required:
+                out.add("booleans" if arg.type == BOOL else "optional_args")
+            if arg.type == ENUM and value not in words and ENUM_WORDS[value][0] not in words:
+                out.add("unit_words")
+    if len(calls) > 1:
+        out.add("two_calls")
+    return sorted(out)
+
+
+def user_set(path: Path) -> pd.DataFrame:
+    """The `user` split: {"input": request, "output": [calls]} per line, checked against
+    the catalog; one-line errors name the file and line."""
+    rows = []
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise store.DataError(f"{path}: not found (domain.user_file)") from None
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            request, label = rec["input"], C.canonical(rec["output"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise store.DataError(f"{path}: line {n}: not a request with a call list ({exc})") from None
+        for call in C.loads(label):
+            fn = FUNCTIONS.get(call["name"])
+            bad = fn is None or any(fn.arg(k) is None or not _type_ok(fn.arg(k).type, v, fn.arg(k).enum)
+                                    for k, v in call["arguments"].items())
+            if bad or any(a.required and a.name not in call["arguments"] for a in fn.args):
+                raise store.DataError(f"{path}: line {n}: {call['name']}: not a valid call of the catalog")
+        rows.append({"id": store.row_id(request, label), "request": request, "label": label,
+                     "skills": skills_of(request, C.loads(label)), "split": "user"})
+    if not rows:
+        raise store.DataError(f"{path}: no requests")
+    return pd.DataFrame(rows)
