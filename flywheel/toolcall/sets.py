@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from flywheel import layout, store
+from flywheel.decontam import NearDuplicates
 from flywheel.toolcall import calls as C
 from flywheel.toolcall import phrasings as P
 from flywheel.toolcall.catalog import BOOL, DATE, ENUM, ENUM_WORDS, FUNCTIONS, PHENOMENA, SKILLS
@@ -31,7 +32,8 @@ EVAL_KINDS = {  # kind -> (phrasing sets, value split)
 }
 
 
-def _draw(rng: random.Random, n: int, phrasing_sets, value_split, exclude: set[str]) -> list[P.Request]:
+def _draw(rng: random.Random, n: int, phrasing_sets, value_split, exclude: set[str],
+          avoid: NearDuplicates | None = None) -> list[P.Request]:
     """n distinct requests, skills spread uniformly, none equal (store.request_key) to one in `exclude`."""
     out: list[P.Request] = []
     seen = {store.request_key(t) for t in exclude}  # distinct after case, spacing and punctuation
@@ -43,7 +45,7 @@ def _draw(rng: random.Random, n: int, phrasing_sets, value_split, exclude: set[s
         req = P.make_request(rng, P.spec_for_skill(rng, SKILLS[tries % len(SKILLS)]),
                              phrasing_sets=phrasing_sets, value_split=value_split)
         key = store.request_key(req.text)
-        if key not in seen:
+        if key not in seen and (avoid is None or avoid.match(req.text) is None):
             seen.add(key)
             out.append(req)
     return out
@@ -62,7 +64,7 @@ def eval_set(rng: random.Random, rows_total: int, mix: dict[str, float]) -> pd.D
 
 def seed_set(rng: random.Random, n: int, eval_texts: set[str]) -> pd.DataFrame:
     rows = []
-    for req in _draw(rng, n, ("seed",), "train", eval_texts):
+    for req in _draw(rng, n, ("seed",), "train", eval_texts, NearDuplicates(sorted(eval_texts))):
         label = C.dumps(req.calls)
         rows.append({"id": store.row_id(req.text, label), "generation": layout.SEED, "source": "seed",
                      "parent_id": None, "skills": list(req.skills), "teacher": "seed", "request": req.text,
