@@ -39,7 +39,9 @@ def test_lock_records_every_stage_of_every_generation(small_project):
     assert "data/gen-000/plan.parquet" in gen1_deps
     for g in ("gen-000", "gen-001"):
         metrics = json.loads((small_project / layout.path(g, layout.METRICS)).read_text())
-        assert 0 <= metrics["accuracy"] <= 1 and metrics["rows"] == 120 and metrics["per_skill"]
+        user = sum(1 for line in (small_project / "domains/toolcall/user.jsonl").read_text().splitlines() if line)
+        assert 0 <= metrics["accuracy"] <= 1 and metrics["rows"] == 120 + user and metrics["per_skill"]
+        assert set(metrics["per_split"]) == {"seen", "new_values", "new_phrasing", "user"}
         judge = json.loads((small_project / layout.path(g, layout.JUDGE_METRICS)).read_text())
         assert judge["precision"] > 0.8 and judge["teacher_errors"] > 0
 
