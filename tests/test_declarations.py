@@ -154,3 +154,14 @@ def test_committed_lock_matches_the_code():
             if dvc_md5(path) != dep["md5"]:
                 stale.append(f"{stage}: {dep['path']}")
     assert not stale, f"dvc.lock records other md5s than the code has (run `dvc repro` and commit): {stale}"
+
+
+def test_committed_lock_records_every_declared_code_dependency():
+    """A dep added to dvc.yaml but not yet in dvc.lock would make `dvc status` report the
+    stage as changed on a fresh clone."""
+    missing = []
+    for stage, entry in LOCK.items():
+        declared = code_deps(stage_entry(stage.split("@")[0]))
+        recorded = {d["path"] for d in entry.get("deps", [])}
+        missing += [f"{stage}: {d}" for d in declared if d not in recorded]
+    assert not missing, f"dvc.lock lacks declared deps (run `dvc repro` or `dvc commit`): {missing}"
