@@ -47,6 +47,7 @@ def build(dest: Path, n: int) -> dict:
     from flywheel.config import load
     from flywheel.toolcall import calls as C
     from flywheel.toolcall import phrasings as P
+    from flywheel.decontam import NearDuplicates
     from flywheel.toolcall import sets
     from flywheel.toolcall.catalog import SKILLS
 
@@ -62,10 +63,11 @@ def build(dest: Path, n: int) -> dict:
     evals = sets.eval_set(rng, cfg.prepare.eval_rows, cfg.prepare.eval_mix)
     seed = sets.seed_set(rng, cfg.prepare.seed_rows, set(evals["request"]))
     reqs, seen, i = [], set(), 0
+    near = NearDuplicates(list(evals["request"]))
     while len(reqs) < BASE_ROWS:  # distinct base requests: the only repeats are the planted ones
         req = P.make_request(rng, P.spec_for_skill(rng, SKILLS[i % len(SKILLS)]))
         i += 1
-        if store.request_key(req.text) not in seen:
+        if store.request_key(req.text) not in seen and near.match(req.text) is None:
             seen.add(store.request_key(req.text))
             reqs.append(req)
     base = pd.DataFrame({"request": [r.text for r in reqs], "label": [C.dumps(r.calls) for r in reqs],
