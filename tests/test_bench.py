@@ -59,3 +59,24 @@ def test_bench_runs_on_a_tiny_size(tmp_path):
     for row in ("1. `flywheel run`", "2. orchestration overhead", "3. client", "4. compose", "5. no-op",
                 "6. sample efficiency", "7. training throughput"):
         assert row in table
+
+
+def test_ablation_runs_its_arms_on_a_tiny_size(tmp_path):
+    """Two arms of the lever ablation on toy sizes: the old teacher read from git, the old
+    and the copy tokenizer, every split scored. The numbers mean nothing at this size."""
+    out = tmp_path / "ablation.json"
+    run([sys.executable, "-m", "bench.ablation", "--rows", "200", "--steps", "3", "--seeds", "0",
+         "--arms", "old,both", "--out", str(out)], ROOT)
+    results = json.loads(out.read_text())["results"]
+    assert [r["arm"] for r in results] == ["old", "both"]
+    old, both = results
+    assert old["rows"] == both["rows"] == 200 and old["steps"] == 3
+    assert old["vocabulary"] != both["vocabulary"]  # different teachers' words, with and without copy markers
+    for r in results:
+        assert {"user", "seen", "new_values", "new_phrasing"} <= set(r) and all(0 <= r[s] <= 1 for s in ("user", "seen"))
+
+
+def test_ablation_refuses_an_unknown_arm(tmp_path):
+    proc = run([sys.executable, "-m", "bench.ablation", "--arms", "both,bigger", "--out", str(tmp_path / "a.json")],
+               ROOT, check=False)
+    assert proc.returncode != 0 and "unknown arm 'bigger'" in proc.stderr
