@@ -238,3 +238,43 @@ def test_near_duplicates_of_evaluation_requests_are_refused_and_distinct_ones_ke
     train.loc[1, "request"] = "Hi! what's the weather in OSLO tomorrow, thanks"
     with pytest.raises(store.DataError, match=r"1 training request\(s\) are near-duplicates .* first id synthetic1"):
         check_decontaminated(train, evals, "data/gen-000/train.parquet")
+
+
+def test_an_error_driven_child_is_its_parents_meaning_in_new_words_and_values():
+    """expand plans children of failures; generate's teacher writes them. Each child keeps
+    the parent's functions and every skill it showed, and shares almost no wording and
+    few values with it."""
+    from flywheel.gate import Gate
+    from flywheel.toolcall import phrasings as P
+    from flywheel.toolcall import teach
+    from flywheel.toolcall.catalog import SKILLS
+
+    rng = random.Random(3)
+    reqs = [P.make_request(rng, P.spec_for_skill(rng, SKILLS[i % len(SKILLS)])) for i in range(120)]
+    pool = pd.DataFrame([{"id": f"p{i}", "skills": list(r.skills), "label": C.dumps(r.calls), "request": r.text}
+                         for i, r in enumerate(reqs)])
+    probe = pd.DataFrame({"id": pool["id"], "skills": pool["skills"], "correct": False,
+                          "loss": [rng.random() for _ in reqs]})
+    cfg = ExpandConfig(budget=360, variations_per_failure=3, strategy={"error_driven": 1.0})
+    children = plan(probe, pool, cfg, random.Random(0), "gen-000", dom=TOOLCALL)
+    gen, _ = teach.embedded(random.Random(1), children, "gen-001", gate=Gate(set(), set(pool["request"])),
+                            error_rate=0.0, skill_error_rates={})
+    assert len(gen) >= 0.95 * len(children)
+    parents = pool.set_index("id")
+
+    def trigrams(text):
+        words = store.request_key(text).split()
+        return {tuple(words[i: i + 3]) for i in range(len(words) - 2)}
+
+    shared, same_values = [], 0
+    for child in gen.itertuples():
+        parent = parents.loc[child.parent_id]
+        assert TOOLCALL.functions(child.label) == TOOLCALL.functions(parent.label)
+        assert set(parent.skills) <= set(child.skills), (parent.request, child.request)
+        grams = trigrams(child.request)
+        shared.append(len(grams & trigrams(parent.request)) / max(1, len(grams)))
+        values = [{str(v) for c in C.loads(label) for v in c["arguments"].values()} for label in (child.label, parent.label)]
+        same_values += bool(values[1]) and values[0] == values[1]
+    assert sum(shared) / len(shared) < 0.1 and sum(s >= 0.5 for s in shared) <= 0.02 * len(shared)
+    assert same_values <= 0.05 * len(gen)
+    assert gen.groupby("parent_id")["request"].nunique().min() == 3  # each child of a failure worded differently

@@ -32,13 +32,16 @@ def _spec(functions: list[str], skills: list[str]) -> P.Spec:
 
 
 def draw(rng: random.Random, plan: pd.DataFrame, gate: Gate) -> list[tuple[object, P.Request]]:
-    """One fresh request per plan row that passes the gate."""
+    """One fresh request per plan row that shows every skill the row asks for (a carrier
+    without a slot for, say, a boolean cannot) and passes the gate. A row with a parent is
+    thus the parent's meaning (its functions and skills) in a new composition: carrier,
+    notations, values, filler and surface are drawn afresh."""
     out = []
     for plan_row in plan.itertuples(index=False):
         spec = _spec(list(plan_row.functions), list(plan_row.skills))
         for _ in range(TRIES):
             req = P.make_request(rng, spec)
-            if gate.admit(req.text):
+            if spec.phenomena <= set(req.skills) and gate.admit(req.text):
                 break
         else:
             continue  # the plan asked for more than the phrasing space holds; skip, don't repeat
