@@ -26,7 +26,7 @@ import psutil
 from bench import ROOT
 from bench import report as R
 
-MEASUREMENTS = ("e2e", "overhead", "client", "scale", "dvc", "efficiency", "train")
+MEASUREMENTS = ("e2e", "overhead", "client", "scale", "dvc", "efficiency", "train", "train_hf")
 
 TINY_FLYWHEEL = {  # one small generation
     "generations": {"gen-000": {"prev": "seed"}},
@@ -42,10 +42,11 @@ DVC_SIZE = {"prepare": {"plan_rows": 200}, "expand": {"budget": 200}, "train": {
 SIZES = {
     "full": {"flywheel": {}, "client": {"rounds": 400, "concurrency": (4, 8, 32)},
              "scale": (100_000, 1_000_000, 2_000_000), "dvc": {"overrides": DVC_SIZE, "generations": 10},
-             "train": {"steps": 60, "rounds": 3}},
+             "train": {"steps": 60, "rounds": 3}, "train_hf": {"steps": 40, "rounds": 2}},
     "tiny": {"flywheel": TINY_FLYWHEEL, "client": {"rounds": 10, "concurrency": (4,)},
              "scale": (500, 1_000), "dvc": {"overrides": TINY_FLYWHEEL, "generations": 1},
-             "train": {"steps": 2, "rounds": 1}},
+             "train": {"steps": 2, "rounds": 1},
+             "train_hf": {"steps": 2, "rounds": 1, "rows": 40, "width": 32, "layers": 1}},
 }
 
 
@@ -133,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
         if "train" in only:
             m["train"] = train_speed.measure(**size["train"])
             log(f"train: ratio {m['train']['ratio']}")
+        if "train_hf" in only:
+            m["train_hf"] = train_speed.measure_hf(**size["train_hf"])
+            log(f"train_hf: ratio full {m['train_hf']['full']['ratio']}, lora {m['train_hf']['lora']['ratio']}")
     results["machine"] = machine()
     results["size"] = args.size
     if set(only) == set(MEASUREMENTS):

@@ -67,6 +67,12 @@ def summary_rows(m: dict) -> list[tuple[str, str, str, bool | None]]:
         rows.append(("7. training throughput", f"{t['flywheel_tokens_per_s']:,} tokens/s vs "
                      f"{t['bare_torch_tokens_per_s']:,} in a bare torch loop = {t['ratio']:.2f}", ">= 0.9",
                      t["ratio"] >= 0.9))
+    if "train_hf" in m:
+        t = m["train_hf"]
+        for mode in ("full", "lora"):
+            rows.append((f"8. own-student training throughput ({mode}, Trainer)",
+                         f"{t[mode]['trainer_tokens_per_s']:,} tokens/s vs {t[mode]['bare_torch_tokens_per_s']:,} "
+                         f"in a bare torch loop = {t[mode]['ratio']:.2f}", ">= 0.9", t[mode]["ratio"] >= 0.9))
     return rows
 
 

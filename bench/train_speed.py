@@ -1,4 +1,4 @@
-"""Benchmark 7: training throughput of the default student.
+"""Benchmark 7: training throughput of the default student, and of a student of your own.
 
 The same model (params.yaml's `prepare.model`, fresh from the same seed) trains on the
 same batches twice: once through `flywheel.student.train` (what the `train` stage runs:
@@ -6,6 +6,11 @@ batching and padding per step, LR schedule, gradient clipping, loss bookkeeping)
 in a bare torch loop over pre-padded batches (forward, backward, AdamW step; nothing
 else). Rounds alternate between the two so that drift in the machine hits both alike.
 Tokens are the non-padding tokens of the batches processed.
+
+`measure_hf` does the same for a Hugging Face student (flywheel/hf_student.py): a Llama
+built on the spot (bench/hf_models.py), trained through `HFStudent.fit` (transformers'
+Trainer, what `train` runs for `student.model`) and through a bare torch loop over the
+same rows, batch size and optimizer, fully tuned and with LoRA.
 """
 
 from __future__ import annotations
@@ -84,3 +89,81 @@ def measure(*, steps: int = 60, rounds: int = 3, rows: int = 2000) -> dict:
             "seconds": {k: [round(t, 2) for t in v] for k, v in times.items()},
             "parameters": sum(p.numel() for p in student.build_model(vocab, seed=0, eos_token_id=codec.eos, pad_token_id=codec.pad, **arch).parameters()),
             "target": "ratio >= 0.9"}
+
+
+def measure_hf(*, steps: int = 40, rounds: int = 2, rows: int = 800, width: int = 256, layers: int = 4) -> dict:
+    import tempfile
+    from pathlib import Path
+
+    import torch
+
+    from bench.hf_models import tiny_llama
+    from flywheel import domain, hf_student, student
+    from flywheel.config import DomainConfig, StudentConfig, TrainConfig
+    from flywheel.toolcall import calls as C
+    from flywheel.toolcall import phrasings as P
+    from flywheel.toolcall.catalog import SKILLS
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    tc = params["train"]
+    student.set_threads(tc["threads"])
+    rng = random.Random(0)
+    reqs = [P.make_request(rng, P.spec_for_skill(rng, SKILLS[i % len(SKILLS)])) for i in range(rows)]
+    requests, labels = [r.text for r in reqs], [C.dumps(r.calls) for r in reqs]
+    dom = domain.get(DomainConfig())
+    work = Path(tempfile.mkdtemp(prefix="bench-hf-"))
+    tiny_llama(work / "base", requests + labels, width=width, layers=layers)
+    batch = 16
+    train = TrainConfig(steps=steps, batch_size=batch, lr=1e-3, warmup_steps=2, log_every=steps)
+    out = {"steps": steps, "batch_size": batch, "rounds": rounds, "width": width, "layers": layers,
+           "target": "ratio >= 0.9"}
+    for mode, lora in (("full", {"r": 0}), ("lora", {"r": 16, "alpha": 32, "target_modules": ["q_proj", "v_proj"]})):
+        cfg = StudentConfig(model=str(work / "base"), lora=lora, max_length=512)
+        seed_dir = work / f"seed-{mode}"
+        seed_dir.mkdir()
+        hf_student.HFStudent.untrained(cfg, dom, seed_dir)
+
+        def fresh():
+            return hf_student.HFStudent.load(seed_dir, dom, trainable=True, lora_cfg=cfg)
+
+        probe = fresh()
+        pairs = [probe.pair(r, label) for r, label in zip(requests, labels)]
+        order = random.Random(1)
+        batches = [hf_student.collate([{"input_ids": p + t, "labels": [hf_student.IGNORE] * len(p) + t}
+                                       for p, t in order.sample(pairs, batch)], probe.tok.pad_token_id)
+                   for _ in range(steps)]
+        tokens = sum(int(b["attention_mask"].sum()) for b in batches)
+        mean_len = sum(len(p) + len(t) for p, t in pairs) / len(pairs)
+
+        def trainer_loop() -> float:
+            st = fresh()
+            start = time.perf_counter()
+            st.fit(requests, labels, train=train, student=cfg, seed=1)
+            return time.perf_counter() - start
+
+        def bare_loop() -> float:
+            model = fresh().model
+            model.train()
+            opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+            start = time.perf_counter()
+            for b in batches:
+                loss = model(**b).loss
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            loss.item()
+            return time.perf_counter() - start
+
+        trainer_loop(), bare_loop()  # warm-up
+        times = {"trainer": [], "bare": []}
+        for _ in range(rounds):
+            times["trainer"].append(trainer_loop())
+            times["bare"].append(bare_loop())
+        trainer_tokens = mean_len * batch * steps  # Trainer samples its own batches: the same rows on average
+        out[mode] = {"trainer_tokens_per_s": round(trainer_tokens / min(times["trainer"])),
+                     "bare_torch_tokens_per_s": round(tokens / min(times["bare"])),
+                     "ratio": round((trainer_tokens / min(times["trainer"])) / (tokens / min(times["bare"])), 3),
+                     "parameters": probe.parameters,
+                     "trained": sum(p.numel() for p in probe.model.parameters() if p.requires_grad),
+                     "seconds": {k: [round(t, 2) for t in v] for k, v in times.items()}}
+    return out

@@ -13,7 +13,7 @@ import yaml
 
 from bench import ROOT
 
-CODE = ("flywheel", "tasks", "flows", "domains")
+CODE = ("flywheel", "tasks", "flows", "domains", "models")
 
 
 def env() -> dict[str, str]:

@@ -22,6 +22,7 @@ from mlflow.exceptions import MlflowException
 from flows.health import loop_health
 from flows.results import Results, lock_md5s
 from flows.student_model import requirements
+from flywheel.hf_student import MANIFEST
 from flywheel import layout, store
 from flywheel.config import Config
 
@@ -195,6 +196,21 @@ def version_tags(r: Results, *, model_md5: str, run_id: str, parent_version: str
             **{f"dataset.{k}.path": v for k, v in dataset_paths(r.generation).items()}}
 
 
+def student_manifest(root: Path, generation: str) -> dict | None:
+    """A Hugging Face student's manifest (base model, revision, adapter or not), or None
+    for the built-in student."""
+    path = root / layout.path(generation, layout.MODEL) / MANIFEST
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def base_md5(root: Path, generation: str) -> str:
+    """The md5 dvc.lock records for models/ (the base model folder) as train's dependency."""
+    import yaml
+
+    lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"].get(f"train@{generation}", {})
+    return next((d["md5"] for d in lock.get("deps", []) if d["path"] == "models"), "")
+
+
 def log_generation(cfg: Config, root: Path, r: Results, parent_run_id: str | None, tmp: Path) -> dict:
     """Log one generation to MLflow and apply the gate; returns the version, whether it was
     promoted and why, and the loop-health alarms."""
@@ -231,15 +247,23 @@ def log_generation(cfg: Config, root: Path, r: Results, parent_run_id: str | Non
             mlflow.log_artifact(str(path), "plots")
         for name in (layout.METRICS, layout.JUDGE_METRICS, layout.FAILURE_PROFILE):
             mlflow.log_artifact(str(root / layout.path(generation, name)), "metrics")
+        own = student_manifest(root, generation)
+        artifacts = {"model": str(root / layout.path(generation, layout.MODEL))}
+        if own and own["adapter"] and (root / own["base"]).is_dir():
+            artifacts["base"] = str(root / own["base"])  # the adapter's base travels with it
         info = mlflow.pyfunc.log_model(
             name="student", python_model=str(Path(__file__).with_name("student_model.py")),
-            artifacts={"model": str(root / layout.path(generation, layout.MODEL))},
-            model_config={"domain": cfg.domain.model_dump()},
-            pip_requirements=requirements(), registered_model_name=lc.registered_model, input_example=None)
+            artifacts=artifacts, model_config={"domain": cfg.domain.model_dump()},
+            pip_requirements=requirements(adapter=bool(own and own["adapter"])),
+            registered_model_name=lc.registered_model, input_example=None)
     version = str(info.registered_model_version)
     parent = find_version(client, lc.registered_model, r.prev) if r.prev != layout.SEED else None
     tags = version_tags(r, model_md5=model_md5, run_id=run.info.run_id,
                         parent_version=str(parent.version) if parent else None, digests=digests)
+    if own:
+        tags.update({"student.base": own["base"], "student.revision": own["revision"] or "local",
+                     "student.adapter": str(own["adapter"]).lower(),
+                     "student.base_md5": base_md5(root, generation)})
     current = champion(client, lc.registered_model)
     old = json.loads(current.tags["metrics"]) if current is not None and "metrics" in current.tags else None
     promoted, reason = gate(r.metrics, old, lc.gate_margin)

@@ -8,6 +8,9 @@ Before Prefect, DVC or MLflow start, and before any file is written:
 - the domain is known, fits its metric and has what it needs from the other sections
   (flywheel/domain.py), and its input files and the gold file read cleanly (`llm`:
   readable, UTF-8, non-empty inputs and labels, no NaN, no oversized row, at least one row);
+- a student of your own (`student.model`) can be one: the folder exists with a config,
+  safetensors weights and a tokenizer with a chat template, the LoRA target modules are
+  modules of it, peft can wrap it, the device is there (flywheel/hf_student.check_base);
 - every OpenAI-compatible server in the config accepts a TCP connection (not in offline
   mode, where no call is made).
 Each failure is one line naming the file or key; the caller exits with status 2.
@@ -60,6 +63,13 @@ def check(root: Path, *, offline: bool = False) -> Config:
     if cfg.judge.committee:
         templates.load(folder / cfg.judge.template).check(JUDGE_VARIABLES)
     dom.check_files()
+    if cfg.student.model:
+        from flywheel.hf_student import StudentError, check_base
+
+        try:
+            check_base(cfg.student, dom, root)
+        except StudentError as e:
+            raise ConfigError(f"params.yaml: {e}") from None
     if cfg.judge.calibration.gold:
         llm_domain.read_examples(folder / cfg.judge.calibration.gold, dom.label_format(), split="gold")
     if not offline:

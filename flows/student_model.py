@@ -1,6 +1,8 @@
 """The student as an MLflow pyfunc model: requests in, the domain's answers out
 (`toolcall`: calls as canonical JSON, "" when the answer is not a call list; `llm`: the
-answer text).
+answer text). The student is either kind: the built-in one, or a Hugging Face model of
+your own (its checkpoint with tokenizer and chat template; under LoRA, the adapter and
+the base model as two artifacts).
 
 Logged as code ("models from code"), not as a pickled object: loading the model runs
 this file and reads the self-contained checkpoint (config, safetensors weights,
@@ -21,21 +23,22 @@ class StudentModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         from flywheel import domain
         from flywheel.config import DomainConfig
-        from flywheel.student import Student
+        from flywheel.student import load
 
-        self._student = Student.load(context.artifacts["model"])
         self._domain = domain.get(DomainConfig.model_validate(context.model_config["domain"]))
+        # A LoRA student is its adapter plus the base model, logged beside it as `base`.
+        self._student = load(context.artifacts["model"], self._domain, base=context.artifacts.get("base"))
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> list[str]:
         outputs = self._student.answer(list(model_input["request"]), batch_size=256)
         return [self._domain.deployed_answer(o) for o in outputs]
 
 
-def requirements() -> list[str]:
+def requirements(adapter: bool = False) -> list[str]:
     from importlib.metadata import version
 
     return [f"{pkg}=={version(pkg)}" for pkg in ("torch", "transformers", "tokenizers", "pandas", "safetensors",
-                                                  "pydantic", "httpx", "jinja2")]
+                                                  "pydantic", "httpx", "jinja2") + (("peft",) if adapter else ())]
 
 
 mlflow.models.set_model(StudentModel())

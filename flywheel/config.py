@@ -138,6 +138,26 @@ class TrainConfig(_Section):
     log_every: int = Field(20, ge=1, description="steps between loss points in the plot")
 
 
+class LoraConfig(_Section):
+    r: int = Field(0, ge=0, description="LoRA rank; 0: full fine-tuning")
+    alpha: float = Field(16.0, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[str] = Field(default_factory=list,
+                                      description="module names to adapt (q_proj, v_proj, ...); empty: peft's default")
+
+
+class StudentConfig(_Section):
+    """The student: the built-in GPT-2 (`model: ""`, sized by prepare.model) or a Hugging
+    Face causal LM of your own (flywheel/hf_student.py, docs/student.md)."""
+    model: str = Field("", description="'': built-in; a folder under models/ (save_pretrained); or a hub id")
+    revision: str = Field("", description="with a hub id: the commit to load")
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    grad_accum: int = Field(1, ge=1, description="gradient accumulation steps")
+    max_length: int = Field(512, ge=8, description="longest prompt + answer in tokens")
+
+
 class EvaluateConfig(_Section):
     batch_size: int = Field(256, ge=1)
     max_new_tokens: int = Field(64, ge=1)
@@ -198,6 +218,7 @@ class Config(_Section):
     judge: JudgeConfig
     compose: ComposeConfig
     train: TrainConfig
+    student: StudentConfig = Field(default_factory=StudentConfig)
     evaluate: EvaluateConfig
     probe: ProbeConfig
     expand: ExpandConfig

@@ -147,6 +147,21 @@ class Domain(ABC):
     def judge_report(self, verdicts: pd.DataFrame, truth: pd.DataFrame) -> dict:
         """judge.json: verdict counts, and the judge's precision and recall where the truth is known."""
 
+    # A Hugging Face student (flywheel/hf_student.py) reads and writes chat turns. These
+    # defaults suit a text-to-text domain; `toolcall` shows its catalog as tools.
+    def chat_tools(self) -> list | None:
+        """Tools for the chat template (OpenAI-style JSON schemas), or None."""
+        return None
+
+    def chat_target(self, label: str) -> str:
+        """The assistant turn a chat student learns for `label`."""
+        return self.target(label)
+
+    def from_chat(self, text: str) -> str:
+        """A chat student's assistant text as an output `score` reads; strict: an
+        unreadable answer becomes one that scores wrong, never a repaired guess."""
+        return text.strip()
+
     def tag_skills(self, skills: list[str], suggested: tuple[str, ...]) -> list[str]:
         """A row's skills after the committee suggested some (default: unchanged)."""
         return skills

@@ -4,9 +4,10 @@ Text layout: `<request tokens> [SEP] <answer tokens> [EOS]`; the loss covers onl
 answer tokens. The tokenizer (word-level for `toolcall`, digits split one by one so unseen
 numbers and dates can still be copied; byte-level BPE for `llm`) is trained once, in
 `prepare`, and travels inside every checkpoint: a `Student` folder holds config, weights
-and tokenizer (`save_pretrained` layout), and `Student.load(folder)` is the one call
-that brings it back. `Student.answer` is the one answering path of `evaluate`, `probe`,
-the judge's comparison and the registered MLflow model.
+and tokenizer (`save_pretrained` layout), and `load(folder, dom)` is the one call that
+brings back a checkpoint of either kind: this built-in student or a Hugging Face model of
+your own (flywheel/hf_student.py, params.yaml `student:`). `answer` is the one answering
+path of `evaluate`, `probe`, the judge's comparison and the registered MLflow model.
 
 Everything here is deterministic for a given seed and thread count: the same inputs
 give bit-identical checkpoints, which is what lets `dvc repro` reproduce a generation.
@@ -19,7 +20,7 @@ import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -266,6 +267,7 @@ class Student:
     """A checkpoint that describes itself: the network and the tokenizer it reads with."""
     model: GPT2LMHeadModel
     codec: Codec
+    dom: Any = None  # the domain whose labels label_losses reads (set by `load`)
 
     @classmethod
     def build(cls, tokenizer: Tokenizer, *, seed: int, n_layer: int, n_embd: int, n_head: int,
@@ -304,15 +306,32 @@ class Student:
     def losses(self, requests: list[str], targets: list[str], *, batch_size: int) -> np.ndarray:
         return row_losses(self.model, self.pairs(requests, targets), pad=self.codec.pad, batch_size=batch_size)
 
+    def label_losses(self, requests: list[str], labels: list[str], *, batch_size: int) -> np.ndarray:
+        """Mean answer-token loss per row, for labels in the domain's format."""
+        return self.losses(requests, [self.dom.target(label) for label in labels], batch_size=batch_size)
 
 
-def student_answers(stage: str, model_dir: Path, requests: list[str], *, batch_size: int,
+def load(folder: Path, dom, *, base: str | None = None) -> "Student":
+    """The checkpoint at `folder`, whichever kind: a Hugging Face student (its folder has
+    hf_student.MANIFEST; `base` overrides where its base model is) or the built-in one.
+    Both answer and rank rows the same way."""
+    from flywheel import hf_student
+
+    if hf_student.is_hf(Path(folder)):
+        return hf_student.HFStudent.load(Path(folder), dom, base=base)
+    student = Student.load(folder)
+    student.dom = dom
+    return student
+
+
+
+def student_answers(stage: str, model_dir: Path, requests: list[str], *, dom, batch_size: int,
                     max_new_tokens: int = 64) -> tuple[Student, list[str]]:
     """The one answering path of `judge`, `evaluate` and `probe`: load the checkpoint and
     answer every request greedily, with progress. Returns the student and its answers."""
     from flywheel.stage import Progress
 
-    student = Student.load(model_dir)
+    student = load(model_dir, dom)
     bar = Progress(stage, "student answers", len(requests))
     outputs = student.answer(requests, batch_size=batch_size, max_new_tokens=max_new_tokens, on_batch=bar.advance)
     bar.close()

@@ -46,7 +46,7 @@ def main(cfg: ConfigView, generation: str) -> None:
     dom = domain.get(cfg.domain)
     evals = store.read_table(layout.EVAL, store.EVALSET)
     _, outputs = student_answers("evaluate", layout.path(generation, layout.MODEL), list(evals["request"]),
-                                       batch_size=ec.batch_size, max_new_tokens=ec.max_new_tokens)
+                                 dom=dom, batch_size=ec.batch_size, max_new_tokens=ec.max_new_tokens)
     preds = pd.DataFrame({"id": evals["id"].to_numpy(), "output": outputs,
                           "correct": dom.score(list(evals["label"]), outputs)})
     with stage.llm_session("evaluate", generation, cfg.judge.budget) as session:

@@ -93,8 +93,8 @@ def main(cfg: ConfigView, generation: str) -> None:
     rows = store.read_table(layout.path(generation, layout.GENERATED), store.GENERATED)
     outputs = None
     if jc.use_student:
-        _, outputs = student_answers("judge", layout.path(prev, layout.MODEL), list(rows["request"]),
-                                           batch_size=jc.batch_size)
+        _, outputs = student_answers("judge", layout.path(prev, layout.MODEL), list(rows["request"]), dom=dom,
+                                     batch_size=jc.batch_size)
     verdicts = dom.first_verdicts(rows, outputs, use_repair=jc.repair)
     report: dict = {}
     with stage.llm_session("judge", generation, jc.budget) as session:

@@ -64,13 +64,12 @@ def main(cfg: ConfigView, generation: str) -> None:
     dev = store.read_table(layout.path(generation, layout.DEV), store.TRAINSET)
     rows = pd.concat([train.assign(split="train"), dev.assign(split="dev")], ignore_index=True)
     requests, labels = list(rows["request"]), list(rows["label"])
-    student, outputs = student_answers("probe", layout.path(generation, layout.MODEL), requests,
-                                             batch_size=pc.batch_size)
+    student, outputs = student_answers("probe", layout.path(generation, layout.MODEL), requests, dom=dom,
+                                       batch_size=pc.batch_size)
     probe = pd.DataFrame({"id": rows["id"].to_numpy(), "output": outputs, "correct": dom.score(labels, outputs)})
     probe["skills"], probe["split"] = rows["skills"], rows["split"]
     # A diverged student has NaN losses: count those rows as infinitely hard, not as missing.
-    probe["loss"] = np.nan_to_num(student.losses(requests, [dom.target(label) for label in labels],
-                                                 batch_size=pc.batch_size), nan=np.inf)
+    probe["loss"] = np.nan_to_num(student.label_losses(requests, labels, batch_size=pc.batch_size), nan=np.inf)
     probe["perplexity"] = np.exp(np.minimum(probe["loss"], 700.0))
     probe["category"] = categorize(probe["correct"], probe["perplexity"], pc.borderline_quantile)
     probe["missing"] = [dom.missing(o, label) if not ok else []

@@ -10,8 +10,9 @@ checkpoint is bit-identical on a rerun with the same thread count.
 from __future__ import annotations
 
 import pandas as pd
+import transformers
 
-from flywheel import domain, layout, stage, store
+from flywheel import domain, hf_student, layout, stage, store
 from flywheel.config import ConfigView
 from flywheel.student import Student, set_threads, train
 
@@ -24,6 +25,8 @@ def main(cfg: ConfigView, generation: str) -> None:
     rows = store.read_table(layout.path(generation, layout.TRAIN), store.TRAINSET)
     if rows.empty:
         raise store.DataError(f"{layout.path(generation, layout.TRAIN)}: no training rows")
+    if hf_student.is_hf(layout.path(prev, layout.MODEL)):
+        return train_hf(cfg, generation, prev, dom, rows)
     student = Student.load(layout.path(prev, layout.MODEL))
     model = student.model
     pairs = student.pairs(list(rows["request"]), [dom.target(label) for label in rows["label"]])
@@ -44,6 +47,34 @@ def main(cfg: ConfigView, generation: str) -> None:
     tokens = sum(len(p) + len(t) for p, t in pairs) / len(pairs) * tc.batch_size * tc.steps
     stage.log("train", f"{tc.steps} steps on {len(rows)} rows in {seconds:.1f}s "
               f"({tokens / seconds:,.0f} tokens/s), final loss {history[-1][1]:.4f}")
+
+
+def train_hf(cfg: ConfigView, generation: str, prev: str, dom, rows: pd.DataFrame) -> None:
+    """A Hugging Face student: transformers' Trainer (with peft under LoRA), continuing
+    from the previous checkpoint (the base model itself for generation 0)."""
+    tc = cfg.train
+    seed = stage.stage_seed(cfg.seed, generation, "train")
+    transformers.set_seed(seed)  # a new LoRA adapter's initial weights are drawn here, before Trainer seeds
+    student = hf_student.HFStudent.load(layout.path(prev, layout.MODEL), dom, trainable=True, lora_cfg=cfg.student)
+    bar = stage.Progress("train", "steps", tc.steps)
+    last = [0]
+
+    def logged(step: int, loss: float) -> None:
+        bar.advance(step - last[0], f"loss {loss:.3f}")
+        last[0] = step
+
+    try:
+        history = student.fit(list(rows["request"]), list(rows["label"]), train=tc, student=cfg.student,
+                              seed=seed, on_log=logged)
+    except hf_student.StudentError as e:
+        raise store.DataError(f"{layout.path(generation, layout.TRAIN)}: {e}") from None
+    seconds = bar.close()
+    with store.atomic_dir(layout.path(generation, layout.MODEL)) as tmp:
+        student.save(tmp)
+    store.write_csv(pd.DataFrame(history, columns=["step", "loss"]), layout.path(generation, layout.TRAIN_LOSS))
+    trained = sum(p.numel() for p in student.model.parameters() if p.requires_grad)
+    stage.log("train", f"{tc.steps} steps on {len(rows)} rows in {seconds:.1f}s, {trained:,} of "
+              f"{student.parameters:,} parameters trained, final loss {history[-1][1] if history else float('nan'):.4f}")
 
 
 if __name__ == "__main__":

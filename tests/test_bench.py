@@ -24,7 +24,7 @@ def test_bench_runs_on_a_tiny_size(tmp_path):
          "--work", str(tmp_path)], ROOT)
     results = json.loads((out / "results.json").read_text())
     m = results["measurements"]
-    assert set(m) == {"e2e", "overhead", "client", "scale", "dvc", "efficiency", "train"}
+    assert set(m) == {"e2e", "overhead", "client", "scale", "dvc", "efficiency", "train", "train_hf"}
     assert results["machine"]["cores"] >= 1
 
     assert m["e2e"]["exit_code"] == 0 and set(m["e2e"]["accuracy"]) == {"gen-000"}
@@ -54,10 +54,13 @@ def test_bench_runs_on_a_tiny_size(tmp_path):
 
     assert m["efficiency"]["arms"]["error_driven+accumulate"]["seeds"] == 3  # read from docs/expansion.json
     assert m["train"]["flywheel_tokens_per_s"] > 0 and m["train"]["bare_torch_tokens_per_s"] > 0
+    for mode in ("full", "lora"):
+        assert m["train_hf"][mode]["trainer_tokens_per_s"] > 0 and m["train_hf"][mode]["bare_torch_tokens_per_s"] > 0
+    assert m["train_hf"]["lora"]["trained"] < m["train_hf"]["full"]["trained"]
 
     table = (out / "benchmarks.md").read_text()
     for row in ("1. `flywheel run`", "2. orchestration overhead", "3. client", "4. compose", "5. no-op",
-                "6. sample efficiency", "7. training throughput"):
+                "6. sample efficiency", "7. training throughput", "8. own-student training throughput"):
         assert row in table
 
 

@@ -31,13 +31,14 @@ def test_only_the_judge_reads_the_truth():
 # Keys a stage reads from another stage's section: the teacher shows the judge's rubric,
 # and judge-scored evaluation asks the judge committee.
 BORROWED = {"generate": {"judge.rubric"},
-            "evaluate": {"judge.committee", "judge.consensus", "judge.template", "judge.rubric", "judge.budget"}}
+            "evaluate": {"judge.committee", "judge.consensus", "judge.template", "judge.rubric", "judge.budget"},
+            "train": {"student"}}  # which student to build or load; judge, evaluate and probe read the checkpoint
 
 
 def test_stages_list_only_their_own_params_section():
     for name in ORDER:
         assert set(DVC[name]["do"]["params"]) <= {"seed", "domain", name} | BORROWED.get(name, set()), name
-    assert set(DVC["prepare"]["params"]) == {"seed", "domain", "prepare"}
+    assert set(DVC["prepare"]["params"]) == {"seed", "domain", "prepare", "student"}
 
 
 def _files(entries):

@@ -88,8 +88,11 @@ def stage_entry(name: str) -> dict:
     return DVC[name].get("do", DVC[name])
 
 
+INPUTS = ("data/", "${", "models")  # data, the domain's folder, a base model of your own: inputs, not code
+
+
 def code_deps(entry: dict) -> list[str]:
-    return [d for d in entry.get("deps", []) if not d.startswith(("data/", "${"))]
+    return [d for d in entry.get("deps", []) if not d.startswith(INPUTS)]
 
 
 def uncovered(files: set[Path], deps: list[str]) -> list[str]:

@@ -110,3 +110,26 @@ def describe() -> list[dict]:
     """The catalog as plain data, for prompt templates."""
     return [{"name": f.name, "args": [{"name": a.name, "type": a.type, "required": a.required, "enum": list(a.enum)}
                                       for a in f.args]} for f in FUNCTIONS.values()]
+
+
+_JSON_TYPES = {STR: "string", NUMBER: "number", INT: "integer", ENUM: "string", DATE: "string", TIME: "string",
+               BOOL: "boolean"}
+_FORMATS = {DATE: "MM-DD, or today, tomorrow, +Nd, next_<weekday>", TIME: "HH:MM, 24-hour"}
+
+
+def tools() -> list[dict]:
+    """The catalog as OpenAI-style tools (JSON schema), for a chat template's `tools`."""
+    out = []
+    for f in FUNCTIONS.values():
+        props = {}
+        for a in f.args:
+            prop = {"type": _JSON_TYPES[a.type]}
+            if a.enum:
+                prop["enum"] = list(a.enum)
+            if a.type in _FORMATS:
+                prop["description"] = _FORMATS[a.type]
+            props[a.name] = prop
+        out.append({"type": "function", "function": {
+            "name": f.name, "parameters": {"type": "object", "properties": props,
+                                           "required": [a.name for a in f.args if a.required]}}})
+    return out

@@ -13,7 +13,7 @@ import pandas as pd
 from flywheel.domain import Domain, Prepared, Teacher, register
 from flywheel.toolcall import calls as C
 from flywheel.toolcall import judge, phrasings, sets, teach
-from flywheel.toolcall.catalog import SKILLS, describe
+from flywheel.toolcall.catalog import SKILLS, describe, tools
 from flywheel.toolcall.verifier import check
 from flywheel.verdicts import LABEL_OK, MODEL_WRONG, TEACHER_ERROR, WRONG
 
@@ -58,6 +58,26 @@ class Toolcall(Domain):
 
     def target(self, label: str) -> str:
         return C.render(C.loads(label))
+
+    def chat_tools(self) -> list:
+        return tools()
+
+    def chat_target(self, label: str) -> str:
+        """The calls as JSON, non-ASCII characters as they are ("Zürich", not "Z\\u00fcrich"),
+        as tool-calling models write them."""
+        import json
+
+        return json.dumps(C.loads(label), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+    def from_chat(self, text: str) -> str:
+        """The JSON list of calls a chat student writes, rendered as the built-in student's
+        answers are; anything but exactly one JSON value of calls is unreadable ("")."""
+        import json
+
+        try:
+            return C.render(C.loads(C.canonical(json.loads(text))))
+        except (ValueError, TypeError):
+            return ""
 
     def skills(self, seen: pd.Series | None = None) -> list[str]:
         extra = sorted({s for row in seen for s in row} - set(SKILLS)) if seen is not None else []

@@ -1,0 +1,359 @@
+"""A student of your own: any Hugging Face causal LM (params.yaml `student:`), fully tuned
+or with LoRA through peft, trained with transformers' `Trainer`.
+
+The checkpoint folder describes itself. Beside the weights (full: config and safetensors;
+LoRA: peft's adapter_config.json and adapter_model.safetensors) and the tokenizer with its
+chat template, `flywheel_student.json` (MANIFEST) says which base model it grew from (path
+or hub id and revision), whether it is an adapter, and the chat format of its domain (the
+tools it is shown, how its answer is read). `prepare` writes the untrained student as
+that manifest and the base's tokenizer only; generation 0 then starts from the base
+weights, and every later generation from the previous checkpoint (adapter or full).
+
+Prompts go through the tokenizer's chat template: the domain's messages (`Domain.chat`,
+with `tools` for `toolcall`: the catalog as JSON schemas, as OpenAI-style tool calling
+does), the target is the assistant turn (`Domain.chat_target`), and the loss is on the
+answer tokens only. One decoding path (`answer`) serves evaluate, probe and the judge:
+batched, left-padded, greedy, at most `max_new_tokens`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from flywheel.config import StudentConfig, TrainConfig
+    from flywheel.domain import Domain
+
+MANIFEST = "flywheel_student.json"
+IGNORE = -100
+BASE_DIR = Path("models")  # where a local base model lives, so dvc.yaml can list it as a dependency
+
+
+class StudentError(ValueError):
+    """A student configuration or checkpoint that cannot work; the message is one line."""
+
+
+def is_hf(folder: Path) -> bool:
+    return (Path(folder) / MANIFEST).exists()
+
+
+def pick_device(want: str) -> str:
+    import torch
+
+    if want == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        mps = getattr(torch.backends, "mps", None)
+        return "mps" if mps is not None and mps.is_available() else "cpu"
+    available = {"cpu": True, "cuda": torch.cuda.is_available(),
+                 "mps": bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())}
+    if not available.get(want, False):
+        raise StudentError(f"student.device: {want!r} is not available on this machine "
+                           f"(available: {', '.join(d for d, ok in available.items() if ok)})")
+    return want
+
+
+def pick_dtype(want: str, device: str):
+    """`auto`: bfloat16 where the device computes it natively (CUDA with bf16 support),
+    float32 otherwise (on CPU, float32 is both faster and deterministic here)."""
+    import torch
+
+    if want == "auto":
+        return torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[want]
+
+
+def _is_local(model: str) -> bool:
+    return Path(model).exists() or model.startswith((".", "/")) or str(Path(model)).startswith(str(BASE_DIR))
+
+
+def check_base(cfg: "StudentConfig", dom: "Domain", root: Path = Path(".")) -> None:
+    """Refuse, in one line, a base model that cannot be a student: a missing path, no
+    safetensors, no chat template, unknown LoRA target modules, a model peft cannot wrap,
+    a device that is not there. Reads configs and module names only: no weights are
+    loaded (the model is instantiated on the meta device)."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    pick_device(cfg.device)
+    where = f"student.model: {cfg.model!r}"
+    if _is_local(cfg.model):
+        path = root / cfg.model
+        if not path.is_dir():
+            raise StudentError(f"{where}: no such folder")
+        if not (path / "config.json").exists():
+            raise StudentError(f"{where}: no config.json (a folder written by save_pretrained is expected)")
+        if not list(path.glob("*.safetensors")):
+            raise StudentError(f"{where}: no .safetensors weights (pickled .bin checkpoints are not loaded)")
+        source, kwargs = str(path), {"local_files_only": True}
+    else:
+        if not cfg.revision:
+            raise StudentError(f"{where}: a hub id needs student.revision (a commit sha) so a run is reproducible")
+        source, kwargs = cfg.model, {"revision": cfg.revision}
+    try:
+        config = AutoConfig.from_pretrained(source, trust_remote_code=False, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False, **kwargs)
+    except (OSError, ValueError, KeyError) as e:
+        raise StudentError(f"{where}: cannot load config or tokenizer: {str(e).splitlines()[0]}") from None
+    if not getattr(tokenizer, "chat_template", None):
+        raise StudentError(f"{where}: the tokenizer has no chat template (tokenizer_config.json chat_template), "
+                           f"which the {dom.name} domain's prompts need")
+    if cfg.lora.r:
+        import torch
+
+        with torch.device("meta"):
+            try:
+                model = AutoModelForCausalLM.from_config(config, trust_remote_code=False)
+            except ValueError as e:
+                raise StudentError(f"{where}: not a causal LM transformers can build: {str(e).splitlines()[0]}") \
+                    from None
+        config = _lora_config(cfg, model)
+        from peft import get_peft_model
+
+        try:
+            get_peft_model(model, config)
+        except (ValueError, TypeError, RuntimeError) as e:
+            raise StudentError(f"student.lora: peft cannot wrap {cfg.model!r}: {str(e).splitlines()[0]}") from None
+
+
+def _lora_config(cfg: "StudentConfig", model):
+    """peft's LoraConfig for `model`, after checking the target modules exist."""
+    from peft import LoraConfig
+
+    names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+    targets = list(cfg.lora.target_modules) or None
+    if targets:
+        unknown = [t for t in targets if t not in names]
+        if unknown:
+            linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
+                             if type(m).__name__ in ("Linear", "Conv1D")})
+            raise StudentError(f"student.lora.target_modules: {unknown[0]!r} is not a module of {cfg.model!r} "
+                               f"(its linear modules: {', '.join(linear)})")
+    from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULTS
+
+    if targets is None and model.config.model_type not in DEFAULTS:
+        raise StudentError(f"student.lora.target_modules: peft has no default for model type "
+                           f"{model.config.model_type!r}; name the modules to adapt")
+    try:
+        return LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+                          target_modules=targets, task_type="CAUSAL_LM")
+    except (ValueError, TypeError) as e:
+        raise StudentError(f"student.lora: {str(e).splitlines()[0]}") from None
+
+
+class HFStudent:
+    """A Hugging Face causal LM with its tokenizer and chat format."""
+
+    def __init__(self, model, tokenizer, manifest: dict, dom: "Domain"):
+        self.model, self.tok, self.manifest, self.dom = model, tokenizer, manifest, dom
+        self.tok.padding_side = "left"
+        if self.tok.pad_token is None:
+            self.tok.pad_token = self.tok.eos_token
+
+    # --- making and loading -------------------------------------------------------------
+
+    @staticmethod
+    def untrained(cfg: "StudentConfig", dom: "Domain", folder: Path) -> None:
+        """`prepare`'s student: the manifest and the base's tokenizer (no weights)."""
+        from transformers import AutoTokenizer
+
+        check_base(cfg, dom)
+        source, kwargs = _source(cfg.model, cfg.revision)
+        AutoTokenizer.from_pretrained(source, **kwargs).save_pretrained(folder)
+        manifest = {"base": cfg.model, "revision": cfg.revision, "adapter": False, "weights": False,
+                    "lora": cfg.lora.model_dump() if cfg.lora.r else None, "domain": dom.name,
+                    "tools": dom.chat_tools(), "device": cfg.device, "dtype": cfg.dtype}
+        (folder / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, folder: Path, dom: "Domain", *, trainable: bool = False,
+             lora_cfg: "StudentConfig | None" = None, base: str | None = None) -> "HFStudent":
+        """The checkpoint at `folder`: base weights (the manifest's base, `base` if given,
+        or this folder's own full weights) plus, for LoRA, the adapter; `trainable` readies
+        it for training (`lora_cfg`: a new adapter on a base that has none yet)."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        folder = Path(folder)
+        manifest = json.loads((folder / MANIFEST).read_text())
+        device = pick_device(manifest["device"])
+        dtype = pick_dtype(manifest["dtype"], device)
+        tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        if manifest["weights"] and not manifest["adapter"]:
+            source, kwargs = str(folder), {"local_files_only": True}
+        elif base is not None:
+            source, kwargs = str(base), {"local_files_only": True}
+        else:
+            source, kwargs = _source(manifest["base"], manifest["revision"])
+        model = AutoModelForCausalLM.from_pretrained(source, use_safetensors=True, trust_remote_code=False,
+                                                     dtype=dtype, **kwargs)
+        if manifest["adapter"]:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, str(folder), is_trainable=trainable)
+        elif trainable and lora_cfg is not None and lora_cfg.lora.r:
+            from peft import get_peft_model
+
+            model = get_peft_model(model, _lora_config(lora_cfg, model))
+        model.to(device)
+        if not trainable:
+            model.eval()
+        return cls(model, tok, manifest, dom)
+
+    def save(self, folder: Path) -> None:
+        """Weights (adapter or full, safetensors), tokenizer and manifest into `folder`."""
+        adapter = hasattr(self.model, "peft_config")
+        self.model.save_pretrained(folder, safe_serialization=True)
+        self.tok.save_pretrained(folder)
+        manifest = dict(self.manifest, adapter=adapter, weights=True)
+        (folder / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+
+    @property
+    def parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    # --- formats ------------------------------------------------------------------------
+
+    def prompt_ids(self, request: str) -> list[int]:
+        messages = [{"role": "user", "content": request}]
+        out = self.tok.apply_chat_template(messages, tools=self.manifest["tools"], add_generation_prompt=True,
+                                           tokenize=True, return_dict=False)
+        return list(out["input_ids"] if isinstance(out, dict) else out)
+
+    def pair(self, request: str, label: str) -> tuple[list[int], list[int]]:
+        """(prompt ids, answer ids): the answer is the domain's chat target and the end of
+        the turn (the tokenizer's eos)."""
+        answer = self.tok(self.dom.chat_target(label), add_special_tokens=False)["input_ids"]
+        return self.prompt_ids(request), list(answer) + [self.tok.eos_token_id]
+
+    def read(self, text: str) -> str:
+        """The assistant's text as the domain's output (strict: unreadable scores wrong)."""
+        return self.dom.from_chat(text)
+
+    # --- answering ----------------------------------------------------------------------
+
+    def answer(self, requests: list[str], *, batch_size: int, max_new_tokens: int = 64,
+               on_batch: Callable[[int], None] | None = None) -> list[str]:
+        """The one decoding path: batched, left-padded, greedy."""
+        import torch
+
+        out: list[str] = []
+        device = next(self.model.parameters()).device
+        for start in range(0, len(requests), batch_size):
+            chunk = [self.prompt_ids(r) for r in requests[start: start + batch_size]]
+            width = max(map(len, chunk))
+            pad = self.tok.pad_token_id
+            ids = torch.tensor([[pad] * (width - len(p)) + p for p in chunk], device=device)
+            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk], device=device)
+            with torch.no_grad():
+                gen = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+                                          do_sample=False, pad_token_id=pad, eos_token_id=self.tok.eos_token_id)
+            for row in gen[:, width:].tolist():
+                out.append(self.read(self.tok.decode(row, skip_special_tokens=True)))
+            if on_batch:
+                on_batch(len(chunk))
+        return out
+
+    def label_losses(self, requests: list[str], labels: list[str], *, batch_size: int) -> np.ndarray:
+        """Mean answer-token loss per row (what `probe` ranks failures by)."""
+        import torch
+
+        pairs = [self.pair(r, label) for r, label in zip(requests, labels)]
+        out = []
+        device = next(self.model.parameters()).device
+        with torch.no_grad():
+            for start in range(0, len(pairs), batch_size):
+                batch = collate([{"input_ids": p + t, "labels": [IGNORE] * len(p) + t}
+                                 for p, t in pairs[start: start + batch_size]], self.tok.pad_token_id)
+                logits = self.model(input_ids=batch["input_ids"].to(device),
+                                    attention_mask=batch["attention_mask"].to(device)).logits.float()
+                labels = batch["labels"].to(device)
+                loss = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), labels[:, 1:],
+                                                         ignore_index=IGNORE, reduction="none")
+                count = (labels[:, 1:] != IGNORE).sum(1).clamp(min=1)
+                out += (loss.sum(1) / count).tolist()
+        return np.array(out, dtype=float)
+
+    # --- training -----------------------------------------------------------------------
+
+    def fit(self, requests: list[str], labels: list[str], *, train: "TrainConfig", student: "StudentConfig",
+            seed: int, on_log: Callable[[int, float], None] | None = None) -> list[tuple[int, float]]:
+        """transformers' Trainer on (prompt, answer) rows, loss on the answer tokens only;
+        returns the (step, loss) points it logged."""
+        from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
+
+        rows = []
+        for i, (r, label) in enumerate(zip(requests, labels)):
+            p, t = self.pair(r, label)
+            if len(p) + len(t) > student.max_length:
+                raise StudentError(f"row {i}: {len(p) + len(t)} tokens, longer than student.max_length="
+                                   f"{student.max_length}")
+            rows.append({"input_ids": p + t, "labels": [IGNORE] * len(p) + t})
+        history: list[tuple[int, float]] = []
+
+        class Record(TrainerCallback):
+            def on_log(self, args, state, control, logs=None, **kwargs):
+                if logs and "loss" in logs:
+                    history.append((state.global_step, float(logs["loss"])))
+                    if on_log:
+                        on_log(state.global_step, float(logs["loss"]))
+
+        device = str(next(self.model.parameters()).device.type)
+        bf16 = next(self.model.parameters()).dtype.__repr__().endswith("bfloat16")
+        scratch = tempfile.mkdtemp(prefix="flywheel-trainer-")  # Trainer wants a folder; nothing is kept
+        args = TrainingArguments(
+            output_dir=scratch, max_steps=train.steps,
+            per_device_train_batch_size=train.batch_size, gradient_accumulation_steps=student.grad_accum,
+            learning_rate=train.lr, warmup_steps=train.warmup_steps, weight_decay=train.weight_decay,
+            lr_scheduler_type="cosine", max_grad_norm=1.0, logging_steps=train.log_every, save_strategy="no",
+            report_to="none", seed=seed, data_seed=seed, use_cpu=device == "cpu", bf16=bf16,
+            dataloader_num_workers=0, disable_tqdm=True, remove_unused_columns=False,
+            full_determinism=device == "cpu")
+        trainer = Trainer(model=self.model, args=args, train_dataset=_Rows(rows),
+                          data_collator=lambda batch: collate(batch, self.tok.pad_token_id), callbacks=[Record()])
+        trainer.remove_callback(PrinterCallback)  # progress goes to the stage's bar and log instead
+        try:
+            trainer.train()
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        self.model.eval()
+        return history
+
+
+class _Rows:
+    """A list of tokenized rows as the map-style dataset Trainer samples from."""
+
+    def __init__(self, rows: list[dict]):
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.rows[i]
+
+
+def collate(batch: list[dict], pad: int) -> dict:
+    """Right-padded training batch (input_ids, attention_mask, labels)."""
+    import torch
+
+    width = max(len(b["input_ids"]) for b in batch)
+    ids = torch.full((len(batch), width), pad, dtype=torch.long)
+    labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for i, b in enumerate(batch):
+        n = len(b["input_ids"])
+        ids[i, :n] = torch.tensor(b["input_ids"])
+        labels[i, :n] = torch.tensor(b["labels"])
+        mask[i, :n] = 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def _source(model: str, revision: str) -> tuple[str, dict]:
+    if _is_local(model):
+        return model, {"local_files_only": True}
+    return model, {"revision": revision}

@@ -1,0 +1,314 @@
+"""A student of your own (params.yaml `student:`): a small Llama-architecture model with
+a chat template, built and saved inside the test as a user's own model would be, runs
+two generations of the flywheel through the Prefect flow (real DVC stages, MLflow on
+SQLite), once with LoRA and once fully tuned; then the `llm` domain; then every bad
+student configuration is refused in one line with nothing written."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import SMALL, make_project, merge, run
+from flows.lineage import lock_md5s
+from flywheel import layout, store
+
+STUDENT = {"model": "models/tiny", "max_length": 256}
+LORA = {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
+HF_SMALL = merge(SMALL, {"train": {"steps": 30, "batch_size": 8, "lr": 0.01, "warmup_steps": 3, "log_every": 5},
+                         "prepare": {"eval_rows": 60, "seed_rows": 40, "plan_rows": 80}, "expand": {"budget": 80},
+                         "evaluate": {"batch_size": 32, "max_new_tokens": 48}, "probe": {"batch_size": 32},
+                         "judge": {"batch_size": 32}})
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _prefect(shared_prefect):
+    yield
+
+
+def requests(n: int, seed: int = 0):
+    from flywheel.toolcall import phrasings as P
+    from flywheel.toolcall.catalog import SKILLS
+
+    rng = random.Random(seed)
+    return [P.make_request(rng, P.spec_for_skill(rng, SKILLS[i % len(SKILLS)])) for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def base_model(tmp_path_factory) -> Path:
+    """The user's own model: a tiny Llama with a byte-level BPE tokenizer and a chat
+    template, briefly tuned (full) to write JSON tool calls, saved with save_pretrained."""
+    from bench.hf_models import tiny_llama
+
+    from flywheel import domain, hf_student
+    from flywheel.config import DomainConfig, StudentConfig, TrainConfig
+    from flywheel.toolcall import calls as C
+
+    work = tmp_path_factory.mktemp("base")
+    rows = requests(600, seed=7)
+    tiny_llama(work / "random", [r.text for r in rows] + [C.dumps(r.calls) for r in rows])
+    dom = domain.get(DomainConfig())
+    cfg = StudentConfig(model=str(work / "random"), max_length=256)
+    (work / "manifest").mkdir()
+    hf_student.HFStudent.untrained(cfg, dom, work / "manifest")
+    st = hf_student.HFStudent.load(work / "manifest", dom, trainable=True)
+    st.fit([r.text for r in rows], [C.dumps(r.calls) for r in rows],
+           train=TrainConfig(steps=120, batch_size=16, lr=0.01, warmup_steps=10, log_every=20), student=cfg, seed=1)
+    st.model.save_pretrained(work / "tiny", safe_serialization=True)
+    st.tok.save_pretrained(work / "tiny")
+    return work / "tiny"
+
+
+def hf_project(tmp: Path, base: Path, overrides: dict) -> Path:
+    project = make_project(tmp, merge(HF_SMALL, overrides))
+    shutil.copytree(base, project / "models" / "tiny")
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", "init"], project)
+    return project
+
+
+def tensors(folder: Path) -> dict:
+    from safetensors.torch import load_file
+
+    out = {}
+    for f in sorted(folder.glob("*.safetensors")):
+        out.update(load_file(str(f)))
+    return out
+
+
+def folder_md5(folder: Path) -> str:
+    import hashlib
+
+    digest = hashlib.md5()
+    for f in sorted(folder.rglob("*")):
+        if f.is_file():
+            digest.update(f.relative_to(folder).as_posix().encode() + f.read_bytes())
+    return digest.hexdigest()
+
+
+@pytest.fixture(scope="module", params=["lora", "full"])
+def own_run(request, base_model, tmp_path_factory):
+    from flows.flywheel import flywheel
+
+    student = merge(STUDENT, {"lora": LORA if request.param == "lora" else {"r": 0}})
+    project = hf_project(tmp_path_factory.mktemp(f"hf-{request.param}"), base_model, {"student": student})
+    base_before = folder_md5(project / "models" / "tiny")
+    results = flywheel(project=str(project))
+    return request.param, project, results, base_before
+
+
+def test_two_generations_train_what_they_should(own_run):
+    import pandas as pd
+
+    mode, project, results, base_before = own_run
+    assert [r["generation"] for r in results] == ["gen-000", "gen-001"]
+    assert folder_md5(project / "models" / "tiny") == base_before  # the base model is read, never written
+    base = tensors(project / "models" / "tiny")
+    previous = base
+    for gen in ("gen-000", "gen-001"):
+        folder = project / layout.path(gen, layout.MODEL)
+        manifest = json.loads((folder / "flywheel_student.json").read_text())
+        weights = tensors(folder)
+        if mode == "lora":
+            assert manifest["adapter"] and (folder / "adapter_model.safetensors").exists()
+            assert not (folder / "model.safetensors").exists()  # only the adapter is saved
+            assert weights and all("lora_" in k for k in weights)
+            assert any(bool(weights[k].abs().sum() > 0) for k in weights if "lora_B" in k)  # B starts at zero
+            if previous is not base:
+                assert any(not (weights[k] == previous[k]).all() for k in weights)  # gen-001 moved the adapter
+        else:
+            assert not manifest["adapter"] and (folder / "model.safetensors").exists()
+            changed = [k for k in weights if k in previous and not (weights[k] == previous[k]).all()]
+            assert len(changed) >= 0.9 * len(weights)  # full tuning moves (nearly) every tensor
+        previous = weights
+        assert len(pd.read_csv(project / layout.path(gen, layout.TRAIN_LOSS))) >= 2  # the plotted curve
+        assert (folder / "chat_template.jinja").exists() or "chat_template" in \
+            json.loads((folder / "tokenizer_config.json").read_text())
+
+
+def training_loss_fell(project: Path) -> None:
+    """The answer-token loss on each generation's training rows, under the checkpoint it
+    started from and under the one it wrote (minibatch losses are too noisy to compare)."""
+    import os
+
+    from flywheel import domain
+    from flywheel.config import load
+    from flywheel.hf_student import HFStudent
+
+    cfg = load(project / "params.yaml")
+    dom = domain.get(cfg.domain, project)
+    cwd = os.getcwd()
+    os.chdir(project)  # the manifest names the base by its path in the project
+    try:
+        for gen in ("gen-000", "gen-001"):
+            rows = store.read_table(layout.path(gen, layout.TRAIN), store.TRAINSET).head(64)
+            losses = [HFStudent.load(layout.path(g, layout.MODEL), dom).label_losses(
+                list(rows["request"]), list(rows["label"]), batch_size=32).mean()
+                for g in (cfg.generation(gen).prev, gen)]
+            assert losses[1] < losses[0], (gen, losses)
+    finally:
+        os.chdir(cwd)
+
+
+def test_each_generation_lowered_the_loss_on_its_training_rows(own_run):
+    training_loss_fell(own_run[1])
+
+
+def test_evaluation_parses_the_chat_answers(own_run):
+    """evaluate's outputs are the checkpoint's raw answers through the strict parser: a
+    readable answer becomes the call list the scorer reads, anything else "" (wrong)."""
+    import os
+
+    from flywheel import domain
+    from flywheel.config import load
+    from flywheel.hf_student import HFStudent
+    from flywheel.toolcall import calls as C
+
+    mode, project, _, _ = own_run
+    cfg = load(project / "params.yaml")
+    dom = domain.get(cfg.domain)
+    preds = store.read_table(project / layout.path("gen-001", layout.PREDICTIONS), store.PREDICTIONS)
+    evals = store.read_table(project / layout.EVAL, store.EVALSET)
+    assert len(preds) == len(evals)
+    cwd = os.getcwd()
+    os.chdir(project)
+    try:
+        student = HFStudent.load(layout.path("gen-001", layout.MODEL), dom)
+        student.read = lambda text: text  # the raw assistant text
+        raw = student.answer(list(evals["request"].head(16)), batch_size=16, max_new_tokens=cfg.evaluate.max_new_tokens)
+    finally:
+        os.chdir(cwd)
+    assert list(preds["output"].head(16)) == [dom.from_chat(r) for r in raw]
+    readable = [o for o in preds["output"] if o]
+    assert all(C.parse(o.split()) is not None for o in readable)
+    assert not preds.loc[preds["output"] == "", "correct"].any()
+    assert list(preds["correct"]) == dom.score(list(evals["label"]), list(preds["output"]))
+    if mode == "full":  # the fully tuned tiny model writes mostly well-formed calls
+        assert len(readable) >= 0.5 * len(preds), preds["output"].head(10).tolist()
+
+
+def test_the_registered_model_loads_and_answers_as_evaluate_did(own_run):
+    import mlflow
+    import pandas as pd
+
+    from flows.lineage import setup_mlflow
+    from flywheel import domain
+    from flywheel.config import load
+
+    mode, project, results, _ = own_run
+    cfg = load(project / "params.yaml")
+    setup_mlflow(cfg, project)
+    version = results[-1]["version"]
+    tags = mlflow.MlflowClient().get_model_version(cfg.lineage.registered_model, version).tags
+    assert tags["student.base"] == "models/tiny" and tags["student.adapter"] == str(mode == "lora").lower()
+    assert tags["trained_from"] == results[0]["version"]  # the lineage walk, as for the built-in student
+    assert tags["student.base_md5"] == next(d["md5"] for d in yaml.safe_load((project / "dvc.lock").read_text())
+                                            ["stages"]["train@gen-001"]["deps"] if d["path"] == "models")
+    model = mlflow.pyfunc.load_model(f"models:/{cfg.lineage.registered_model}/{version}")
+    evals = store.read_table(project / layout.EVAL, store.EVALSET).head(6)
+    preds = store.read_table(project / layout.path("gen-001", layout.PREDICTIONS), store.PREDICTIONS).head(6)
+    dom = domain.get(cfg.domain)
+    out = model.predict(pd.DataFrame({"request": list(evals["request"])}))
+    assert list(out) == [dom.deployed_answer(o) for o in preds["output"]]
+
+
+def test_a_rerun_gives_identical_checkpoints(own_run):
+    _, project, _, _ = own_run
+    before = lock_md5s(project)
+    for gen in ("gen-000", "gen-001"):
+        run([sys.executable, "-m", "dvc", "repro", "-f", "-s", f"train@{gen}"], project)
+    after = lock_md5s(project)
+    for gen in ("gen-000", "gen-001"):
+        key = str(layout.path(gen, layout.MODEL))
+        assert after[key] == before[key]
+
+
+def test_the_llm_domain_trains_an_own_student_with_lora(base_model, tmp_path_factory):
+    """domains/arithmetic: the user's input through the chat template, the label as the
+    assistant turn, two generations with LoRA, the adapter moving, answers as text."""
+    from llm_server import FakeLLM, arithmetic_brain
+    from test_llm_flow import llm_params
+
+    with FakeLLM(arithmetic_brain(wrong_every=5)) as server:
+        params = merge(llm_params(server.url), {"student": merge(STUDENT, {"lora": LORA}),
+                                                "train": {"steps": 20, "batch_size": 8, "lr": 0.01}})
+        params["judge"]["calibration"] = {"gold": "", "min_precision": 0.0, "min_recall": 0.0}
+        params["domain"]["metric"] = "exact"
+        import os
+
+        os.environ.setdefault("FLYWHEEL_TEST_LLM_KEY", "sk-test")
+        project = hf_project(tmp_path_factory.mktemp("hf-llm"), base_model, params)
+        run([sys.executable, "-m", "dvc", "repro"], project)
+    for gen in ("gen-000", "gen-001"):
+        folder = project / layout.path(gen, layout.MODEL)
+        assert json.loads((folder / "flywheel_student.json").read_text())["tools"] is None  # no tools for text
+        assert (folder / "adapter_model.safetensors").exists()
+    training_loss_fell(project)
+    preds = store.read_table(project / layout.path("gen-001", layout.PREDICTIONS), store.PREDICTIONS)
+    assert len(preds) > 0 and preds["output"].map(lambda o: isinstance(o, str)).all()
+    a, b = tensors(project / layout.path("gen-000", layout.MODEL)), tensors(project / layout.path("gen-001",
+                                                                                                 layout.MODEL))
+    assert any(not (a[k] == b[k]).all() for k in a)
+
+
+# --- refusals: one line, exit status 2, nothing written ------------------------------
+
+def _bad_cases(base: Path, tmp: Path) -> dict:
+    from bench.hf_models import tiny_llama
+
+    no_template = tiny_llama(tmp / "no-template", ["hello world"], chat_template=None)
+    pickled = tmp / "pickled"
+    shutil.copytree(base, pickled)
+    for f in pickled.glob("*.safetensors"):
+        f.unlink()
+    return {
+        "missing path": ({"model": "models/nowhere"}, "no such folder"),
+        "no safetensors": ({"model": "models/pickled"}, "no .safetensors weights"),
+        "unknown LoRA target": ({"lora": {"r": 4, "target_modules": ["q_proj", "wq"]}},
+                                "'wq' is not a module of"),
+        "no chat template": ({"model": "models/no-template"}, "has no chat template"),
+        "device not there": ({"device": "cuda"}, "'cuda' is not available"),
+        "hub id without revision": ({"model": "someone/some-model"}, "needs student.revision"),
+    }, {"pickled": pickled, "no-template": no_template}
+
+
+def test_bad_student_configurations_are_refused_in_one_line(base_model, tmp_path):
+    import torch
+
+    project = make_project(tmp_path / "p", HF_SMALL, git=False)
+    shutil.copytree(base_model, project / "models" / "tiny")
+    cases, extra = _bad_cases(base_model, tmp_path)
+    for name, folder in extra.items():
+        shutil.copytree(folder, project / "models" / name)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    for name, (student, message) in cases.items():
+        if name == "device not there" and torch.cuda.is_available():
+            continue
+        cfg = merge(params, {"student": merge(STUDENT, student)})
+        (project / "params.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+        before = sorted(p.relative_to(project).as_posix() for p in (project / "data").rglob("*"))
+        for cmd in ([sys.executable, "-m", "flows.cli", "check", "--offline"],
+                    [sys.executable, "-m", "tasks.prepare"]):
+            proc = run(cmd, project, check=False)
+            lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+            assert proc.returncode == 2, (name, cmd, proc.stderr)
+            assert len(lines) == 1 and message in lines[0], (name, proc.stderr)
+        after = sorted(p.relative_to(project).as_posix() for p in (project / "data").rglob("*"))
+        assert after == before, name
+
+
+def test_peft_refuses_a_module_it_cannot_wrap(base_model):
+    """A target module that exists but is no layer LoRA can adapt (a norm) is refused
+    by peft itself, on a copy of the model on the meta device (no weights loaded)."""
+    from flywheel import domain, hf_student
+    from flywheel.config import DomainConfig, StudentConfig
+
+    cfg = StudentConfig(model=str(base_model), lora={"r": 4, "target_modules": ["input_layernorm"]})
+    with pytest.raises(hf_student.StudentError, match="peft cannot wrap"):
+        hf_student.check_base(cfg, domain.get(DomainConfig()))
