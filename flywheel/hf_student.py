@@ -208,6 +208,8 @@ class HFStudent:
         """Weights (adapter or full, safetensors), tokenizer and manifest into `folder`."""
         adapter = hasattr(self.model, "peft_config")
         self.model.save_pretrained(folder, safe_serialization=True)
+        if adapter:
+            _sort_adapter_config(Path(folder) / "adapter_config.json")
         self.tok.save_pretrained(folder)
         manifest = dict(self.manifest, adapter=adapter, weights=True)
         (folder / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
@@ -322,6 +324,16 @@ class HFStudent:
             shutil.rmtree(scratch, ignore_errors=True)
         self.model.eval()
         return history
+
+
+def _sort_adapter_config(path: Path) -> None:
+    """peft keeps target_modules (and its kin) as a set and writes it in the set's order,
+    which changes with each process's string hash seed: sorted, the file is the same on a rerun."""
+    config = json.loads(path.read_text())
+    for key in ("target_modules", "exclude_modules", "modules_to_save"):
+        if isinstance(config.get(key), list):
+            config[key] = sorted(config[key])
+    path.write_text(json.dumps(config, indent=2, sort_keys=True))
 
 
 class _Rows:

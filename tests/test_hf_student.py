@@ -229,6 +229,40 @@ def test_a_rerun_gives_identical_checkpoints(own_run):
         assert after[key] == before[key]
 
 
+SAVE_ADAPTER = """
+import sys
+from pathlib import Path
+from flywheel import domain, hf_student
+from flywheel.config import DomainConfig, StudentConfig
+base, manifest, out = map(Path, sys.argv[1:])
+cfg = StudentConfig(model=str(base), max_length=256, lora={"r": 4, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]})
+dom = domain.get(DomainConfig())
+hf_student.HFStudent.untrained(cfg, dom, manifest)
+hf_student.HFStudent.load(manifest, dom, trainable=True, lora_cfg=cfg).save(out)
+"""
+
+
+def test_an_adapter_is_saved_byte_for_byte_whatever_the_hash_seed(tmp_path):
+    """peft holds target_modules as a set; each process orders a set of strings by its own
+    hash seed, so the saved adapter_config.json must not depend on it."""
+    import os
+    import subprocess
+
+    from bench.hf_models import tiny_llama
+
+    texts = [r.text for r in requests(50)]
+    tiny_llama(tmp_path / "base", texts)
+    configs = set()
+    for seed in ("1", "2", "3", "4"):
+        out = tmp_path / f"out{seed}"
+        subprocess.run([sys.executable, "-c", SAVE_ADAPTER, str(tmp_path / "base"), str(tmp_path / f"m{seed}"), str(out)],
+                       env=dict(os.environ, PYTHONHASHSEED=seed), check=True, capture_output=True,
+                       cwd=Path(__file__).parents[1])
+        configs.add((out / "adapter_config.json").read_bytes())
+        assert json.loads((out / "adapter_config.json").read_text())["r"] == 4
+    assert len(configs) == 1
+
+
 def test_the_llm_domain_trains_an_own_student_with_lora(base_model, tmp_path_factory):
     """domains/arithmetic: the user's input through the chat template, the label as the
     assistant turn, two generations with LoRA, the adapter moving, answers as text."""
