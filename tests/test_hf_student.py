@@ -218,6 +218,52 @@ def test_the_registered_model_loads_and_answers_as_evaluate_did(own_run):
     assert list(out) == [dom.deployed_answer(o) for o in preds["output"]]
 
 
+def test_mlflow_models_serve_answers_as_evaluate_did(own_run):
+    """`mlflow models serve` on the registered version (LoRA: the adapter with its base
+    as a second artifact) answers over HTTP what the stage `evaluate` predicted."""
+    import os
+    import subprocess
+    import time
+    import urllib.request
+
+    from conftest import free_port
+    from flows.lineage import tracking_uri
+    from flywheel import domain
+    from flywheel.config import load
+
+    _, project, results, _ = own_run
+    cfg = load(project / "params.yaml")
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "models", "serve", "-m",
+         f"models:/{cfg.lineage.registered_model}/{results[-1]['version']}", "--env-manager", "local",
+         "-h", "127.0.0.1", "-p", str(port)],
+        cwd=project, env=dict(os.environ, MLFLOW_TRACKING_URI=tracking_uri(cfg, project),  # uvicorn from the venv
+                                 PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert server.poll() is None, f"mlflow models serve exited: {server.stderr.read()[-2000:]}"
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "mlflow models serve did not answer /ping in 180 s"
+                time.sleep(1)
+        evals = store.read_table(project / layout.EVAL, store.EVALSET).head(4)
+        preds = store.read_table(project / layout.path("gen-001", layout.PREDICTIONS), store.PREDICTIONS).head(4)
+        body = json.dumps({"dataframe_records": [{"request": r} for r in evals["request"]]}).encode()
+        reply = urllib.request.urlopen(urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations", data=body, headers={"Content-Type": "application/json"}),
+            timeout=120)
+        dom = domain.get(cfg.domain)
+        assert json.loads(reply.read())["predictions"] == [dom.deployed_answer(o) for o in preds["output"]]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 def test_a_rerun_gives_identical_checkpoints(own_run):
     _, project, _, _ = own_run
     before = lock_md5s(project)
