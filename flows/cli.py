@@ -7,6 +7,7 @@
     flywheel lineage [VERSION|champion]  model -> generation -> datasets -> parent model ...
     flywheel lineage --backfill        record generations a run without MLflow left out
     flywheel schedule --cron "0 2 * * *"  a nightly deployment, served until stopped
+    flywheel deploy --pool P --repo URL  a nightly deployment on a work pool, run by workers
     flywheel ui                        MLflow and Prefect UIs on localhost
 
 Prefect keeps its state in <project>/.prefect and MLflow in <project>/mlflow.db, so the
@@ -245,7 +246,8 @@ def start_prefect_server(port: int) -> subprocess.Popen:
     return proc
 
 
-def cmd_schedule(args) -> int:
+def _scheduled_workspace(args) -> Path:
+    """The workspace of `schedule` and `deploy`, with a valid params.yaml and --cron."""
     root = _workspace(args.project)
     _config(root)
     from prefect.client.schemas.schedules import CronSchedule
@@ -254,26 +256,47 @@ def cmd_schedule(args) -> int:
         CronSchedule(cron=args.cron)
     except ValueError:
         raise UsageError(f"--cron {args.cron!r} is not a valid cron expression") from None
+    return root
+
+
+def cmd_schedule(args) -> int:
+    root = _scheduled_workspace(args)
     _prepare_env(root)
     server = None
     if not os.environ.get("PREFECT_API_URL"):
         server = start_prefect_server(args.port)
         os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{args.port}/api"
         print(f"Prefect server: http://127.0.0.1:{args.port}")
-    from prefect.client.schemas.objects import ConcurrencyLimitConfig
-
+    from flows.deploy import one_at_a_time
     from flows.flywheel import flywheel
 
     _interrupt_on_sigterm()
-    # One run of the deployment at a time: a run that comes due while the previous one is
-    # still going is cancelled by the Prefect server (not failed, not queued behind it).
-    one_at_a_time = ConcurrencyLimitConfig(limit=1, collision_strategy="CANCEL_NEW")
     try:
         flywheel.serve(name="nightly", cron=args.cron, parameters={"project": str(root), "generations": 1},
-                       global_limit=one_at_a_time)
+                       global_limit=one_at_a_time())
     finally:
         if server is not None:
             os.killpg(server.pid, signal.SIGTERM)
+    return 0
+
+
+def cmd_deploy(args) -> int:
+    """A deployment on a work pool, pulled from git: any worker polling the pool runs it in
+    a fresh clone (`dvc pull`, the stages, `dvc push`, commit and tag pushed to origin)."""
+    _scheduled_workspace(args)
+    if args.generations < 1:
+        raise UsageError(f"--generations {args.generations}: a night makes at least one generation")
+    if not os.environ.get("PREFECT_API_URL"):
+        raise UsageError("PREFECT_API_URL is not set: a deployment lives on the Prefect server the workers poll")
+    from flows.deploy import deploy
+
+    try:
+        deployment_id = deploy(repo=args.repo, branch=args.branch, pool=args.pool, pool_type=args.pool_type,
+                               cron=args.cron, generations=args.generations, name=args.name, image=args.image)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"deployment flywheel/{args.name} ({deployment_id}) on work pool {args.pool!r}, cron {args.cron!r}: "
+          f"start a worker with `prefect worker start --pool {args.pool}`")
     return 0
 
 
@@ -329,6 +352,18 @@ def parser() -> argparse.ArgumentParser:
     sch.add_argument("--cron", required=True)
     sch.add_argument("--port", type=int, default=4200)
     sch.set_defaults(fn=cmd_schedule)
+    dep = sub.add_parser("deploy", help="a cron deployment on a work pool, run by workers from the git repository")
+    dep.add_argument("--pool", required=True, help="the work pool (created if missing)")
+    dep.add_argument("--pool-type", default="process", help="the type of a pool created here (process, docker, "
+                     "kubernetes, ...)")
+    dep.add_argument("--repo", required=True, help="the git URL workers clone (and push generations to)")
+    dep.add_argument("--branch", default="main")
+    dep.add_argument("--cron", default="0 2 * * *")
+    dep.add_argument("--generations", type=int, default=1, help="new generations per run")
+    dep.add_argument("--name", default="nightly")
+    dep.add_argument("--image", default=None, help="for docker or kubernetes pools: an image with the project's "
+                     "requirements installed")
+    dep.set_defaults(fn=cmd_deploy)
     ui = sub.add_parser("ui", help="start the MLflow and Prefect UIs on localhost")
     ui.add_argument("--mlflow-port", type=int, default=5000)
     ui.add_argument("--prefect-port", type=int, default=4200)

@@ -72,9 +72,15 @@ def add_generations(path: Path, n: int) -> list[str]:
 
 
 @task(retries=2, retry_delay_seconds=[2, 10], retry_jitter_factor=0.5)
-def publish(root: Path, cfg: Config, generation: str) -> str:
+def publish(root: Path, cfg: Config, generation: str, to_origin: bool = False) -> str:
     """Commit and tag the generation in git and push its data: the I/O that can flake."""
-    return workspace.publish(root, cfg.publish, generation)
+    return workspace.publish(root, cfg.publish, generation, to_origin=to_origin)
+
+
+@task(retries=2, retry_delay_seconds=[2, 10], retry_jitter_factor=0.5)
+def pull(root: Path) -> str:
+    """`dvc pull`: a deployment's fresh clone fetches the data its dvc.lock names."""
+    return workspace.pull(root, log=get_run_logger().info)
 
 
 def summary_markdown(r: results.Results, record: dict) -> str:
@@ -142,9 +148,13 @@ def _parent_run(stack: contextlib.ExitStack, cfg: Config, root: Path, run_name: 
 
 
 @flow(name="flywheel", log_prints=True)
-def flywheel(project: str = ".", generations: int = 0) -> list[dict]:
+def flywheel(project: str = ".", generations: int = 0, shared: bool = False) -> list[dict]:
     """Add `generations` new generations to params.yaml, then bring every generation up to
     date stage by stage, recording each one (MLflow, gate, git, DVC remote).
+
+    `shared` is for a deployment's worker, which runs in a fresh clone of the project's
+    git repository (`flywheel deploy`): `dvc pull` first, and each published generation's
+    commit and tag are pushed to `origin` after its data is pushed to the DVC remote.
 
     One run per workspace at a time (flows/runlock.py). MLflow is not allowed to stop the
     data: if it is unreachable or its database is locked, every stage still runs and is
@@ -158,6 +168,8 @@ def flywheel(project: str = ".", generations: int = 0) -> list[dict]:
     with run_lock(root, f"flow run {run_name}") as note, contextlib.ExitStack() as stack:
         if note:
             logger.warning(note)
+        if shared:
+            pull(root)
         if generations:
             logger.info(f"added generations {add_generations(root / PARAMS, generations)}")
         cfg = load(root / PARAMS)
@@ -176,7 +188,7 @@ def flywheel(project: str = ".", generations: int = 0) -> list[dict]:
                           "table": report.row(results.read(root, cfg, generation), {"version": None})}
             result |= {"stages_run": sum(ran), "generation": generation}
             if any(ran) or result.get("logged") or generation in missing:
-                result["published"] = publish(root, cfg, generation)
+                result["published"] = publish(root, cfg, generation, shared)
             done.append(result)
         if missing:
             raise LineageMissing(f"the data of {', '.join(missing)} is complete and published, but its lineage "

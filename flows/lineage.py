@@ -40,7 +40,8 @@ def tracking_uri(cfg: Config, root: Path) -> str:
 
 
 def setup_mlflow(cfg: Config, root: Path) -> str:
-    """Point MLflow at the project's store; artifacts go to <project>/mlruns whatever the cwd.
+    """Point MLflow at the project's store; artifacts go to <project>/mlruns whatever the cwd
+    (with `lineage.tracking_uri`: wherever that server keeps them).
 
     Returns a warning ("" if none) when the project's own store keeps the experiment's
     artifacts outside the workspace: MLflow fixes an experiment's artifact location when it
@@ -48,7 +49,10 @@ def setup_mlflow(cfg: Config, root: Path) -> str:
     into the original's mlruns/."""
     mlflow.set_tracking_uri(tracking_uri(cfg, root))
     if mlflow.get_experiment_by_name(cfg.lineage.experiment) is None:
-        mlflow.create_experiment(cfg.lineage.experiment, artifact_location=(root / "mlruns").resolve().as_uri())
+        # A tracking server picks the artifact store (its --artifacts-destination, which other
+        # machines reach); a folder of this workspace would vanish with a worker's clone.
+        own = None if cfg.lineage.tracking_uri else (root / "mlruns").resolve().as_uri()
+        mlflow.create_experiment(cfg.lineage.experiment, artifact_location=own)
     location = mlflow.set_experiment(cfg.lineage.experiment).artifact_location
     url = urlparse(location)
     if cfg.lineage.tracking_uri or url.scheme != "file" or Path(unquote(url.path)).is_relative_to(root.resolve()):

@@ -69,8 +69,31 @@ def push(root: Path) -> str:
     return "pushed"
 
 
-def publish(root: Path, pc: PublishConfig, generation: str) -> str:
+def pull(root: Path, log=None) -> str:
+    """`dvc pull` of every output `dvc.lock` names, from the default remote: a fresh clone
+    (a deployment's worker) starts from the data the last generation pushed."""
+    code, out = dvc(root, "pull", log=log)
+    if code != 0:
+        raise RuntimeError(f"dvc pull failed: {(out.splitlines() or [''])[-1]}")
+    return "pulled"
+
+
+def git_push(root: Path, generation: str) -> str:
+    """Push the generation's commit (the checked-out branch) and its tag to `origin`."""
+    branch = git(root, "rev-parse", "--abbrev-ref", "HEAD").stdout.strip()
+    refs = [f"HEAD:refs/heads/{branch}"] if branch and branch != "HEAD" else []
+    proc = git(root, "push", "-q", "origin", *refs, f"+refs/tags/{generation}:refs/tags/{generation}")
+    if proc.returncode != 0:
+        raise RuntimeError(f"git push to origin failed: {' '.join(proc.stderr.split())[:300]}")
+    return "pushed to origin"
+
+
+def publish(root: Path, pc: PublishConfig, generation: str, *, to_origin: bool = False) -> str:
+    """Commit and tag, `dvc push`, then (a deployment's clone) push commit and tag to origin:
+    data first, so the origin never names a generation whose data the remote lacks."""
     done = commit_and_tag(root, pc, generation)
     if pc.dvc_push:
         done.append(push(root))
+    if to_origin:
+        done.append(git_push(root, generation))
     return ", ".join(done) or "nothing to publish"
