@@ -10,8 +10,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 from conftest import free_port
@@ -22,17 +20,10 @@ S3_ENV = {"AWS_ACCESS_KEY_ID": "flywheel-test", "AWS_SECRET_ACCESS_KEY": "flywhe
 
 
 def wait_http(url: str, proc: subprocess.Popen, seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        if proc.poll() is not None:
-            raise AssertionError(f"{what} exited with {proc.returncode}")
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{what} did not answer {url} in {seconds:.0f} s") from None
-            time.sleep(0.5)
+    """The CLI's own wait (flows/cli.py): until `url` answers, or stop `proc` and fail."""
+    from flows.cli import await_healthy
+
+    await_healthy({what: (proc, url)}, seconds)
 
 
 def stop(proc: subprocess.Popen | None) -> None:
