@@ -223,11 +223,11 @@ def _wait_http(url: str, seconds: float) -> bool:
     return False
 
 
-def spawn_prefect_server(port: int) -> subprocess.Popen:
+def spawn_prefect_server(port: int, env: dict[str, str] | None = None, log=subprocess.DEVNULL) -> subprocess.Popen:
     """A local Prefect server on SQLite (PREFECT_HOME), listening on localhost only."""
     return subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                             "--port", str(port)], env=dict(os.environ), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+                             "--port", str(port)], env=dict(os.environ if env is None else env), stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def await_healthy(servers: dict[str, tuple[subprocess.Popen, str]], seconds: float) -> None:

@@ -1,4 +1,5 @@
-"""Real servers on loopback for tests/test_deploy.py, each started and stopped by the test:
+"""Real servers on loopback for tests/test_deploy.py and tests/test_schedule.py, each
+started and stopped by the test: `prefect server start` with a home of its own,
 PostgreSQL 15 from Debian's packages in a temporary data directory, moto's S3 server (no
 cloud can be reached from here), the MLflow tracking server on both, and a TCP relay that
 cuts the network to one of them."""
@@ -13,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from conftest import free_port
+from flows.cli import await_healthy, spawn_prefect_server
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 S3_ENV = {"AWS_ACCESS_KEY_ID": "flywheel-test", "AWS_SECRET_ACCESS_KEY": "flywheel-test-secret",
@@ -21,8 +23,6 @@ S3_ENV = {"AWS_ACCESS_KEY_ID": "flywheel-test", "AWS_SECRET_ACCESS_KEY": "flywhe
 
 def wait_http(url: str, proc: subprocess.Popen, seconds: float, what: str) -> None:
     """The CLI's own wait (flows/cli.py): until `url` answers, or stop `proc` and fail."""
-    from flows.cli import await_healthy
-
     await_healthy({what: (proc, url)}, seconds)
 
 
@@ -34,6 +34,26 @@ def stop(proc: subprocess.Popen | None) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, 9)
             proc.wait()
+
+
+class PrefectServer:
+    """`prefect server start` (every service on: scheduler, triggers and automations, late
+    runs) with its home and SQLite database under `home`."""
+
+    def __init__(self, home: Path, env: dict[str, str]):
+        self.port = free_port()
+        self.env = dict(env, PREFECT_HOME=str(home))
+        self.env.pop("PREFECT_API_URL", None)
+        home.mkdir(parents=True, exist_ok=True)
+        self.proc = spawn_prefect_server(self.port, self.env, open(home / "server.log", "w"))
+        wait_http(f"{self.url}/health", self.proc, 120, "the Prefect server")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    def close(self) -> None:
+        stop(self.proc)
 
 
 class Postgres:

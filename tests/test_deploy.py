@@ -1,6 +1,6 @@
 """The flywheel where a team runs it (docs/deploy.md), with real servers on loopback:
 PostgreSQL 15 behind the MLflow tracking server, moto's S3 server as the bucket for DVC and
-for MLflow's artifacts, the session's Prefect server, and `prefect worker start` polling a
+for MLflow's artifacts, `prefect server start`, and `prefect worker start` polling a
 process work pool from a directory of its own. `flywheel deploy` registers the deployment
 from a bare git repository (the origin); each run happens in the worker's fresh clone."""
 
@@ -21,7 +21,7 @@ import yaml
 from conftest import env, run
 from flows.lineage import lock_md5s
 from flywheel import layout
-from servers import PG_BIN, S3_ENV, MLflowServer, Postgres, S3
+from servers import PG_BIN, S3_ENV, MLflowServer, Postgres, PrefectServer, S3
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(
     not (PG_BIN / "initdb").exists() or shutil.which("git") is None,
@@ -31,16 +31,17 @@ DATA, ARTIFACTS = "flywheel-data", "flywheel-mlflow"
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory, shared_prefect):
-    pg = Postgres()
-    s3 = S3((DATA, ARTIFACTS))
-    ml = MLflowServer(pg, s3, ARTIFACTS, tmp_path_factory.mktemp("mlflow") / "mlflow.log")
-    try:
-        yield {"pg": pg, "s3": s3, "mlflow": ml, "prefect": shared_prefect}
-    finally:
-        ml.close()
-        s3.close()
-        pg.close()
+def cluster(tmp_path_factory):
+    with contextlib.ExitStack() as up:  # whatever started is stopped, in reverse order
+        prefect = PrefectServer(tmp_path_factory.mktemp("prefect-home"), env())
+        up.callback(prefect.close)
+        pg = Postgres()
+        up.callback(pg.close)
+        s3 = S3((DATA, ARTIFACTS))
+        up.callback(s3.close)
+        ml = MLflowServer(pg, s3, ARTIFACTS, tmp_path_factory.mktemp("mlflow") / "mlflow.log")
+        up.callback(ml.close)
+        yield {"pg": pg, "s3": s3, "mlflow": ml, "prefect": prefect.url}
 
 
 def cluster_env(c, **extra) -> dict:

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from conftest import env, free_port
+from servers import PrefectServer, stop
 
 
 def wait_for(predicate, seconds: float, what: str):
@@ -35,18 +36,11 @@ def wait_for(predicate, seconds: float, what: str):
 def test_nightly_schedule_runs_the_flywheel(small_project, tmp_path):
     project = tmp_path / "scheduled"
     shutil.copytree(small_project, project, symlinks=True)
-    port = free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    e = env()
-    e.pop("PREFECT_API_URL", None)
-    e.update({"PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_RUNNER_POLL_FREQUENCY": "2"})
-    server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                               "--port", str(port)], env=e, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-                              start_new_session=True)
+    server = PrefectServer(tmp_path / "prefect-home", env())
+    api = server.url
+    e = dict(server.env, PREFECT_API_URL=api, PREFECT_RUNNER_POLL_FREQUENCY="2")
     served = None
     try:
-        wait_for(lambda: _ok(f"{api}/health"), 120, "the Prefect server")
-        e["PREFECT_API_URL"] = api
         log = open(tmp_path / "serve.log", "w")
         served = subprocess.Popen([sys.executable, "-m", "flows.cli", "--project", str(project), "schedule",
                                    "--cron", "* * * * *"], env=e, cwd=project, stdout=log, stderr=subprocess.STDOUT,
@@ -95,13 +89,8 @@ def test_nightly_schedule_runs_the_flywheel(small_project, tmp_path):
         assert list(published("params.yaml")["generations"]) == ["gen-000", "gen-001", "gen-002"]
         assert "expand@gen-002" in published("dvc.lock")["stages"]
     finally:
-        for proc in (served, server):
-            if proc is not None and proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
+        stop(served)
+        server.close()
 
 
 def _ok(url: str) -> bool:
