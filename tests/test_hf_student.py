@@ -358,8 +358,12 @@ def _bad_cases(base: Path, tmp: Path) -> dict:
     }, {"pickled": pickled, "no-template": no_template}
 
 
-def test_bad_student_configurations_are_refused_in_one_line(base_model, tmp_path):
+def test_bad_student_configurations_are_refused_in_one_line(base_model, tmp_path, capsys):
+    """By `flywheel check` (in this process: the same code as the command, without a
+    torch import per case) and by the stage `dvc repro` runs (a process of its own)."""
     import torch
+
+    from flows.cli import main as cli
 
     project = make_project(tmp_path / "p", HF_SMALL, git=False)
     shutil.copytree(base_model, project / "models" / "tiny")
@@ -373,12 +377,14 @@ def test_bad_student_configurations_are_refused_in_one_line(base_model, tmp_path
         cfg = merge(params, {"student": merge(STUDENT, student)})
         (project / "params.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
         before = sorted(p.relative_to(project).as_posix() for p in (project / "data").rglob("*"))
-        for cmd in ([sys.executable, "-m", "flows.cli", "check", "--offline"],
-                    [sys.executable, "-m", "tasks.prepare"]):
-            proc = run(cmd, project, check=False)
-            lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
-            assert proc.returncode == 2, (name, cmd, proc.stderr)
-            assert len(lines) == 1 and message in lines[0], (name, proc.stderr)
+        capsys.readouterr()
+        code = cli(["--project", str(project), "check", "--offline"])
+        checked = capsys.readouterr().err
+        proc = run([sys.executable, "-m", "tasks.prepare"], project, check=False)
+        for what, returncode, err in (("check", code, checked), ("prepare", proc.returncode, proc.stderr)):
+            lines = [line for line in err.strip().splitlines() if line.strip()]
+            assert returncode == 2, (name, what, err)
+            assert len(lines) == 1 and message in lines[0], (name, what, err)
         after = sorted(p.relative_to(project).as_posix() for p in (project / "data").rglob("*"))
         assert after == before, name
 
