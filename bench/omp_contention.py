@@ -24,12 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bench import ROOT
-from bench.workspace import env, make_project, run
-
-SMALL = {"generations": {"gen-000": {"prev": "seed"}},
-         "prepare": {"seed_rows": 60, "eval_rows": 120, "plan_rows": 200,
-                     "model": {"n_layer": 1, "n_embd": 32, "n_head": 2, "n_positions": 128}},
-         "train": {"batch_size": 32, "warmup_steps": 5, "log_every": 10}}
+from bench.__main__ import TINY_FLYWHEEL
+from bench.workspace import env, make_project, merge, run
 
 
 def _train(project: Path, policy: str | None) -> float:
@@ -46,7 +42,7 @@ def _train(project: Path, policy: str | None) -> float:
 def measure(steps: int) -> dict:
     work = Path(tempfile.mkdtemp(prefix="bench-omp-"))
     try:
-        a = make_project(work / "a", {**SMALL, "train": {**SMALL["train"], "steps": steps}}, git=False)
+        a = make_project(work / "a", merge(TINY_FLYWHEEL, {"train": {"steps": steps}}), git=False)  # the benchmark's tiny one
         run([sys.executable, "-m", "dvc", "repro", "-q", "compose@gen-000"], a)
         b = work / "b"
         shutil.copytree(a, b, symlinks=True)
