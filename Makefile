@@ -36,8 +36,11 @@ setup: $(STAMP) .dvc/config
 run: setup
 	$(BIN)/flywheel run
 
+# Two pytest-xdist workers, one per core; the files that share a workspace stay in one
+# worker (tests/conftest.py). TEST_WORKERS=0 runs the suite in this one process.
+TEST_WORKERS ?= 2
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS)
 
 # The expansion experiment (error_driven vs random, accumulate vs replace): 40-75 min.
 experiment: setup

@@ -3,11 +3,12 @@ OpenMP's idle threads spinning (its default) and sleeping (`OMP_WAIT_POLICY=PASS
 
 Each stage sets torch to `train.threads` (2) threads. Two such processes on two cores
 with spinning idle threads take their turns badly; with sleeping ones they share the
-cores. Nothing sets PASSIVE yet: a process alone measured 16.4 and 16.6 s in one try and
-16.5 and 21.2 s in another, so whether it slows a stage that runs alone is not settled.
-Running the test suite in two workers (pytest-xdist) would need it.
+cores. Measured 2026-12-01, 3 turns (bench/omp_contention.json): spinning, 14.7-15.7 s
+alone and 40-65 s each for two at once; sleeping, 19.1-21.2 s alone and 17.4-19.1 s
+each for two at once. So the test suite's two workers (tests/conftest.py) set PASSIVE
+and a flywheel run, whose stages run one at a time, does not.
 
-    python -m bench.omp_contention [--steps 400] [--out bench/omp_contention.json]
+    python -m bench.omp_contention [--steps 400] [--repeat 3] [--out bench/omp_contention.json]
 """
 
 from __future__ import annotations
@@ -39,20 +40,21 @@ def _train(project: Path, policy: str | None) -> float:
     return round(time.perf_counter() - start, 2)
 
 
-def measure(steps: int) -> dict:
+def measure(steps: int, repeat: int) -> dict:
     work = Path(tempfile.mkdtemp(prefix="bench-omp-"))
     try:
         a = make_project(work / "a", merge(TINY_FLYWHEEL, {"train": {"steps": steps}}), git=False)  # the benchmark's tiny one
         run([sys.executable, "-m", "dvc", "repro", "-q", "compose@gen-000"], a)
         b = work / "b"
         shutil.copytree(a, b, symlinks=True)
-        out = {}
-        for policy in (None, "PASSIVE"):
-            alone = _train(a, policy)
-            with ThreadPoolExecutor(2) as pool:
-                pair = list(pool.map(lambda p: _train(p, policy), (a, b)))
-            out[policy or "default (spin)"] = {"alone_s": alone, "two_at_once_s": pair}
-        return {"steps": steps, "threads_per_process": 2, "cores": os.cpu_count(), "runs": out}
+        out = {policy or "default (spin)": {"alone_s": [], "two_at_once_s": []} for policy in (None, "PASSIVE")}
+        for _ in range(repeat):  # the policies take turns, so a slow spell of the machine hits both
+            for policy in (None, "PASSIVE"):
+                r = out[policy or "default (spin)"]
+                r["alone_s"].append(_train(a, policy))
+                with ThreadPoolExecutor(2) as pool:
+                    r["two_at_once_s"].extend(pool.map(lambda p: _train(p, policy), (a, b)))
+        return {"steps": steps, "threads_per_process": 2, "cores": os.cpu_count(), "repeat": repeat, "runs": out}
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -60,11 +62,13 @@ def measure(steps: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--repeat", type=int, default=3, help="measurements of each policy, taken in turn")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "omp_contention.json")
     args = ap.parse_args(argv)
-    results = measure(args.steps)
+    results = measure(args.steps, args.repeat)
     for policy, r in results["runs"].items():
-        print(f"{policy:>16}: alone {r['alone_s']:.1f} s, two at once {' and '.join(f'{s:.1f}' for s in r['two_at_once_s'])} s")
+        print(f"{policy:>16}: alone {', '.join(f'{s:.1f}' for s in r['alone_s'])} s; "
+              f"two at once {', '.join(f'{s:.1f}' for s in r['two_at_once_s'])} s")
     tmp = args.out.with_suffix(".tmp")
     tmp.write_text(json.dumps(results, indent=1) + "\n")
     tmp.replace(args.out)

@@ -5,7 +5,10 @@ so real DVC, Prefect and MLflow run without touching the working tree."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
+import os
+import re
 import socket
 import subprocess
 import sys
@@ -19,6 +22,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.workspace import env, make_project, merge, run  # noqa: E402,F401  (the tests' helpers too)
+
+# Two torch processes at once (two pytest-xdist workers, `make test`) take 2.5 to 4 times
+# as long each while idle OpenMP threads spin; with sleeping ones each takes about as long
+# as one alone (bench/omp_contention.py). Sleeping costs a process alone about 30%, so
+# only a run with several workers asks for it; stage processes inherit it.
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 SMALL = {
     "generations": {"gen-000": {"prev": "seed"}, "gen-001": {"prev": "gen-000"}},
@@ -137,3 +147,49 @@ def shared_prefect(harness):
         os.environ.pop("PREFECT_API_URL", None)
     else:
         os.environ["PREFECT_API_URL"] = old
+
+
+# ---- Two workers (pytest-xdist, `make test` runs `-n 2`) ----
+# Each worker is its own process with its own session fixtures, so every test file that
+# uses one of the expensive shared workspaces must run in the same worker, or the
+# workspace is built twice. xdist's `--dist loadgroup` would do that, but its group marker
+# is lost under pytest 9 (it renames `item._nodeid`, which pytest 9 no longer reads), so
+# the scheduler below groups whole files instead: a file that names a shared fixture goes
+# with the other files that name it; every other file is a unit of its own.
+SHARED_FIXTURES = {"small_run": ("small_run", "small_project"), "unkilled_run": ("unkilled_run",)}
+
+# The units that take longest start first, so that the short files fill in at the end
+# (serial seconds by file in the README's table); the rest keep collection order.
+START_FIRST = ("small_run", "tests/test_hf_student.py", "unkilled_run", "tests/test_bench.py",
+               "tests/test_llm_stages.py", "tests/test_llm_flow.py")
+
+
+@functools.cache
+def worker_unit(path: str) -> str:
+    """The unit of work a test file belongs to: the shared fixture it names, or itself."""
+    file = ROOT / path
+    if not file.is_file():  # a node id not relative to the project (pytest run from elsewhere)
+        return path
+    text = file.read_text()
+    for unit, names in SHARED_FIXTURES.items():
+        if any(re.search(rf"\b{name}\b", text) for name in names):
+            return unit
+    return path
+
+
+def pytest_collection_modifyitems(config, items):
+    """Heaviest units first (stable: within a file the order stays as written)."""
+    rank = {unit: i for i, unit in enumerate(START_FIRST)}
+    items.sort(key=lambda item: rank.get(worker_unit(item.nodeid.split("::", 1)[0]), len(rank)))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class BySharedFixture(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return worker_unit(nodeid.split("::", 1)[0])
+
+    config.option.loadscopereorder = False  # keep the order pytest_collection_modifyitems made
+    return BySharedFixture(config, log)
