@@ -29,6 +29,9 @@ from bench.__main__ import TINY_FLYWHEEL
 from bench.workspace import env, make_project, merge, run
 
 
+POLICIES = {"default (spin)": None, "PASSIVE": "PASSIVE"}  # report name -> OMP_WAIT_POLICY (None: unset)
+
+
 def _train(project: Path, policy: str | None) -> float:
     e = env()
     e.pop("OMP_WAIT_POLICY", None)
@@ -47,10 +50,10 @@ def measure(steps: int, repeat: int) -> dict:
         run([sys.executable, "-m", "dvc", "repro", "-q", "compose@gen-000"], a)
         b = work / "b"
         shutil.copytree(a, b, symlinks=True)
-        out = {policy or "default (spin)": {"alone_s": [], "two_at_once_s": []} for policy in (None, "PASSIVE")}
+        out = {name: {"alone_s": [], "two_at_once_s": []} for name in POLICIES}
         for _ in range(repeat):  # the policies take turns, so a slow spell of the machine hits both
-            for policy in (None, "PASSIVE"):
-                r = out[policy or "default (spin)"]
+            for name, policy in POLICIES.items():
+                r = out[name]
                 r["alone_s"].append(_train(a, policy))
                 with ThreadPoolExecutor(2) as pool:
                     r["two_at_once_s"].extend(pool.map(lambda p: _train(p, policy), (a, b)))

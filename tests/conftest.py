@@ -164,9 +164,14 @@ START_FIRST = ("small_run", "tests/test_hf_student.py", "unkilled_run", "tests/t
                "tests/test_llm_stages.py", "tests/test_llm_flow.py")
 
 
+def worker_unit(nodeid: str) -> str:
+    """The unit of work a test (or test file) belongs to: the shared fixture its file
+    names, or the file itself."""
+    return _file_unit(nodeid.split("::", 1)[0])
+
+
 @functools.cache
-def worker_unit(path: str) -> str:
-    """The unit of work a test file belongs to: the shared fixture it names, or itself."""
+def _file_unit(path: str) -> str:
     file = ROOT / path
     if not file.is_file():  # a node id not relative to the project (pytest run from elsewhere)
         return path
@@ -180,7 +185,7 @@ def worker_unit(path: str) -> str:
 def pytest_collection_modifyitems(config, items):
     """Heaviest units first (stable: within a file the order stays as written)."""
     rank = {unit: i for i, unit in enumerate(START_FIRST)}
-    items.sort(key=lambda item: rank.get(worker_unit(item.nodeid.split("::", 1)[0]), len(rank)))
+    items.sort(key=lambda item: rank.get(worker_unit(item.nodeid), len(rank)))
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -189,7 +194,7 @@ def pytest_xdist_make_scheduler(config, log):
 
     class BySharedFixture(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return worker_unit(nodeid.split("::", 1)[0])
+            return worker_unit(nodeid)
 
     config.option.loadscopereorder = False  # keep the order pytest_collection_modifyitems made
     return BySharedFixture(config, log)

@@ -18,10 +18,10 @@ def test_every_test_of_a_shared_workspace_is_in_its_unit(request):
         pytest.skip("no collected test uses a shared workspace (run with the whole suite)")
     for unit, needing in users.items():
         astray = sorted({item.nodeid.split("::", 1)[0] for item in needing
-                         if worker_unit(item.nodeid.split("::", 1)[0]) != unit})
+                         if worker_unit(item.nodeid) != unit})
         assert not astray, f"{astray} use {unit} but the scheduler would not keep them with it"
 
 
-def test_a_file_that_names_no_shared_workspace_is_its_own_unit():
+def test_files_go_with_the_shared_workspace_they_name_or_alone():
     assert worker_unit("tests/test_stages.py") == "tests/test_stages.py"
     assert worker_unit("tests/test_deploy.py") == worker_unit("tests/reliability/test_disk_full.py") == "small_run"
