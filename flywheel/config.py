@@ -118,6 +118,9 @@ class JudgeConfig(_Section):
     use_student: bool = Field(True, description="compare every label with the current student")
     repair: bool = Field(True, description="let the verifier correct values it can ground uniquely")
     batch_size: int = Field(256, ge=1, description="student decoding batch")
+    verify: bool = Field(True, description=(
+        "false: no checks, no committee; every label the teacher gave is kept as it came (the no-judge arm of "
+        "bench/loop.py); the truth still measures what was kept"))
 
 
 class ComposeConfig(_Section):
@@ -167,9 +170,13 @@ class ProbeConfig(_Section):
     batch_size: int = Field(256, ge=1)
     borderline_quantile: float = Field(0.8, gt=0, lt=1, description=(
         "right answers above this perplexity quantile (of the right answers) are borderline, the rest mastered"))
+    samples: int = Field(0, ge=0, description=(
+        "sampled answers per row besides the greedy one; the share right is the row's success rate, which "
+        "expand.targets: learnable reads. 0: greedy only"))
+    temperature: float = Field(1.0, gt=0, description="sampling temperature of those answers")
 
 
-STRATEGIES = ("error_driven", "skill_weighted", "skill_synth", "random")
+STRATEGIES = ("error_driven", "skill_weighted", "skill_synth", "random", "static")
 
 
 class ExpandConfig(_Section):
@@ -178,7 +185,18 @@ class ExpandConfig(_Section):
     failure_order: Literal["hardest", "spread"] = Field(
         "hardest", description="error_driven: which failures first: highest loss, or each skill combination in turn "
                                "(highest loss first within it)")
-    strategy: dict[Literal["error_driven", "skill_weighted", "skill_synth", "random"], float] = Field(
+    targets: Literal["failed", "learnable"] = Field(
+        "failed", description="error_driven: parents are greedy failures, or rows whose success rate over "
+                              "probe.samples answers is strictly between 0 and 1 (needs probe.samples > 0)")
+    group_cap: float = Field(1.0, gt=0, le=1, description=(
+        "error_driven: the largest share of its rows one skill combination may take; 1: no cap"))
+    vary_functions: bool = Field(False, description=(
+        "error_driven: a child draws a new function combination for one of its parent's skills instead of "
+        "keeping the parent's functions (the phrasing and values are new either way)"))
+    broad_above: float = Field(1.0, ge=0, le=1, description=(
+        "while more than this share of the probe's dev rows fail, every targeted share goes to random "
+        "(broad data first); 1: never"))
+    strategy: dict[Literal["error_driven", "skill_weighted", "skill_synth", "random", "static"], float] = Field(
         default_factory=lambda: {"error_driven": 0.7, "random": 0.3},
         description="strategies and their shares of the budget (normalised); what one cannot use goes to random")
 

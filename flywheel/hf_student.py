@@ -239,10 +239,15 @@ class HFStudent:
     # --- answering ----------------------------------------------------------------------
 
     def answer(self, requests: list[str], *, batch_size: int, max_new_tokens: int = 64,
-               on_batch: Callable[[int], None] | None = None) -> list[str]:
-        """The one decoding path: batched, left-padded, greedy."""
+               on_batch: Callable[[int], None] | None = None, temperature: float = 0.0, seed: int = 0) -> list[str]:
+        """The one decoding path: batched, left-padded, greedy (sampled at `temperature` > 0,
+        torch seeded with `seed`)."""
         import torch
 
+        sample = {"do_sample": True, "temperature": temperature, "top_k": 0} if temperature > 0 else \
+            {"do_sample": False}
+        if temperature > 0:
+            torch.manual_seed(seed)
         out: list[str] = []
         device = next(self.model.parameters()).device
         for start in range(0, len(requests), batch_size):
@@ -253,7 +258,7 @@ class HFStudent:
             mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk], device=device)
             with torch.no_grad():
                 gen = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-                                          do_sample=False, pad_token_id=pad, eos_token_id=self.tok.eos_token_id)
+                                          **sample, pad_token_id=pad, eos_token_id=self.tok.eos_token_id)
             for row in gen[:, width:].tolist():
                 out.append(self.read(self.tok.decode(row, skip_special_tokens=True)))
             if on_batch:

@@ -60,7 +60,9 @@ PROBE = pa.schema([pa.field("id", _STR, nullable=False), pa.field("skills", _SKI
                    pa.field("output", _STR, nullable=False), pa.field("correct", pa.bool_(), nullable=False),
                    pa.field("loss", pa.float64(), nullable=False), pa.field("perplexity", pa.float64(), nullable=False),
                    pa.field("category", _STR, nullable=False),  # mastered / borderline / failed
-                   pa.field("missing", _SKILLS, nullable=False)])  # skills a failed answer got wrong
+                   pa.field("missing", _SKILLS, nullable=False),  # skills a failed answer got wrong
+                   pa.field("samples", pa.int64(), nullable=False),  # sampled answers besides the greedy one
+                   pa.field("success_rate", pa.float64(), nullable=False)])  # share of all its answers right
 PLAN = pa.schema([pa.field("plan_id", _STR, nullable=False), pa.field("parent_id", _STR),
                   pa.field("functions", _SKILLS, nullable=False), pa.field("skills", _SKILLS, nullable=False),
                   pa.field("kind", _STR, nullable=False)])

@@ -204,8 +204,12 @@ def train(model: GPT2LMHeadModel, pairs: list[tuple[list[int], list[int]]], *, s
 
 @torch.no_grad()
 def greedy(model: GPT2LMHeadModel, prompts: list[list[int]], *, eos: int, max_new_tokens: int,
-           batch_size: int, on_batch: Callable[[int], None] | None = None) -> list[list[int]]:
-    """Greedy continuations. Prompts are grouped by length, so no batch needs padding."""
+           batch_size: int, on_batch: Callable[[int], None] | None = None, temperature: float = 0.0,
+           seed: int = 0) -> list[list[int]]:
+    """Greedy continuations, or with `temperature` > 0 sampled ones (torch generator
+    seeded with `seed`, so a sample is reproducible). Prompts are grouped by length, so
+    no batch needs padding."""
+    gen_rng = torch.Generator().manual_seed(seed)
     model.eval()
     out: list[list[int]] = [[] for _ in prompts]
     by_len: dict[int, list[int]] = {}
@@ -223,7 +227,11 @@ def greedy(model: GPT2LMHeadModel, prompts: list[list[int]], *, eos: int, max_ne
             for _ in range(min(max_new_tokens, limit - length)):
                 res = model(input_ids=step_input, past_key_values=past, use_cache=True)
                 past = res.past_key_values
-                nxt = res.logits[:, -1, :].argmax(-1)
+                logits = res.logits[:, -1, :]
+                if temperature > 0:
+                    nxt = torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=gen_rng)[:, 0]
+                else:
+                    nxt = logits.argmax(-1)
                 nxt = torch.where(done, torch.full_like(nxt, eos), nxt)
                 gen.append(nxt)
                 done |= nxt == eos
@@ -297,10 +305,12 @@ class Student:
         return [(self.codec.prompt(r), self.codec.target(t, r)) for r, t in zip(requests, targets)]
 
     def answer(self, requests: list[str], *, batch_size: int, max_new_tokens: int = 64,
-               on_batch: Callable[[int], None] | None = None) -> list[str]:
-        """The student's greedy answer to each request, as decoded text."""
+               on_batch: Callable[[int], None] | None = None, temperature: float = 0.0, seed: int = 0) -> list[str]:
+        """The student's greedy answer to each request, as decoded text (sampled at
+        `temperature` > 0)."""
         outs = greedy(self.model, [self.codec.prompt(r) for r in requests], eos=self.codec.eos,
-                      max_new_tokens=max_new_tokens, batch_size=batch_size, on_batch=on_batch)
+                      max_new_tokens=max_new_tokens, batch_size=batch_size, on_batch=on_batch,
+                      temperature=temperature, seed=seed)
         return [self.codec.text(o, r) for o, r in zip(outs, requests)]
 
     def losses(self, requests: list[str], targets: list[str], *, batch_size: int) -> np.ndarray:

@@ -1,19 +1,27 @@
 """Stage `expand`: the plan for the next generation's data, aimed where the student fails.
 
-`expand.strategy` mixes four strategies with weights, sharing one `budget` of plan rows
+`expand.strategy` mixes five strategies with weights, sharing one `budget` of plan rows
 (largest-remainder split; what a strategy cannot use goes to `random`):
 
-- `error_driven`: `variations_per_failure` plan rows per failed probe row: same functions
-  and skills, phrased anew with new values by the teacher; each keeps its parent
-  failure's id. `failure_order` picks the failures: `hardest` (highest loss first) or
-  `spread` (each combination of skills in turn, highest loss first within it), so a
-  student that fails almost everything still gets every skill, not only the hardest.
+- `error_driven`: `variations_per_failure` plan rows per target row, phrased anew with new
+  values by the teacher; each keeps its parent's id. The targets (`targets`) are the
+  greedy failures, or the `learnable` rows: those the student got right in some but not
+  all of `probe.samples` sampled answers. `failure_order` picks among them: `hardest`
+  (highest loss first) or `spread` (each combination of skills in turn, highest loss
+  first within it); `group_cap` caps the share of the rows one combination may take. A
+  child keeps its parent's functions and skills, or, with `vary_functions`, draws a new
+  function combination for one of its parent's skills.
 - `skill_weighted`: pool rows re-sampled in proportion to the failure profile (a skill
   with twice the failures gets twice the rows), each varied by the teacher.
 - `skill_synth`: new items for the weakest skills (the three highest failure rates) from
   reference items of that skill; `generate` keeps one only when the teacher gives the
   same label twice (self-consistency).
 - `random`: the budget spread uniformly over the skills, the baseline.
+- `static`: variations of the seed rows, round robin, as generation 0's plan is: the
+  first plan's distribution again, whatever the probe found (the no-loop baseline).
+
+`broad_above` is broad data first: while more than that share of the probe's dev rows
+fail, the targeted strategies' shares go to `random`.
 Every row the teacher then makes passes `generate`'s validation gate (schema, no
 duplicate of the pool, no evaluation request) before it counts.
 
@@ -23,6 +31,7 @@ writes data/<gen>/plan.parquet, which the next generation's `generate` reads.
 
 from __future__ import annotations
 
+import math
 import random
 
 import pandas as pd
@@ -31,6 +40,7 @@ from flywheel import domain, layout, stage, store
 from flywheel.config import STRATEGIES, ConfigView, ExpandConfig
 
 WEAKEST = 3  # skills skill_synth writes for
+TARGETED = ("error_driven", "skill_weighted", "skill_synth")  # strategies that read the probe
 
 
 def quotas(weights: dict[str, float], budget: int) -> dict[str, int]:
@@ -43,31 +53,64 @@ def quotas(weights: dict[str, float], budget: int) -> dict[str, int]:
     return out
 
 
+def targets(probe: pd.DataFrame, cfg: ExpandConfig) -> pd.DataFrame:
+    """The rows error_driven varies, in the order it takes them."""
+    if cfg.targets == "learnable":
+        if len(probe) and not (probe["samples"] > 0).any():
+            raise store.DataError("expand.targets learnable: the probe drew no samples; set probe.samples > 0")
+        picked = probe[(probe["success_rate"] > 0) & (probe["success_rate"] < 1)]
+    else:
+        picked = probe[~probe["correct"]]
+    picked = picked.sort_values(["loss", "id"], ascending=[False, True])
+    if cfg.failure_order == "spread":
+        combo = picked["skills"].map(lambda s: ",".join(sorted(s)))
+        turn = combo.groupby(combo).cumcount()  # 0 for each combination's hardest row, 1 for the next ...
+        picked = picked.assign(_turn=turn.to_numpy(), _combo=combo.to_numpy()) \
+            .sort_values(["_turn", "_combo"], kind="stable")
+    return picked
+
+
+def error_driven(probe: pd.DataFrame, labels: pd.Series, cfg: ExpandConfig, rng: random.Random, quota: int,
+                 dom: domain.Domain) -> list[tuple[str, list[str], list[str]]]:
+    """(parent id, functions, skills) for up to `quota` children of the target rows."""
+    cap = math.ceil(cfg.group_cap * quota)
+    per_combo: dict[tuple[str, ...], int] = {}
+    out: list[tuple[str, list[str], list[str]]] = []
+    for f in targets(probe, cfg).itertuples(index=False):
+        combo = tuple(sorted(f.skills))
+        for _ in range(cfg.variations_per_failure):
+            if len(out) >= quota or per_combo.get(combo, 0) >= cap:
+                break
+            per_combo[combo] = per_combo.get(combo, 0) + 1
+            if cfg.vary_functions and len(f.skills):
+                functions, spec_skills = dom.random_spec(rng, rng.choice(sorted(f.skills)))
+                out.append((f.id, functions, spec_skills))
+            else:
+                out.append((f.id, dom.functions(labels[f.id]), list(f.skills)))
+        if len(out) >= quota:
+            break
+    return out
+
+
 def plan(probe: pd.DataFrame, pool: pd.DataFrame, cfg: ExpandConfig, rng: random.Random, generation: str, *,
          dom: domain.Domain, skills: list[str] | None = None) -> pd.DataFrame:
     """`pool`: rows with labels (training pool and dev); `skills`: what `random` spreads over
     (default: the domain's, with any others the pool carries)."""
     skills = skills if skills is not None else dom.skills(pool["skills"])
-    q = quotas({s: cfg.strategy.get(s, 0.0) for s in STRATEGIES}, cfg.budget)
+    shares = {s: cfg.strategy.get(s, 0.0) for s in STRATEGIES}
+    dev = probe[probe["split"] == "dev"] if cfg.broad_above < 1 else probe.iloc[:0]
+    if len(dev) and float((~dev["correct"]).mean()) > cfg.broad_above:
+        for s in TARGETED:  # most rows fail: aiming at failures would aim at nearly everything
+            shares["random"] += shares.pop(s)
+    q = quotas(shares, cfg.budget)
     labels = pool.set_index("id")["label"]
-    failures = probe[~probe["correct"]].sort_values(["loss", "id"], ascending=[False, True])
-    if cfg.failure_order == "spread":
-        combo = failures["skills"].map(lambda s: ",".join(sorted(s)))
-        turn = combo.groupby(combo).cumcount()  # 0 for each combination's hardest failure, 1 for the next ...
-        failures = failures.assign(_turn=turn.to_numpy(), _combo=combo.to_numpy()) \
-            .sort_values(["_turn", "_combo"], kind="stable")
     rows: list[dict] = []
 
     def add(kind: str, parent, functions, row_skills) -> None:
         rows.append({"parent_id": parent, "functions": list(functions), "skills": list(row_skills), "kind": kind})
 
-    # error_driven: variations of each failure
-    n = 0
-    for f in failures.itertuples(index=False):
-        for _ in range(cfg.variations_per_failure):
-            if n < q.get("error_driven", 0):
-                add("error_driven", f.id, dom.functions(labels[f.id]), f.skills)
-                n += 1
+    for parent, functions, row_skills in error_driven(probe, labels, cfg, rng, q.get("error_driven", 0), dom):
+        add("error_driven", parent, functions, row_skills)
     # skill_weighted and skill_synth: by the failure profile
     ex = probe[["skills", "correct"]].explode("skills")
     failed_by_skill = (~ex["correct"]).groupby(ex["skills"]).sum()
@@ -85,6 +128,14 @@ def plan(probe: pd.DataFrame, pool: pd.DataFrame, cfg: ExpandConfig, rng: random
             for _ in range(k):
                 ref = pool.iloc[rng.choice(by_skill[skill])]
                 add(kind, ref["id"], dom.functions(ref["label"]), ref["skills"])
+    if q.get("static"):
+        seed = pool[pool["generation"] == layout.SEED].sort_values("id")
+        if seed.empty:
+            raise store.DataError("expand.strategy static: the training pool holds no seed rows to vary "
+                                  "(compose.policy replace drops them; use accumulate)")
+        for i in range(q["static"]):
+            ref = seed.iloc[i % len(seed)]
+            add("static", ref["id"], dom.functions(ref["label"]), ref["skills"])
     # random: the rest, uniformly over the skills
     for i in range(cfg.budget - len(rows)):
         add("random", None, *dom.random_spec(rng, skills[i % len(skills)]))

@@ -7,7 +7,8 @@ when a label passes every check and the student agrees, or fails a check and the
 verifier repairs it; `llm`: no checks, every readable label waits) and says which rows
 stay undecided. Those go to the committee, when there is one. A correction from the
 committee counts only if the domain's checks accept it; a label that failed a check is
-never kept. Rows the committee does not agree on (`no_consensus`) or cannot answer
+never kept. With `judge.verify: false` there are no checks and no committee: every
+readable label is kept as the teacher gave it (the no-judge baseline). Rows the committee does not agree on (`no_consensus`) or cannot answer
 (`judge_error`) are held out of training. With `judge.calibration.gold`, the committee is
 first measured on gold-labelled rows and refused below the configured precision or recall.
 
@@ -25,7 +26,7 @@ from flywheel.config import ConfigView
 from flywheel.student import student_answers
 from flywheel.llm import LLMError, templates
 from flywheel.llm import judge as committee
-from flywheel.verdicts import LABEL_OK, MODEL_WRONG, WRONG
+from flywheel.verdicts import LABEL_OK, MODEL_WRONG, TEACHER_ERROR, WRONG
 
 
 def calibrate(dom: domain.Domain, jc, team, template, rubric: str) -> dict:
@@ -85,6 +86,15 @@ def ask(verdicts: pd.DataFrame, dom: domain.Domain, consensus: float, team, temp
     return out, {"asked": len(idx), "kappa": kappa, "members": len(team)}
 
 
+def unverified(rows: pd.DataFrame) -> pd.DataFrame:
+    """judge.verify false: every label the teacher gave is kept as it came (a row with no
+    readable label cannot be trained on and stays out)."""
+    return rows.assign(student_output="", verdict=[TEACHER_ERROR if e else LABEL_OK for e in rows["error"]],
+                       reason=[e or "judge.verify false: kept unchecked" for e in rows["error"]],
+                       final_label=[None if e else label for e, label in zip(rows["error"], rows["label"])],
+                       judge="none", agreement=None)
+
+
 def main(cfg: ConfigView, generation: str) -> None:
     jc = cfg.judge
     prev = cfg.generation(generation).prev
@@ -92,13 +102,13 @@ def main(cfg: ConfigView, generation: str) -> None:
     domain.require_committee(dom, jc.committee)
     rows = store.read_table(layout.path(generation, layout.GENERATED), store.GENERATED)
     outputs = None
-    if jc.use_student:
+    if jc.use_student and jc.verify:
         _, outputs = student_answers("judge", layout.path(prev, layout.MODEL), list(rows["request"]), dom=dom,
                                      batch_size=jc.batch_size)
-    verdicts = dom.first_verdicts(rows, outputs, use_repair=jc.repair)
+    verdicts = dom.first_verdicts(rows, outputs, use_repair=jc.repair) if jc.verify else unverified(rows)
     report: dict = {}
     with stage.llm_session("judge", generation, jc.budget) as session:
-        if jc.committee:
+        if jc.committee and jc.verify:
             template = templates.load(dom.path / jc.template)
             rubric = templates.read_text(dom.path / jc.rubric)
             team = session.committee(jc.committee)

@@ -4,7 +4,9 @@ The student answers (greedy) every row of its training pool and of the dev split
 `compose` held out of training (generated rows, never evaluation rows). Per row: right or
 not, the loss and perplexity of the label (teacher-forced), and a category: `failed`;
 `borderline` (right, but with a perplexity above the `borderline_quantile` of the right
-answers: right but unsure); `mastered`. For `toolcall`, a wrong answer's `missing` skills
+answers: right but unsure); `mastered`. With `probe.samples`, the student also answers every row that many times
+by sampling; `success_rate` is the share of its answers (greedy and sampled) that are
+right, what `expand.targets: learnable` reads. For `toolcall`, a wrong answer's `missing` skills
 are named from how it differs from the label. The failure profile counts, per split and
 per skill, rows, failures, borderline rows and the skills missing in failed answers.
 
@@ -45,8 +47,10 @@ def failure_profile(probe: pd.DataFrame, skills: list[str]) -> dict:
         return out
 
     missing = probe.loc[~probe["correct"], "missing"].explode().dropna().value_counts()
+    learnable = (probe["success_rate"] > 0) & (probe["success_rate"] < 1)
     return {
         "rows": len(probe),
+        "learnable": int(learnable.sum()) if (probe["samples"] > 0).any() else None,
         "failed": int((~probe["correct"]).sum()),
         "categories": {c: int((probe["category"] == c).sum()) for c in (MASTERED, BORDERLINE, FAILED)},
         "splits": {split: {"rows": len(df), "failure_rate": round(float((~df["correct"]).mean()), 4)}
@@ -67,6 +71,17 @@ def main(cfg: ConfigView, generation: str) -> None:
     student, outputs = student_answers("probe", layout.path(generation, layout.MODEL), requests, dom=dom,
                                        batch_size=pc.batch_size)
     probe = pd.DataFrame({"id": rows["id"].to_numpy(), "output": outputs, "correct": dom.score(labels, outputs)})
+    right = probe["correct"].astype(int).to_numpy()
+    if pc.samples:
+        bar = stage.Progress("probe", f"sampled answers (temperature {pc.temperature})", len(requests) * pc.samples)
+        for k in range(pc.samples):
+            sampled = student.answer(requests, batch_size=pc.batch_size, temperature=pc.temperature,
+                                     seed=stage.stage_seed(cfg.seed, generation, f"probe-sample-{k}"),
+                                     on_batch=bar.advance)
+            right = right + np.array(dom.score(labels, sampled), dtype=int)
+        bar.close()
+    probe["samples"] = pc.samples
+    probe["success_rate"] = right / (1 + pc.samples)  # the greedy answer and the samples
     probe["skills"], probe["split"] = rows["skills"], rows["split"]
     # A diverged student has NaN losses: count those rows as infinitely hard, not as missing.
     probe["loss"] = np.nan_to_num(student.label_losses(requests, labels, batch_size=pc.batch_size), nan=np.inf)

@@ -182,8 +182,13 @@ def test_evaluation_parses_the_chat_answers(own_run):
         student = HFStudent.load(layout.path("gen-001", layout.MODEL), dom)
         student.read = lambda text: text  # the raw assistant text
         raw = student.answer(list(evals["request"].head(16)), batch_size=16, max_new_tokens=cfg.evaluate.max_new_tokens)
+        # probe.samples: sampled answers through the same path, reproducible per seed, not the greedy ones
+        head = list(evals["request"].head(16))
+        cold = student.answer(head, batch_size=16, max_new_tokens=16)
+        hot = [student.answer(head, batch_size=16, max_new_tokens=16, temperature=2.0, seed=k) for k in (1, 1, 2)]
     finally:
         os.chdir(cwd)
+    assert hot[0] == hot[1] and hot[0] != hot[2] and hot[0] != cold
     assert list(preds["output"].head(16)) == [dom.from_chat(r) for r in raw]
     readable = [o for o in preds["output"] if o]
     assert all(C.parse(o.split()) is not None for o in readable)

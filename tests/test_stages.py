@@ -278,3 +278,91 @@ def test_an_error_driven_child_is_its_parents_meaning_in_new_words_and_values():
     assert sum(shared) / len(shared) < 0.1 and sum(s >= 0.5 for s in shared) <= 0.02 * len(shared)
     assert same_values <= 0.05 * len(gen)
     assert gen.groupby("parent_id")["request"].nunique().min() == 3  # each child of a failure worded differently
+
+
+def with_samples(probe: pd.DataFrame, rates: dict[str, float]) -> pd.DataFrame:
+    """`probe` with a success rate per row id over 4 samples and the greedy answer."""
+    return probe.assign(samples=4, success_rate=[rates.get(i, 0.0 if not ok else 1.0)
+                                                 for i, ok in zip(probe["id"], probe["correct"])])
+
+
+def test_learnable_targets_rows_right_in_some_but_not_all_answers():
+    pool, probe = weak_pool()
+    # two greedy failures the student sometimes gets right, one greedy success it sometimes misses
+    probe = with_samples(probe, {"weather0": 0.2, "currency3": 0.4, "units7": 0.8})
+    cfg = ExpandConfig(budget=30, variations_per_failure=2, strategy={"error_driven": 1.0}, targets="learnable")
+    out = plan(probe, pool, cfg, random.Random(0), "g", dom=TOOLCALL, skills=list(FN))
+    driven = out[out["kind"] == "error_driven"]
+    assert sorted(set(driven["parent_id"])) == ["currency3", "units7", "weather0"] and len(driven) == 6
+    assert (out["kind"] == "random").sum() == 24  # what the three cannot use goes to random
+    greedy_only = probe.assign(samples=0, success_rate=probe["correct"].astype(float))
+    with pytest.raises(store.DataError, match="probe.samples"):
+        plan(greedy_only, pool, cfg, random.Random(0), "g", dom=TOOLCALL, skills=list(FN))
+
+
+def test_group_cap_bounds_each_skill_combination():
+    pool, probe = weak_pool()  # failures: weather 40, currency 15, calendar 5
+    cfg = ExpandConfig(budget=40, variations_per_failure=1, strategy={"error_driven": 1.0}, group_cap=0.25)
+    out = plan(probe, pool, cfg, random.Random(0), "g", dom=TOOLCALL, skills=list(FN))
+    counts = out[out["kind"] == "error_driven"]["skills"].str[0].value_counts().to_dict()
+    assert counts == {"weather": 10, "currency": 10, "calendar": 5}
+    uncapped = plan(probe, pool, cfg.model_copy(update={"group_cap": 1.0}), random.Random(0), "g", dom=TOOLCALL,
+                    skills=list(FN))
+    assert (uncapped["skills"].str[0] == "weather").sum() > 10
+
+
+def test_vary_functions_gives_a_child_a_new_combination_for_its_parents_skill():
+    from flywheel.toolcall.catalog import SKILLS
+    from flywheel.toolcall import phrasings as P
+
+    rng = random.Random(5)
+    reqs = [P.make_request(rng, P.spec_for_skill(rng, SKILLS[i % len(SKILLS)])) for i in range(60)]
+    pool = pd.DataFrame([{"id": f"p{i}", "skills": list(r.skills), "label": C.dumps(r.calls), "request": r.text}
+                         for i, r in enumerate(reqs)])
+    probe = pd.DataFrame({"id": pool["id"], "skills": pool["skills"], "correct": False, "loss": 1.0})
+    cfg = ExpandConfig(budget=180, variations_per_failure=3, strategy={"error_driven": 1.0}, vary_functions=True)
+    out = plan(probe, pool, cfg, random.Random(0), "g", dom=TOOLCALL)
+    parents = pool.set_index("id")
+    same = 0
+    for child in out.itertuples():
+        parent = parents.loc[child.parent_id]
+        assert set(child.skills) & set(parent.skills), (child.skills, parent.skills)  # one of its skills
+        same += list(child.functions) == TOOLCALL.functions(parent.label)
+    assert same < 0.7 * len(out)  # kept functions are the exception, not the rule
+    kept = plan(probe, pool, cfg.model_copy(update={"vary_functions": False}), random.Random(0), "g", dom=TOOLCALL)
+    assert all(list(c.functions) == TOOLCALL.functions(parents.loc[c.parent_id].label) for c in kept.itertuples())
+
+
+def test_broad_first_plans_random_rows_while_most_dev_rows_fail():
+    pool, probe = weak_pool()
+    cfg = ExpandConfig(budget=40, variations_per_failure=1, strategy={"error_driven": 1.0}, broad_above=0.5)
+    failing = probe.assign(split="dev", correct=False)
+    assert set(plan(failing, pool, cfg, random.Random(0), "g", dom=TOOLCALL, skills=list(FN))["kind"]) == {"random"}
+    learning = probe.assign(split="dev")  # 60 of 200 fail
+    assert set(plan(learning, pool, cfg, random.Random(0), "g", dom=TOOLCALL, skills=list(FN))["kind"]) == \
+        {"error_driven"}
+
+
+def test_static_varies_the_seed_rows_round_robin_whatever_the_probe_says():
+    pool, probe = weak_pool()
+    pool.loc[pool.index[:7], "generation"] = "seed"
+    cfg = ExpandConfig(budget=20, strategy={"static": 1.0})
+    out = plan(probe, pool, cfg, random.Random(0), "g", dom=TOOLCALL, skills=list(FN))
+    seeds = sorted(pool.loc[pool.index[:7], "id"])
+    assert (out["kind"] == "static").all() and list(out["parent_id"]) == [seeds[i % 7] for i in range(20)]
+    assert out.equals(plan(probe.assign(correct=True), pool, cfg, random.Random(0), "g", dom=TOOLCALL,
+                           skills=list(FN)))
+    with pytest.raises(store.DataError, match="no seed rows"):
+        plan(probe, pool.assign(generation="g"), cfg, random.Random(0), "g", dom=TOOLCALL, skills=list(FN))
+
+
+def test_judge_off_keeps_every_readable_label_as_the_teacher_gave_it(tmp_path):
+    from tasks.judge import unverified
+
+    wrong = C.dumps([{"name": "get_weather", "arguments": {"city": "nowhere"}}])
+    gen = rows(3, "synthetic").assign(label=["[]", wrong, ""], raw="", error=["", "", "no JSON"])
+    out = unverified(gen)
+    assert list(out["final_label"].iloc[:2]) == ["[]", wrong] and out["final_label"].isna().iloc[2]
+    assert list(out["verdict"]) == ["label_ok", "label_ok", "teacher_error"]
+    store.write_table(out, tmp_path / "verdicts.parquet", store.VERDICTS)  # what the stage writes
+    assert list(verified(out)["label"]) == ["[]", wrong]

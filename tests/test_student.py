@@ -63,6 +63,19 @@ def test_batched_greedy_equals_one_by_one():
     assert batched == single
 
 
+def test_sampled_answers_are_reproducible_per_seed_and_not_greedy():
+    """probe.samples draws answers at a temperature: the same seed gives the same answers,
+    and at a high temperature they depart from the greedy ones."""
+    _, tok, requests, targets = setup(60)
+    st = fresh(tok)
+    fit(st, requests, targets, 20)
+    greedy = st.answer(requests[:30], batch_size=8)
+    hot = st.answer(requests[:30], batch_size=8, temperature=2.0, seed=1)
+    assert hot == st.answer(requests[:30], batch_size=8, temperature=2.0, seed=1)
+    assert hot != st.answer(requests[:30], batch_size=8, temperature=2.0, seed=2)
+    assert hot != greedy
+
+
 def test_the_checkpoint_folder_describes_itself(tmp_path):
     """One folder holds config, safetensors weights and tokenizer; `Student.load` alone brings
     back a student that answers exactly as the saved one did."""
