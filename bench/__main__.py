@@ -65,17 +65,19 @@ def machine() -> dict:
 
 
 def efficiency(path: Path) -> dict:
-    """Benchmark 6, read from the expansion experiment's results (`make experiment`)."""
+    """Benchmark 6, read from the loop experiment's results (`make experiment`): the rows
+    each arm generates to reach the static arm's final `user` accuracy, over static's rows."""
     if not path.exists():
         return {"error": f"{path} not found: run `make experiment` first"}
+    from bench import loop_report
+
     data = json.loads(path.read_text())
-    by_arm: dict[str, list] = {}
-    for e in data["efficiency"]:  # an arm per error_driven order, each against random
-        by_arm.setdefault(e.get("arm", "error_driven+accumulate"), []).append(e)
     arms = {}
-    for arm, per_seed in by_arm.items():
-        ratios = [e["ratio"] for e in per_seed]
-        arms[arm] = {"per_seed": per_seed,
+    for arm, e in loop_report.summary(data).items():
+        if arm == "static":
+            continue
+        ratios = e["rows_to_static"]
+        arms[arm] = {"per_seed": dict(zip(e["seeds"], ratios)),
                      "ratio_mean": round(sum(ratios) / len(ratios), 3) if ratios and None not in ratios else None,
                      "reached_in_seeds": sum(r is not None for r in ratios), "seeds": len(ratios)}
     return {"source": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path),
@@ -130,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             m["dvc"] = pipeline.dvc(work, size["dvc"]["overrides"], generations=size["dvc"]["generations"], log=log,
                                     built=built)
         if "efficiency" in only:
-            m["efficiency"] = efficiency(ROOT / "docs" / "expansion.json")
+            m["efficiency"] = efficiency(ROOT / "docs" / "loop.json")
         if "train" in only:
             m["train"] = train_speed.measure(**size["train"])
             log(f"train: ratio {m['train']['ratio']}")

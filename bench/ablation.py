@@ -44,6 +44,7 @@ import time
 from pathlib import Path
 
 from bench import ROOT
+from bench.stats import interval
 
 OLD_TEACHER = "aad00f2^"  # the last commit with the template teacher
 ARMS = ("old", "tokenizer", "teacher", "both", "minilm-embeddings", "minilm-wordpiece", "minilm-encoder")
@@ -353,15 +354,6 @@ def evaluation_rows() -> list[dict]:
     drawn = sets.eval_set(random.Random(0), 600, {"seen": 0.4, "new_values": 0.3, "new_phrasing": 0.3})
     return [{"request": u["input"], "label": C.dumps(u["output"]), "split": "user"} for u in user] + \
         drawn[["request", "label", "split"]].to_dict("records")
-
-
-def interval(values: list[float]) -> tuple[float, float]:
-    """Mean and the half-width of a 95% t-interval (n-1 degrees of freedom)."""
-    t95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571}
-    mean = statistics.fmean(values)
-    if len(values) < 2:
-        return mean, float("nan")
-    return mean, t95.get(len(values) - 1, 2.0) * statistics.stdev(values) / math.sqrt(len(values))
 
 
 def table(results: list[dict]) -> str:

@@ -48,8 +48,7 @@ def make_project(dest: Path, overrides: dict, *, git: bool = True) -> Path:
     for name in CODE:
         shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "dvc.yaml", dest / "dvc.yaml")
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    (dest / "params.yaml").write_text(yaml.safe_dump(merge(params, overrides), sort_keys=False))
+    write_params(dest, overrides)
     (dest / "data").mkdir()
     if git:
         run(["git", "init", "-q"], dest)
@@ -60,6 +59,12 @@ def make_project(dest: Path, overrides: dict, *, git: bool = True) -> Path:
     else:
         run([sys.executable, "-m", "dvc", "init", "-q", "--no-scm"], dest)
     return dest
+
+
+def write_params(dest: Path, overrides: dict) -> None:
+    """dest/params.yaml: the checkout's params.yaml merged with `overrides`."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    (dest / "params.yaml").write_text(yaml.safe_dump(merge(params, overrides), sort_keys=False))
 
 
 def generations(n: int, start: int = 0) -> dict:

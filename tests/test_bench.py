@@ -52,7 +52,7 @@ def test_bench_runs_on_a_tiny_size(tmp_path):
     assert lr["by_stage"]["train"] == 1 and lr["by_stage"]["evaluate"] == 1 and lr["by_stage"]["generate"] == 0
     assert log_every["stages_rerun"] == 1
 
-    assert m["efficiency"]["arms"]["error_driven+accumulate"]["seeds"] == 3  # read from docs/expansion.json
+    assert m["efficiency"]["arms"]["full"]["seeds"] >= 5  # read from docs/loop.json (make experiment)
     assert m["train"]["flywheel_tokens_per_s"] > 0 and m["train"]["bare_torch_tokens_per_s"] > 0
     for mode in ("full", "lora"):
         assert m["train_hf"][mode]["trainer_tokens_per_s"] > 0 and m["train_hf"][mode]["bare_torch_tokens_per_s"] > 0

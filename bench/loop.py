@@ -1,0 +1,294 @@
+"""The loop experiment (issue 17): does the closed loop (verify the labels, probe the
+student, expand where it fails) beat generating the same number of rows without looking
+at the student?
+
+Every arm generates the same number of plan rows per generation (`SIZE`), over
+`--generations` generations and `--seeds` seeds, on the default `toolcall` domain. The
+arms (overrides of the checkout's params.yaml):
+
+  full          the loop as it was before this experiment: judge on, error_driven 0.7
+                (hardest failures first) + random 0.3, accumulate
+  no_judge      full, with judge.verify false: the teacher's labels kept as they come
+  static        every generation varies the seed rows again (the first plan's
+                distribution): no probe, no expansion
+  random        the budget spread uniformly over the skills
+  error_only    error_driven 1.0: no random share
+  replace       full with compose.policy replace
+and the targeting levers, each one change to `full`:
+  broad_first   expand.broad_above 0.5: while more than half the dev rows fail, the plan is random
+  learnable     probe.samples 4 + expand.targets learnable: vary rows right in some, not all, of 5 answers
+  group_cap     expand.group_cap 0.1: no skill combination takes more than 10% of error_driven's rows
+  spread        expand.failure_order spread: each skill combination in turn
+  vary_functions expand.vary_functions: a child gets a new function combination for its parent's skill
+
+Each run executes the DAG's stage functions (tasks/*.py `main`) in order in one process,
+in a fresh workspace, instead of `dvc repro`: at this size DVC's process per stage would
+take a third of the time; the stage code is the same. Runs whose configuration agrees up to
+generation 0's probe share that prefix (computed once per seed). A job is one seed and a
+group of arms; `--parallel` jobs run at once with one torch thread each (train.threads 1,
+OMP_WAIT_POLICY=PASSIVE), so a result does not depend on the schedule.
+
+    python -m bench.loop [--seeds 5] [--generations 5] [--parallel 2] [--arms a,b] [--out docs]
+
+Results accumulate in <out>/loop.json, one entry per (arm, seed), written after each job
+(an interrupted run resumes: finished entries of the same design are kept). The report
+(<out>/loop.md, loop.png) is made from that file with `--report`, and after every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench import ROOT
+from bench import workspace as W
+
+FULL = {"judge": {"verify": True}, "expand": {"strategy": {"error_driven": 0.7, "random": 0.3},
+                                             "failure_order": "hardest"}, "compose": {"policy": "accumulate"}}
+ARMS = {
+    "full": {},
+    "no_judge": {"judge": {"verify": False}},
+    "static": {"expand": {"strategy": {"static": 1.0}}},
+    "random": {"expand": {"strategy": {"random": 1.0}}},
+    "error_only": {"expand": {"strategy": {"error_driven": 1.0}}},
+    "replace": {"compose": {"policy": "replace"}},
+    "broad_first": {"expand": {"broad_above": 0.5}},
+    "learnable": {"probe": {"samples": 4}, "expand": {"targets": "learnable"}},
+    "group_cap": {"expand": {"group_cap": 0.1}},
+    "spread": {"expand": {"failure_order": "spread"}},
+    "vary_functions": {"expand": {"vary_functions": True}},
+}
+LEVERS = ("broad_first", "learnable", "group_cap", "spread", "vary_functions")
+# Smaller than the default run (6,000 rows, 2,000 steps a generation) so that 11 arms x 5
+# seeds x 5 generations fit in about an hour on 2 cores.
+SIZE = {"prepare": {"plan_rows": 600}, "expand": {"budget": 600},
+        "train": {"steps": 200, "threads": 1, "log_every": 50}}
+TINY = {"prepare": {"plan_rows": 60, "seed_rows": 40, "eval_rows": 60,
+                    "model": {"n_layer": 1, "n_embd": 32, "n_head": 2, "n_positions": 128}},
+        "expand": {"budget": 60}, "train": {"steps": 10, "batch_size": 16, "warmup_steps": 2, "threads": 1}}
+STAGES = ("generate", "judge", "compose", "train", "evaluate", "probe", "expand")
+PREFIX = ("prepare", "generate", "judge", "compose", "train", "evaluate")  # generation 0, before its probe
+SEED0 = 20261121
+
+
+def arm_params(arm: str, seed: int, generations: int, size: dict) -> dict:
+    params = W.merge(W.merge(W.merge(size, FULL), ARMS[arm]), {"seed": seed, "generations": W.generations(generations)})
+    params["publish"] = {"git_commit": False, "git_tag": False, "dvc_push": False}
+    return params
+
+
+def design(size: dict) -> str:
+    """What a stored result must agree with to be kept: sizes and arm definitions (an arm
+    may have fewer generations or seeds than another; the report compares like with like)."""
+    text = json.dumps({"size": size, "full": FULL, "arms": ARMS}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def run_stage(name: str, generation: str) -> None:
+    from flywheel import stage
+    from flywheel.config import load, stage_view
+
+    cfg = load()
+    importlib.import_module(f"tasks.{name}").main(stage_view(cfg, name), generation)
+    stage.log(name, f"{generation or 'seed'} done")
+
+
+def prefix_key(params: dict) -> str:
+    sections = {k: params.get(k) for k in ("seed", "prepare", "generate", "judge", "compose", "train", "evaluate",
+                                           "domain", "student")}
+    return hashlib.sha256(json.dumps(sections, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def measure(dest: Path, gens: list[str]) -> list[dict]:
+    import pandas as pd
+
+    split = pd.read_parquet(dest / "data" / "eval.parquet", columns=["id", "split"]).set_index("id")["split"]
+    out, generated, kept = [], 0, 0
+    for g in gens:
+        d = dest / "data" / g
+        metrics = json.loads((d / "metrics.json").read_text())
+        judge = json.loads((d / "judge.json").read_text())
+        profile = json.loads((d / "failure_profile.json").read_text())
+        train = pd.read_parquet(d / "train.parquet", columns=["generation"])
+        dev = pd.read_parquet(d / "dev.parquet", columns=["generation"])
+        preds = pd.read_parquet(d / "predictions.parquet", columns=["id", "correct"])
+        generator = preds[preds["id"].map(split) != "user"]  # the evaluation set without the hand-written split
+        generated += judge["rows"]
+        kept += int((train["generation"] == g).sum() + (dev["generation"] == g).sum())
+        out.append({"generation": g, "user": metrics["per_split"]["user"],
+                    "eval": round(float(generator["correct"].mean()), 4), "per_split": metrics["per_split"],
+                    "generated_rows": generated, "kept_rows": kept, "train_rows": len(train),
+                    "kept_label_accuracy": judge["kept_label_accuracy"],
+                    "teacher_label_accuracy": 1 - judge["teacher_error_rate"],
+                    "dev_failure_rate": profile["splits"].get("dev", {}).get("failure_rate"),
+                    "learnable": profile.get("learnable")})
+    return out
+
+
+def job(seed: int, arms: list[str], generations: int, size: dict, work: Path) -> dict[str, list[dict]]:
+    """Run `arms` for one seed in this process; a shared generation-0 prefix is made once."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    sys.path.insert(0, str(ROOT))
+    from flywheel import stage
+
+    stage.offline()
+    gens = list(W.generations(generations))
+    prefixes: dict[str, Path] = {}
+    results = {}
+    home = Path.cwd()
+    for arm in arms:
+        params = arm_params(arm, seed, generations, size)
+        key = prefix_key(params)
+        dest = work / f"{arm}-{seed}"
+        start = time.monotonic()
+        try:
+            if key in prefixes:
+                shutil.copytree(prefixes[key], dest)
+                W.write_params(dest, params)
+                os.chdir(dest)
+            else:
+                W.make_project(dest, params, git=False)
+                os.chdir(dest)
+                for name in PREFIX:
+                    run_stage(name, "" if name == "prepare" else gens[0])
+                prefixes[key] = work / f"prefix-{key}"
+                shutil.copytree(dest, prefixes[key])
+            for i, g in enumerate(gens):
+                for name in STAGES:
+                    if i == 0 and name in PREFIX:
+                        continue
+                    if name == "expand" and g == gens[-1]:
+                        continue
+                    run_stage(name, g)
+            results[arm] = measure(dest, gens)
+            results[arm][-1]["seconds"] = round(time.monotonic() - start, 1)
+        finally:
+            os.chdir(home)
+        shutil.rmtree(dest, ignore_errors=True)
+    return results
+
+
+def jobs_for(arms: list[str], seeds: list[int], parallel: int) -> list[tuple[int, list[str]]]:
+    """Each seed's arms in `parallel` groups (round robin), so that the last round is not one job alone."""
+    groups = max(1, parallel)
+    out = []
+    for seed in seeds:
+        for k in range(groups):
+            part = arms[k::groups]
+            if part:
+                out.append((seed, part))
+    return out
+
+
+def load_results(path: Path, tag: str) -> dict:
+    if not path.exists():
+        return {"design": tag, "meta": {}, "runs": {}}
+    data = json.loads(path.read_text())
+    if data.get("design") != tag:
+        print(f"{path}: made with another design; starting afresh", file=sys.stderr)
+        return {"design": tag, "meta": {}, "runs": {}}
+    return data
+
+
+def save(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--generations", type=int, default=5)
+    ap.add_argument("--parallel", type=int, default=2, help="jobs at once (one torch thread each)")
+    ap.add_argument("--arms", default=",".join(ARMS), help="comma-separated arms (default: all)")
+    ap.add_argument("--out", default=str(ROOT / "docs"))
+    ap.add_argument("--tiny", action="store_true", help="a minute-long smoke run (tests)")
+    ap.add_argument("--report", action="store_true", help="only write the report from <out>/loop.json")
+    ap.add_argument("--job", help=argparse.SUPPRESS)  # internal: SEED:ARM,ARM WORKDIR, run by the parent
+    args = ap.parse_args(argv)
+    size = TINY if args.tiny else SIZE
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.job:
+        seed, arms = args.job.split(":")
+        work = Path(tempfile.mkdtemp(prefix="flywheel-loop-"))
+        try:
+            res = job(int(seed), arms.split(","), args.generations, size, work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        print("RESULT " + json.dumps(res), flush=True)
+        return 0
+    from bench import loop_report
+
+    arms = [a.strip() for a in args.arms.split(",") if a.strip()]
+    unknown = [a for a in arms if a not in ARMS]
+    if unknown:
+        raise SystemExit(f"--arms: unknown arm {unknown[0]!r} (arms: {', '.join(ARMS)})")
+    seeds = [SEED0 + i for i in range(args.seeds)]
+    path = out / "loop.json"
+    tag = design(size)
+    data = load_results(path, tag)
+    if not args.report:
+        todo = [(s, [a for a in group if f"{a}/{s}" not in data["runs"]])
+                for s, group in jobs_for(arms, seeds, args.parallel)]
+        todo = [(s, g) for s, g in todo if g]
+        start = time.monotonic()
+        running: list[tuple[subprocess.Popen, int, list[str], float, Path]] = []
+        logs = Path(tempfile.mkdtemp(prefix="flywheel-loop-logs-"))
+        env = W.env() | {"OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(ROOT)}
+        while todo or running:
+            while todo and len(running) < max(1, args.parallel):
+                s, group = todo.pop(0)
+                cmd = [sys.executable, "-m", "bench.loop", "--job", f"{s}:{','.join(group)}",
+                       "--generations", str(args.generations), "--out", str(out)] + (["--tiny"] if args.tiny else [])
+                log = logs / f"{s}-{group[0]}.log"
+                with open(log, "w") as fh:  # a file, not a pipe: the stages' progress would fill a pipe
+                    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT, text=True)
+                running.append((proc, s, group, time.monotonic(), log))
+            time.sleep(1)
+            for item in list(running):
+                proc, s, group, began, log = item
+                if proc.poll() is None:
+                    continue
+                running.remove(item)
+                text = log.read_text()
+                if proc.returncode:
+                    for p, *_ in running:
+                        p.kill()
+                    raise SystemExit(f"bench.loop: seed {s} arms {','.join(group)} failed "
+                                     f"({proc.returncode}), log {log}:\n{text[-3000:]}")
+                res = json.loads(text.split("RESULT ", 1)[1].splitlines()[0])
+                for arm, curve in res.items():
+                    data["runs"][f"{arm}/{s}"] = {"arm": arm, "seed": s, "curve": curve}
+                    print(f"{arm} seed {s}: user " + " ".join(f"{r['user']:.3f}" for r in curve)
+                          + f" ({curve[-1]['seconds']:.0f} s)", flush=True)
+                import platform
+
+                data["meta"] = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, "
+                                f"{os.cpu_count()} cores", "seeds": sorted(set(data["meta"].get("seeds", [])) | set(seeds)),
+                                "generations": max(args.generations, data["meta"].get("generations", 0)),
+                                "size": size, "parallel": args.parallel,
+                                "job_seconds": round(data["meta"].get("job_seconds", 0) + time.monotonic() - began),
+                                "wall_seconds": data["meta"].get("wall_seconds", [])}
+                save(path, data)
+        if data["meta"]:
+            data["meta"]["wall_seconds"] = data["meta"].get("wall_seconds", []) + [round(time.monotonic() - start)]
+            save(path, data)
+        shutil.rmtree(logs, ignore_errors=True)  # kept only when a job fails
+        print(f"bench.loop: {time.monotonic() - start:.0f} s", flush=True)
+    loop_report.write(data, out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""The loop experiment's report: docs/loop.md (tables) and docs/loop.png (plot), from
+docs/loop.json (bench/loop.py). Mean with a 95% t-interval over seeds; differences from
+`full` are paired by seed (same seed: same seed set, evaluation set and generation 0)."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+from bench.stats import interval
+
+DISCUSSION = "## What this says"  # loop.md from here on is written by hand after a run
+MAIN = ("full", "no_judge", "static", "random", "error_only", "replace")
+
+
+def order(arm: str) -> int:
+    from bench.loop import ARMS
+
+    return list(ARMS).index(arm) if arm in ARMS else len(ARMS)
+
+
+def runs(data: dict, arm: str) -> dict[int, list[dict]]:
+    return {r["seed"]: r["curve"] for r in data["runs"].values() if r["arm"] == arm}
+
+
+def cell(values: list[float], signed: bool = False) -> str:
+    if not values:
+        return "–"
+    mean, half = interval(values)
+    sign = "+" if signed else ""
+    return f"{mean:{sign}.3f} ± {half:.3f}" if half == half else f"{mean:{sign}.3f}"
+
+
+def rows_to_reach(curve: list[dict], target: float, key: str) -> float | None:
+    """Generated rows at which a curve first reaches `target` (linear between generations), or None."""
+    prev_rows, prev_acc = 0, None
+    for r in curve:
+        rows, acc = r["generated_rows"], r[key]
+        if acc >= target:
+            if prev_acc is None or prev_acc >= target:
+                return float(rows)
+            return prev_rows + (rows - prev_rows) * (target - prev_acc) / (acc - prev_acc)
+        prev_rows, prev_acc = rows, acc
+    return None
+
+
+def at(curves: dict[int, list[dict]], seed: int, n: int) -> dict | None:
+    """Generation n-1 of a seed's curve (an arm run for fewer generations compares there)."""
+    curve = curves.get(seed, [])
+    return curve[n - 1] if len(curve) >= n else None
+
+
+def summary(data: dict) -> dict:
+    """Every number the tables show, per arm. Differences and rows-to-static compare an arm
+    with `full` and `static` at the arm's own last generation."""
+    arms = sorted(dict.fromkeys(r["arm"] for r in data["runs"].values()), key=order)
+    full, static = runs(data, "full"), runs(data, "static")
+    out = {}
+    for arm in arms:
+        curves = runs(data, arm)
+        seeds = sorted(curves)
+        n = min(len(c) for c in curves.values())
+        last = {s: curves[s][n - 1] for s in seeds}
+        kla = {s: statistics.fmean(r["kept_label_accuracy"] for r in curves[s][:n]) for s in seeds}
+        entry = {"seeds": seeds, "generations": n, "user": [last[s]["user"] for s in seeds],
+                 "eval": [last[s]["eval"] for s in seeds], "kept_label_accuracy": [kla[s] for s in seeds],
+                 "d_user": [], "d_eval": [], "d_kept_label_accuracy": [], "rows_to_static": []}
+        for s in seeds:
+            ref = at(full, s, n)
+            if arm != "full" and ref is not None:
+                entry["d_user"].append(last[s]["user"] - ref["user"])
+                entry["d_eval"].append(last[s]["eval"] - ref["eval"])
+                entry["d_kept_label_accuracy"].append(
+                    kla[s] - statistics.fmean(r["kept_label_accuracy"] for r in full[s][:n]))
+            target = at(static, s, n)
+            if target is not None:
+                reached = rows_to_reach(curves[s][:n], target["user"], "user")
+                entry["rows_to_static"].append(None if reached is None else reached / target["generated_rows"])
+        entry["by_generation"] = {k: [statistics.fmean(curves[s][i][k] for s in seeds) for i in range(n)]
+                                  for k in ("user", "eval")}
+        entry["generated_rows"] = [statistics.fmean(curves[s][i]["generated_rows"] for s in seeds) for i in range(n)]
+        out[arm] = entry
+    return out
+
+
+def efficiency_cell(ratios: list[float | None]) -> str:
+    got = [r for r in ratios if r is not None]
+    if not ratios:
+        return "–"
+    if not got:
+        return f"not reached (0 of {len(ratios)} seeds)"
+    text = cell(got)
+    return text if len(got) == len(ratios) else f"{text} ({len(got)} of {len(ratios)} seeds; others not reached)"
+
+
+def write(data: dict, out: Path) -> dict:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not data["runs"]:
+        raise SystemExit(f"{out / 'loop.json'}: no results yet; run `make experiment`")
+    s = summary(data)
+    meta = data["meta"]
+    size = meta["size"]
+    walls = meta.get("wall_seconds", [])
+    lines = ["# The loop experiment: does the closed loop beat static data?", "",
+             f"Made by `make experiment` (`python -m bench.loop`) on {meta['machine']}, {meta['date']}: "
+             f"up to {len(meta['seeds'])} seeds × {meta['generations']} generations (the table says how many each arm "
+             f"ran), {size['expand']['budget']} generated "
+             f"rows per generation for every arm, {size['train']['steps']} training steps per generation (one torch "
+             f"thread, {meta['parallel']} jobs at once). Wall time {sum(walls) / 60:.0f} min over {len(walls)} "
+             f"invocation(s); {meta['job_seconds'] / 60:.0f} min of job time.", "",
+             "Accuracy of the last generation's student on the 322 hand-written `user` requests and on the "
+             f"evaluation set ({size['prepare'].get('eval_rows', 600)} generator rows: seen, new values, new "
+             "phrasings). Mean ± half-width of a 95% "
+             "t-interval over seeds; Δ is the arm minus `full`, paired by seed. *Rows to static* is the generated "
+             "rows an arm needs to reach the `static` arm's final `user` accuracy, as a share of static's rows "
+             "(below 1: fewer rows).", "",
+             "| arm | seeds | generations | user | Δ user | eval | Δ eval | kept-label accuracy | Δ kept-label | "
+             "rows to static |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for arm, e in s.items():
+        lines.append(f"| `{arm}` | {len(e['seeds'])} | {e['generations']} | {cell(e['user'])} | {cell(e['d_user'], True)} | "
+                     f"{cell(e['eval'])} | {cell(e['d_eval'], True)} | {cell(e['kept_label_accuracy'])} | "
+                     f"{cell(e['d_kept_label_accuracy'], True)} | {efficiency_cell(e['rows_to_static'])} |")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
+    for arm, e in s.items():
+        style = "-" if arm in MAIN else "--"
+        for ax, key in zip(axes, ("user", "eval")):
+            ax.plot(e["generated_rows"], e["by_generation"][key], style, marker="o", label=arm)
+    for ax, key in zip(axes, ("user (hand-written)", "evaluation set (generator)")):
+        ax.set_xlabel("rows generated (cumulative)")
+        ax.set_ylabel(f"accuracy: {key}")
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(out / "loop.png", dpi=110)
+    plt.close(fig)
+    lines += ["", "![accuracy against rows generated, mean over seeds; dashed: levers](loop.png)", "",
+              "Per generation (mean over seeds, `user` accuracy):", "",
+              "| arm | " + " | ".join(f"gen-{i:03d}" for i in range(meta["generations"])) + " |",
+              "|---|" + "---|" * meta["generations"]]
+    for arm, e in s.items():
+        values = [f"{v:.3f}" for v in e["by_generation"]["user"]]
+        lines.append(f"| `{arm}` | " + " | ".join(values + ["–"] * (meta["generations"] - len(values))) + " |")
+    md = out / "loop.md"
+    old = md.read_text() if md.exists() else ""
+    discussion = old[old.index(DISCUSSION):] if DISCUSSION in old else ""
+    tmp = md.with_suffix(".md.tmp")
+    tmp.write_text("\n".join(lines) + "\n\n" + discussion)
+    tmp.replace(md)
+    return s
