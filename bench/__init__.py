@@ -1,5 +1,5 @@
 """Benchmarks and experiments: `python -m bench` (performance, see docs/benchmarks.md) and
-`python -m bench.expansion` (the expansion experiment, see docs/expansion.md)."""
+`python -m bench.loop` (the loop experiment, see docs/loop.md)."""
 
 from pathlib import Path
 

@@ -64,6 +64,9 @@ def summary(data: dict) -> dict:
         kla = {s: statistics.fmean(r["kept_label_accuracy"] for r in curves[s][:n]) for s in seeds}
         entry = {"seeds": seeds, "generations": n, "user": [last[s]["user"] for s in seeds],
                  "eval": [last[s]["eval"] for s in seeds], "kept_label_accuracy": [kla[s] for s in seeds],
+                 "teacher_label_accuracy": [statistics.fmean(r["teacher_label_accuracy"] for r in curves[s][:n])
+                                            for s in seeds],
+                 "kept_rows": [last[s]["kept_rows"] for s in seeds],
                  "d_user": [], "d_eval": [], "d_kept_label_accuracy": [], "rows_to_static": []}
         for s in seeds:
             ref = at(full, s, n)
@@ -73,7 +76,7 @@ def summary(data: dict) -> dict:
                 entry["d_kept_label_accuracy"].append(
                     kla[s] - statistics.fmean(r["kept_label_accuracy"] for r in full[s][:n]))
             target = at(static, s, n)
-            if target is not None:
+            if target is not None and arm != "static":
                 reached = rows_to_reach(curves[s][:n], target["user"], "user")
                 entry["rows_to_static"].append(None if reached is None else reached / target["generated_rows"])
         entry["by_generation"] = {k: [statistics.fmean(curves[s][i][k] for s in seeds) for i in range(n)]
@@ -117,13 +120,17 @@ def write(data: dict, out: Path) -> dict:
              "phrasings). Mean ± half-width of a 95% "
              "t-interval over seeds; Δ is the arm minus `full`, paired by seed. *Rows to static* is the generated "
              "rows an arm needs to reach the `static` arm's final `user` accuracy, as a share of static's rows "
-             "(below 1: fewer rows).", "",
+             "(below 1: fewer rows). Kept-label accuracy and teacher labels right are the share of right labels "
+             "among the rows the judge kept and among all the teacher's labels (the generator's truth, read only "
+             "by the judge's report), averaged over generations; rows kept is the verified rows added in all "
+             "generations (mean over seeds).", "",
              "| arm | seeds | generations | user | Δ user | eval | Δ eval | kept-label accuracy | Δ kept-label | "
-             "rows to static |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "teacher labels right | rows kept | rows to static |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for arm, e in s.items():
         lines.append(f"| `{arm}` | {len(e['seeds'])} | {e['generations']} | {cell(e['user'])} | {cell(e['d_user'], True)} | "
                      f"{cell(e['eval'])} | {cell(e['d_eval'], True)} | {cell(e['kept_label_accuracy'])} | "
-                     f"{cell(e['d_kept_label_accuracy'], True)} | {efficiency_cell(e['rows_to_static'])} |")
+                     f"{cell(e['d_kept_label_accuracy'], True)} | {cell(e['teacher_label_accuracy'])} | "
+                     f"{statistics.fmean(e['kept_rows']):,.0f} | {efficiency_cell(e['rows_to_static'])} |")
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
     for arm, e in s.items():
         style = "-" if arm in MAIN else "--"

@@ -197,7 +197,7 @@ class ExpandConfig(_Section):
         "while more than this share of the probe's dev rows fail, every targeted share goes to random "
         "(broad data first); 1: never"))
     strategy: dict[Literal["error_driven", "skill_weighted", "skill_synth", "random", "static"], float] = Field(
-        default_factory=lambda: {"error_driven": 0.7, "random": 0.3},
+        default_factory=lambda: {"random": 1.0},
         description="strategies and their shares of the budget (normalised); what one cannot use goes to random")
 
     @model_validator(mode="after")

@@ -81,7 +81,7 @@ def test_rows_carry_lineage_and_no_evaluation_request_is_trained_on(small_projec
     assert set(train["generation"]) == {"seed", "gen-000", "gen-001"}
     plan0 = store.read_table(small_project / layout.path("gen-000", layout.PLAN), store.PLAN)
     gen1 = train[train["generation"] == "gen-001"]
-    assert gen1["parent_id"].dropna().isin(plan0["parent_id"]).all()
+    assert gen1["parent_id"].notna().any() and gen1["parent_id"].dropna().isin(plan0["parent_id"]).all()
     assert train["id"].is_unique and not train["request"].isin(evals["request"]).any()
 
 
