@@ -42,7 +42,7 @@ TEST_WORKERS ?= 2
 test: setup
 	$(BIN)/python -m pytest -n $(TEST_WORKERS)
 
-# The loop experiment (docs/loop.md): the six arms, 5 seeds x 5 generations, then the
+# The loop experiment (docs/loop.md), 64 min measured: the six arms, 5 seeds x 5 generations, then the
 # four targeting levers, 3 seeds x 2 generations; resumable (docs/loop.json).
 EXPERIMENT_ARMS := full,static,random,error_only,no_judge,replace
 EXPERIMENT_LEVERS := broad_first,learnable,group_cap,vary_functions
