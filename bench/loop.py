@@ -42,6 +42,7 @@ import hashlib
 import importlib
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -51,6 +52,7 @@ from pathlib import Path
 
 from bench import ROOT
 from bench import workspace as W
+from flywheel import store
 
 FULL = {"judge": {"verify": True}, "expand": {"strategy": {"error_driven": 0.7, "random": 0.3},
                                              "failure_order": "hardest"}, "compose": {"policy": "accumulate"}}
@@ -67,7 +69,6 @@ ARMS = {
     "spread": {"expand": {"failure_order": "spread"}},
     "vary_functions": {"expand": {"vary_functions": True}},
 }
-LEVERS = ("broad_first", "learnable", "group_cap", "spread", "vary_functions")
 # Smaller than the default run (6,000 rows, 2,000 steps a generation) so that 11 arms x 5
 # seeds x 5 generations fit in about an hour on 2 cores.
 SIZE = {"prepare": {"plan_rows": 600}, "expand": {"budget": 600},
@@ -199,12 +200,6 @@ def load_results(path: Path, tag: str) -> dict:
     return data
 
 
-def save(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    tmp.replace(path)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, default=5)
@@ -272,18 +267,16 @@ def main(argv: list[str] | None = None) -> int:
                     data["runs"][f"{arm}/{s}"] = {"arm": arm, "seed": s, "curve": curve}
                     print(f"{arm} seed {s}: user " + " ".join(f"{r['user']:.3f}" for r in curve)
                           + f" ({curve[-1]['seconds']:.0f} s)", flush=True)
-                import platform
-
                 data["meta"] = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, "
                                 f"{os.cpu_count()} cores", "seeds": sorted(set(data["meta"].get("seeds", [])) | set(seeds)),
                                 "generations": max(args.generations, data["meta"].get("generations", 0)),
                                 "size": size, "parallel": args.parallel,
                                 "job_seconds": round(data["meta"].get("job_seconds", 0) + time.monotonic() - began),
                                 "wall_seconds": data["meta"].get("wall_seconds", [])}
-                save(path, data)
+                store.write_json(data, path)
         if data["meta"]:
             data["meta"]["wall_seconds"] = data["meta"].get("wall_seconds", []) + [round(time.monotonic() - start)]
-            save(path, data)
+            store.write_json(data, path)
         shutil.rmtree(logs, ignore_errors=True)  # kept only when a job fails
         print(f"bench.loop: {time.monotonic() - start:.0f} s", flush=True)
     loop_report.write(data, out)

@@ -8,6 +8,7 @@ import statistics
 from pathlib import Path
 
 from bench.stats import interval
+from flywheel import store
 
 DISCUSSION = "## What this says"  # loop.md from here on is written by hand after a run
 MAIN = ("full", "no_judge", "static", "random", "error_only", "replace")
@@ -154,7 +155,6 @@ def write(data: dict, out: Path) -> dict:
     md = out / "loop.md"
     old = md.read_text() if md.exists() else ""
     discussion = old[old.index(DISCUSSION):] if DISCUSSION in old else ""
-    tmp = md.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(lines) + "\n\n" + discussion)
-    tmp.replace(md)
+    with store.atomic_file(md) as tmp:
+        tmp.write_text("\n".join(lines) + "\n\n" + discussion)
     return s
