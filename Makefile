@@ -14,16 +14,18 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export MLFLOW_ENABLE_TELEMETRY := false
 export DO_NOT_TRACK := 1
 export PATH := $(CURDIR)/$(BIN):$(PATH)
+# uv installs no .pyc files (pip compiles all of site-packages, about a minute); with
+# PYTHONDONTWRITEBYTECODE set, every stage process would compile torch and transformers
+# again (20-30 s each). Unset, Python writes the .pyc of what is imported, once.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: setup run test experiment ablation bench clean-data
 
-# torch first and alone: only the pinned CPU build lies on this machine's disk, and an
-# unpinned torch pulled in by another package would download a multi-GB CUDA build.
-$(STAMP): requirements.lock pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
-	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+# tools/venv.py: uv (from the package index, into the venv) installs the lock, with the
+# sources pip is configured with; pip where uv cannot be had (FLYWHEEL_INSTALLER=pip forces
+# it). torch==2.13.0 is named explicitly: only the CPU build lies on this machine's disk.
+$(STAMP): requirements.lock pyproject.toml tools/venv.py
+	$(PYTHON) tools/venv.py $(VENV)
 	touch $@
 
 # DVC's metadata is committed; a checkout without it (or outside git) gets a fresh one.

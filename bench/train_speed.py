@@ -15,12 +15,14 @@ same rows, batch size and optimizer, fully tuned and with LoRA.
 
 from __future__ import annotations
 
+import os
 import random
 import time
 
 import yaml
 
 from bench import ROOT
+from flywheel import kernels
 
 
 def _pairs(n: int, seed: int):
@@ -36,6 +38,44 @@ def _pairs(n: int, seed: int):
     codec = student.Codec(train_bpe_tokenizer(lexicon(rng), vocab))
     reqs = [P.make_request(rng, P.spec_for_skill(rng, SKILLS[i % len(SKILLS)])) for i in range(n)]
     return codec, [(codec.prompt(r.text), codec.target(C.render(r.calls))) for r in reqs]
+
+
+def matmul_limit(tokens: int, *, n_embd: int, n_layer: int, vocab: int, rounds: int = 20) -> dict:
+    """What the 2 cores can do for this model's matrix products, timed in this process:
+    a step's products (per layer the four projections, then the output head; each forward
+    and its two backward products) at `tokens` rows, through the student's own product
+    path (OpenBLAS, flywheel/student.py) and through torch's `mm` (MKL) for comparison.
+    The limit in tokens/s counts only those products: every other op is taken as free."""
+    import numpy as np
+    import torch
+
+    shapes = [(n_embd, 3 * n_embd), (n_embd, n_embd), (n_embd, 4 * n_embd), (4 * n_embd, n_embd)] * n_layer
+    shapes.append((n_embd, vocab))
+    rs = np.random.RandomState(0)
+    mats = [tuple(rs.standard_normal(s).astype(np.float32) for s in ((tokens, k), (k, n), (tokens, n)))
+            for k, n in shapes]
+    flop = sum(3 * 2 * tokens * k * n for k, n in shapes)
+
+    def blas():
+        for x, w, g in mats:
+            x @ w, g @ w.T, x.T @ g
+
+    tmats = [tuple(torch.from_numpy(a) for a in m) for m in mats]
+
+    def mkl():
+        for x, w, g in tmats:
+            x @ w, g @ w.T, x.T @ g
+
+    out = {}
+    for name, fn in (("openblas", blas), ("torch_mkl", mkl)):
+        fn()
+        start = time.perf_counter()
+        for _ in range(rounds):
+            fn()
+        seconds = (time.perf_counter() - start) / rounds
+        out[name] = {"gflop_per_s": round(flop / seconds / 1e9, 1), "tokens_per_s": round(tokens / seconds)}
+    out["mflop_per_token"] = round(flop / tokens / 1e6, 2)
+    return out
 
 
 def measure(*, steps: int = 60, rounds: int = 3, rows: int = 2000) -> dict:
@@ -83,7 +123,10 @@ def measure(*, steps: int = 60, rounds: int = 3, rows: int = 2000) -> dict:
         times["flywheel"].append(flywheel_loop())
         times["bare"].append(bare_loop())
     fw, bare = min(times["flywheel"]), min(times["bare"])
-    return {"steps": steps, "batch_size": tc["batch_size"], "threads": tc["threads"], "rounds": rounds,
+    limit = matmul_limit(round(tokens / steps), n_embd=arch["n_embd"], n_layer=arch["n_layer"], vocab=vocab)
+    return {"matmul_limit": limit, "share_of_matmul_limit": round(tokens / fw / limit["openblas"]["tokens_per_s"], 3),
+            "kernels": {k: os.environ.get(k, "") for k in kernels.PINNED},
+            "steps": steps, "batch_size": tc["batch_size"], "threads": tc["threads"], "rounds": rounds,
             "tokens_per_run": tokens, "flywheel_tokens_per_s": round(tokens / fw),
             "bare_torch_tokens_per_s": round(tokens / bare), "ratio": round(bare / fw, 3),
             "seconds": {k: [round(t, 2) for t in v] for k, v in times.items()},

@@ -132,12 +132,12 @@ class ComposeConfig(_Section):
 
 
 class TrainConfig(_Section):
-    steps: int = Field(2000, ge=1, description="optimizer steps per generation")
+    steps: int = Field(600, ge=1, description="optimizer steps per generation")
     batch_size: int = Field(64, ge=1)
     lr: float = Field(3e-3, gt=0)
     warmup_steps: int = Field(50, ge=0)
     weight_decay: float = Field(0.01, ge=0)
-    threads: int = Field(2, ge=1, description="torch threads; fixed so runs are bit-identical")
+    threads: int = Field(2, ge=1, description="threads of the student's matrix products; part of the numerics (flywheel/kernels.py)")
     log_every: int = Field(20, ge=1, description="steps between loss points in the plot")
 
 

@@ -25,7 +25,9 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import torch
 from tokenizers import Tokenizer
+from threadpoolctl import threadpool_limits
 from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+from transformers.pytorch_utils import Conv1D
 from transformers.utils import logging as hf_logging
 
 # A stage's stderr is for its one-line error: no weight-loading bars or advisory warnings.
@@ -37,17 +39,62 @@ from flywheel.vocab import COPY_MARKERS, EOS, PAD, SEP, UNK
 IGNORE = -100
 
 
+class _Product(torch.autograd.Function):
+    """`x @ w` (and its two backward products) through numpy's OpenBLAS instead of torch's
+    MKL. MKL chooses its matrix kernels by CPU vendor, so an Intel and an AMD CPU give
+    different bytes; OpenBLAS with its kernels fixed (OPENBLAS_CORETYPE, flywheel/kernels.py)
+    runs the same code on every AVX2 CPU, at about MKL's speed (MKL's own vendor-neutral
+    mode runs at a third of it). docs/reproducibility.md has the measurements."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, w)
+        return torch.from_numpy(np.matmul(x.detach().numpy(), w.detach().numpy()))
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, w = (t.detach().numpy() for t in ctx.saved_tensors)
+        g = grad.detach().numpy()
+        return (torch.from_numpy(g @ w.T) if ctx.needs_input_grad[0] else None,
+                torch.from_numpy(x.T @ g) if ctx.needs_input_grad[1] else None)
+
+
+def _conv1d(module: Conv1D, x: torch.Tensor) -> torch.Tensor:  # GPT-2's Conv1D: x @ weight + bias
+    return (_Product.apply(x.reshape(-1, x.shape[-1]), module.weight) + module.bias).view(*x.shape[:-1], module.nf)
+
+
+def _lm_head(module: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:  # tied to the embedding: x @ wte.T
+    return _Product.apply(x.reshape(-1, x.shape[-1]), module.weight.T).view(*x.shape[:-1], -1)
+
+
+def _blas_products(model: GPT2LMHeadModel) -> GPT2LMHeadModel:
+    """Route every matrix product of the network's layers through `_Product` (attention's
+    small batched products stay in torch, with MKL in its vendor-neutral mode)."""
+    for module in model.modules():
+        if isinstance(module, Conv1D):
+            module.forward = lambda x, m=module: _conv1d(m, x)
+    model.lm_head.forward = lambda x, m=model.lm_head: _lm_head(m, x)
+    return model
+
+
 def build_model(vocab_size: int, *, n_layer: int, n_embd: int, n_head: int, n_positions: int,
                 seed: int, eos_token_id: int, pad_token_id: int) -> GPT2LMHeadModel:
     torch.manual_seed(seed)
+    # gelu_pytorch_tanh is GPT-2's tanh GELU as one fused kernel (gelu_new composes it from
+    # five element-wise ops: 15% of a training step, bench/train_speed.py).
     config = GPT2Config(vocab_size=vocab_size, n_positions=n_positions, n_embd=n_embd, n_layer=n_layer,
                         n_head=n_head, bos_token_id=None, eos_token_id=eos_token_id, pad_token_id=pad_token_id,
-                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
-    return GPT2LMHeadModel(config)
+                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, activation_function="gelu_pytorch_tanh")
+    config._attn_implementation = "eager"  # at this size as fast as sdpa, and its products are plain bmm
+    return _blas_products(GPT2LMHeadModel(config))
 
 
 def set_threads(n: int) -> None:
-    torch.set_num_threads(n)
+    """`n` threads for the matrix products (OpenBLAS), one for torch's element-wise
+    kernels: two thread pools spinning on the same cores cost a third of a step
+    (bench/train_speed.py). Part of the numerics: the bytes depend on `n`."""
+    torch.set_num_threads(1)
+    threadpool_limits(n, user_api="blas")
     torch.use_deterministic_algorithms(True)
 
 
@@ -135,16 +182,17 @@ class Codec:
 
 
 def _pad_batch(pairs: list[tuple[list[int], list[int]]], pad: int):
-    width = max(len(p) + len(t) for p, t in pairs)
-    ids = torch.full((len(pairs), width), pad, dtype=torch.long)
-    labels = torch.full((len(pairs), width), IGNORE, dtype=torch.long)
-    mask = torch.zeros((len(pairs), width), dtype=torch.long)
-    for row, (p, t) in enumerate(pairs):
-        seq = p + t
-        ids[row, : len(seq)] = torch.tensor(seq)
-        labels[row, len(p): len(seq)] = torch.tensor(t)
-        mask[row, : len(seq)] = 1
-    return ids, labels, mask
+    """(ids, labels, attention mask) of a batch, right-padded to its longest row; labels
+    are IGNORE on the prompt and the padding. Built in numpy in one pass: a tensor per row
+    cost 5% of a training step."""
+    prompt = np.fromiter((len(p) for p, _ in pairs), dtype=np.int64, count=len(pairs))
+    total = prompt + np.fromiter((len(t) for _, t in pairs), dtype=np.int64, count=len(pairs))
+    col = np.arange(int(total.max()))
+    mask = col < total[:, None]
+    ids = np.full(mask.shape, pad, dtype=np.int64)
+    ids[mask] = [i for p, t in pairs for i in (*p, *t)]
+    labels = np.where(mask & (col >= prompt[:, None]), ids, IGNORE)
+    return torch.from_numpy(ids), torch.from_numpy(labels), torch.from_numpy(mask.astype(np.int64))
 
 
 BUCKET = 16  # batches whose rows are sorted by length together
@@ -172,7 +220,7 @@ def train(model: GPT2LMHeadModel, pairs: list[tuple[list[int], list[int]]], *, s
     """Train in place for `steps` steps; returns (step, loss) pairs. Cosine schedule to 10%."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, foreach=True)  # one kernel per op over all tensors: +8% tokens/s
 
     def schedule(step: int) -> float:
         if step < warmup_steps:
@@ -188,10 +236,10 @@ def train(model: GPT2LMHeadModel, pairs: list[tuple[list[int], list[int]]], *, s
         if not batches:
             batches = bucketed(rng, [len(p) + len(t) for p, t in pairs], batch_size)
         ids, labels, mask = _pad_batch([pairs[i] for i in batches.pop()], pad)
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels, use_cache=False).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0, foreach=True)
         opt.step()
         sched.step()
         value = loss.item()
@@ -247,27 +295,39 @@ def greedy(model: GPT2LMHeadModel, prompts: list[list[int]], *, eos: int, max_ne
 
 
 @torch.no_grad()
+def token_losses(model: GPT2LMHeadModel, pairs: list[tuple[list[int], list[int]]], *, pad: int,
+                 batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Teacher-forced cross-entropy of each row's answer tokens: their mean and their
+    largest, per row. Rows go through in order of length (little padding), and the loss
+    is taken over the flattened logits (over a transposed view it cost 2.4 times as much)."""
+    model.eval()
+    mean, worst = np.zeros(len(pairs)), np.zeros(len(pairs))
+    order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))  # little padding
+    for start in range(0, len(order), batch_size):
+        rows = order[start: start + batch_size]
+        ids, labels, mask = _pad_batch([pairs[i] for i in rows], pad)
+        logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1]
+        target = labels[:, 1:]
+        ce = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
+                                               ignore_index=IGNORE, reduction="none").view(target.shape)
+        counts = (target != IGNORE).sum(1).clamp(min=1)
+        mean[rows] = (ce.sum(1) / counts).numpy()
+        worst[rows] = ce.max(1).values.numpy()
+    return mean, worst
+
+
 def row_losses(model: GPT2LMHeadModel, pairs: list[tuple[list[int], list[int]]], *, pad: int,
                batch_size: int) -> np.ndarray:
     """Mean cross-entropy of each row's call tokens, teacher-forced."""
-    model.eval()
-    losses = np.zeros(len(pairs))
-    for start in range(0, len(pairs), batch_size):
-        ids, labels, mask = _pad_batch(pairs[start: start + batch_size], pad)
-        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
-        target = labels[:, 1:]
-        ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), target, ignore_index=IGNORE,
-                                               reduction="none")
-        counts = (target != IGNORE).sum(1).clamp(min=1)
-        losses[start: start + len(ids)] = (ce.sum(1) / counts).numpy()
-    return losses
+    return token_losses(model, pairs, pad=pad, batch_size=batch_size)[0]
 
 
 def load_model(model_dir: Path) -> GPT2LMHeadModel:
     """A saved student's network (safetensors only: no pickled weights are ever loaded)."""
-    model = GPT2LMHeadModel.from_pretrained(str(model_dir), use_safetensors=True, local_files_only=True)
+    model = GPT2LMHeadModel.from_pretrained(str(model_dir), use_safetensors=True, local_files_only=True,
+                                            attn_implementation="eager")
     model.eval()
-    return model
+    return _blas_products(model)
 
 
 @dataclass

@@ -10,6 +10,7 @@ checkpoint is bit-identical on a rerun with the same thread count.
 from __future__ import annotations
 
 import pandas as pd
+import torch
 import transformers
 
 from flywheel import domain, hf_student, layout, stage, store
@@ -21,12 +22,12 @@ def main(cfg: ConfigView, generation: str) -> None:
     tc = cfg.train
     prev = cfg.generation(generation).prev
     dom = domain.get(cfg.domain)
-    set_threads(tc.threads)
     rows = store.read_table(layout.path(generation, layout.TRAIN), store.TRAINSET)
     if rows.empty:
         raise store.DataError(f"{layout.path(generation, layout.TRAIN)}: no training rows")
     if hf_student.is_hf(layout.path(prev, layout.MODEL)):
         return train_hf(cfg, generation, prev, dom, rows)
+    set_threads(tc.threads)
     student = Student.load(layout.path(prev, layout.MODEL))
     model = student.model
     pairs = student.pairs(list(rows["request"]), [dom.target(label) for label in rows["label"]])
@@ -54,6 +55,10 @@ def train_hf(cfg: ConfigView, generation: str, prev: str, dom, rows: pd.DataFram
     from the previous checkpoint (the base model itself for generation 0)."""
     tc = cfg.train
     seed = stage.stage_seed(cfg.seed, generation, "train")
+    # Its layers' products run in torch (MKL, vendor-neutral under the pin: flywheel/kernels.py),
+    # whose bytes are the same for 1 to 3 threads.
+    torch.set_num_threads(tc.threads)
+    torch.use_deterministic_algorithms(True)
     transformers.set_seed(seed)  # a new LoRA adapter's initial weights are drawn here, before Trainer seeds
     student = hf_student.HFStudent.load(layout.path(prev, layout.MODEL), dom, trainable=True, lora_cfg=cfg.student)
     bar = stage.Progress("train", "steps", tc.steps)

@@ -200,3 +200,14 @@ def pytest_xdist_make_scheduler(config, log):
 
     config.option.loadscopereorder = False  # keep the order pytest_collection_modifyitems made
     return BySharedFixture(config, log)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The lines tests record as `reproducibility` (tests/test_reference.py: which CPU made
+    the tiny reference and which one checked it), at the end of the run, workers included."""
+    lines = [value for key in ("passed", "failed") for report in terminalreporter.stats.get(key, [])
+             for name, value in getattr(report, "user_properties", []) if name == "reproducibility"]
+    if lines:
+        terminalreporter.section("reproducibility")
+        for line in lines:
+            terminalreporter.write_line(line)

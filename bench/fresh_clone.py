@@ -1,0 +1,86 @@
+"""A new user's first `make run`: a fresh clone of this repository's HEAD, `make setup`
+(the venv from requirements.lock) and `make run` (the flywheel's three generations
+through the Prefect flow with MLflow), each timed, with the package caches cold (empty
+uv and pip caches of its own) or warm (the machine's). Then whether the run reproduced
+the committed reference: the outputs whose md5 in the clone's dvc.lock differs from the
+committed one (none, when it reproduced), and the `user` accuracy it reached.
+
+    python -m bench.fresh_clone --cache cold|warm [--out bench/fresh_clone.json]
+
+Each run appends to the output file (runs are 6 to 10 minutes; nothing else should run
+beside one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from bench import ROOT
+
+
+def cpu() -> str:
+    out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+    return next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), "")
+
+
+def outs(lock_text: str) -> dict[str, str]:
+    stages = yaml.safe_load(lock_text)["stages"]
+    return {o["path"]: o["md5"] for s in stages.values() for o in s.get("outs", [])}
+
+
+def timed(cmd: list[str], cwd: Path, env: dict, log: Path) -> float:
+    start = time.perf_counter()
+    with log.open("a") as out:
+        subprocess.run(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, check=True)
+    return round(time.perf_counter() - start, 1)
+
+
+def measure(cache: str, work: Path) -> dict:
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                            check=True).stdout.strip()
+    clone = work / "clone"
+    subprocess.run(["git", "clone", "-q", "--no-local", str(ROOT), str(clone)], check=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "UV_", "PIP_CACHE"))}
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if ".venv" not in p)
+    if cache == "cold":
+        env |= {"UV_CACHE_DIR": str(work / "uv-cache"), "PIP_CACHE_DIR": str(work / "pip-cache")}
+    log = work / "make.log"
+    setup = timed(["make", "setup"], clone, env, log)
+    run = timed(["make", "run"], clone, env, log)
+    committed = outs(subprocess.run(["git", "show", f"{commit}:dvc.lock"], cwd=clone, capture_output=True,
+                                    text=True, check=True).stdout)
+    made = outs((clone / "dvc.lock").read_text())
+    user = {g: json.loads((clone / "data" / g / "metrics.json").read_text())["per_split"]["user"]
+            for g in sorted(p.name for p in (clone / "data").glob("gen-*"))}
+    return {"date": dt.date.today().isoformat(), "commit": commit[:7], "cpu": cpu(), "cache": cache,
+            "seconds": {"setup": setup, "run": run, "total": round(setup + run, 1)},
+            "outputs": len(made), "differ_from_committed": sorted(p for p in made if committed.get(p) != made[p]),
+            "user": user}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cache", choices=("cold", "warm"), required=True)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "fresh_clone.json")
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="flywheel-clone-") as tmp:
+        result = measure(args.cache, Path(tmp))
+    runs = json.loads(args.out.read_text()) if args.out.exists() else []
+    runs.append(result)
+    args.out.write_text(json.dumps(runs, indent=1) + "\n")
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""Which settings the numeric kernels honour, measured: the same inputs (numpy-seeded)
+through each kernel a stage uses, hashed, in fresh interpreters under chosen settings,
+natively or under QEMU's user-mode emulation of another CPU (Debian's `qemu-user`:
+`qemu-x86_64 -cpu Haswell` is an Intel AVX2 CPU, `-cpu EPYC-Rome` an AMD one, whatever
+this machine is). Two settings that give the same hashes everywhere are the same
+kernels; a hash that moves with the CPU is a kernel the pin does not hold.
+
+    python -m bench.kernels [--qemu Haswell,EPYC-Rome] [--out bench/kernels.json]
+
+flywheel/kernels.py chose its pin from this (docs/reproducibility.md). Under emulation
+an interpreter takes a minute to import torch, so the full set takes about 15 minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from bench import ROOT
+from flywheel import kernels
+
+PROBE = r"""
+import hashlib, json, numpy as np, torch
+rs = np.random.RandomState(0)
+mk = lambda *s: rs.standard_normal(s).astype(np.float32)
+a, b, c, d = mk(1800, 128), mk(128, 601), mk(1800, 512), mk(512, 128)
+t = torch.from_numpy
+h = lambda x: hashlib.md5(np.ascontiguousarray(x.detach().numpy() if hasattr(x, "detach") else x)
+                           .tobytes()).hexdigest()[:8]
+q = t(a[:1792]).reshape(64, 28, 4, 32).transpose(1, 2).contiguous()
+x = t(a) @ t(b)
+print(json.dumps({
+    "aten_capability": torch.backends.cpu.get_cpu_capability(),
+    "torch.mm (MKL)": h(x), "torch.linear, transposed weight (MKL)": h(torch.nn.functional.linear(t(c), t(d).T)),
+    "torch.bmm (MKL)": h(torch.matmul(q, q.transpose(-1, -2))), "torch.exp (MKL VML)": h(torch.exp(t(a))),
+    "softmax (ATen)": h(torch.softmax(x, -1)), "layer_norm (ATen)": h(torch.nn.functional.layer_norm(t(a), (128,))),
+    "gelu tanh (ATen)": h(torch.nn.functional.gelu(t(a), approximate="tanh")),
+    "numpy matmul NN (OpenBLAS)": h(a @ b), "numpy matmul NT (OpenBLAS)": h(c @ np.ascontiguousarray(d.T).T),
+    "numpy matmul TN (OpenBLAS)": h(a.T @ c),
+}))
+"""
+
+SETTINGS = {  # name -> environment on top of the machine's own (nothing pinned)
+    "native": {},
+    "pinned": dict(kernels.PINNED),
+    "MKL_CBWR=AVX2": {"MKL_CBWR": "AVX2"},
+    "ATEN_CPU_CAPABILITY=default": {"ATEN_CPU_CAPABILITY": "default"},
+}
+
+
+def run(settings: dict, cpu: str | None) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in kernels.PINNED} | {"FLYWHEEL_KERNELS": "native"}
+    env |= settings
+    cmd = ([] if cpu is None else ["qemu-x86_64", "-cpu", cpu]) + [sys.executable, "-c", PROBE]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, check=True).stdout
+    return json.loads(out.splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--qemu", default="", help="comma-separated QEMU CPU models to emulate as well")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "kernels.json")
+    args = ap.parse_args(argv)
+    cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    model = next((l.split(":", 1)[1].strip() for l in cpu.splitlines() if l.startswith("Model name")), "")
+    results = {"machine": model, "runs": []}
+    for where in [None] + [c for c in args.qemu.split(",") if c]:
+        for name, settings in SETTINGS.items():
+            results["runs"].append({"cpu": where or f"native ({model})", "settings": name,
+                                    "hashes": run(settings, where)})
+            print(json.dumps(results["runs"][-1]), flush=True)
+    args.out.write_text(json.dumps(results, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""The pinned numeric kernels (flywheel/kernels.py): a stage process starts with them,
+every library honours them, and the student's own matrix products (numpy's OpenBLAS
+instead of torch's MKL, flywheel/student.py `_Product`) compute what torch's would, with
+the same gradients. That the pin gives the same bytes on another CPU is what
+tests/test_reference.py checks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import torch
+
+from conftest import ROOT
+from flywheel import kernels, student
+
+# What a stage process sees once `tasks` is imported (python -m tasks.<stage> imports it first).
+STAGE_VIEW = """
+import json, os, tasks, torch, threadpoolctl
+torch.bmm(torch.ones(2, 64, 64), torch.ones(2, 64, 64))  # large enough to reach MKL
+blas = [i for i in threadpoolctl.threadpool_info() if i["internal_api"] == "openblas"]
+print(json.dumps({"capability": torch.backends.cpu.get_cpu_capability(),
+                  "openblas": [[i["architecture"], i["num_threads"]] for i in blas],
+                  "env": {k: os.environ.get(k) for k in %r}}))
+"""
+
+
+def stage_view(**env) -> tuple[dict, str]:
+    proc = subprocess.run([sys.executable, "-c", STAGE_VIEW % (list(kernels.PINNED),)], cwd=ROOT, text=True,
+                          capture_output=True, check=True, env={"PATH": "/usr/bin:/bin", **env})
+    return json.loads(proc.stdout.splitlines()[-1]), proc.stdout + proc.stderr
+
+
+def test_a_stage_process_runs_on_the_pinned_kernels_whatever_its_environment_asks():
+    # The environment asks for other choices: the pin wins, because a stage's bytes must not
+    # depend on who started it.
+    seen, out = stage_view(MKL_VERBOSE="1", MKL_CBWR="AUTO", ATEN_CPU_CAPABILITY="default",
+                           OPENBLAS_NUM_THREADS="2", OMP_NUM_THREADS="2")
+    assert seen["env"] == kernels.PINNED
+    assert seen["capability"] == "AVX2"
+    assert seen["openblas"] == [["Haswell", kernels.THREADS]]
+    assert "CNR:COMPATIBLE" in out  # MKL's own report of the branch it ran
+
+
+def test_native_switch_leaves_the_machine_its_own_choices():
+    seen, out = stage_view(FLYWHEEL_KERNELS="native", MKL_VERBOSE="1", ATEN_CPU_CAPABILITY="default")
+    assert seen["capability"] == "DEFAULT"
+    assert "CNR:COMPATIBLE" not in out
+
+
+def test_the_students_products_equal_torchs_with_the_same_gradients():
+    rs = np.random.RandomState(3)
+    x0 = torch.from_numpy(rs.standard_normal((37, 16)).astype(np.float32))
+    w0 = torch.from_numpy(rs.standard_normal((16, 24)).astype(np.float32))
+    grad = torch.from_numpy(rs.standard_normal((37, 24)).astype(np.float32))
+    x, w = x0.clone().requires_grad_(), w0.clone().requires_grad_()
+    xr, wr = x0.clone().requires_grad_(), w0.clone().requires_grad_()
+    out = student._Product.apply(x, w.T.T)  # a view, as the output head passes its tied weight
+    out.backward(grad)
+    ref = xr @ wr
+    ref.backward(grad)
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(x.grad, xr.grad)
+    torch.testing.assert_close(w.grad, wr.grad)
+
+
+def test_every_layer_of_the_student_goes_through_the_pinned_products():
+    model = student.build_model(50, n_layer=2, n_embd=16, n_head=2, n_positions=16, seed=0, eos_token_id=3,
+                                pad_token_id=2)
+    calls = []
+    original = student._Product.apply
+    try:
+        student._Product.apply = lambda a, b: calls.append(tuple(b.shape)) or original(a, b)
+        model(input_ids=torch.tensor([[5, 6, 7]]))
+    finally:
+        student._Product.apply = original
+    assert calls.count((16, 48)) == 2 and calls.count((64, 16)) == 2  # attention in, MLP out, per layer
+    assert len(calls) == 2 * 4 + 1 and calls[-1] == (16, 50)  # four per layer, then the output head
