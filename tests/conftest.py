@@ -34,7 +34,9 @@ SMALL = {
     "generations": {"gen-000": {"prev": "seed"}, "gen-001": {"prev": "gen-000"}},
     "prepare": {"seed_rows": 60, "eval_rows": 120, "plan_rows": 200,
                 "model": {"n_layer": 1, "n_embd": 32, "n_head": 2, "n_positions": 128}},
-    "train": {"steps": 40, "batch_size": 32, "warmup_steps": 5, "log_every": 10},
+    # one thread for the student's products: two workers train at once on 2 cores, and
+    # OpenBLAS threads that wait spinning would take the other worker's core
+    "train": {"steps": 40, "batch_size": 32, "warmup_steps": 5, "log_every": 10, "threads": 1},
     # the error-driven mix (the default before docs/loop.md), so that the tests follow a
     # failure's lineage through the plan; the default `random` runs in tests/test_loop_experiment.py
     "expand": {"budget": 200, "strategy": {"error_driven": 0.7, "random": 0.3}},

@@ -54,6 +54,10 @@ def test_bench_runs_on_a_tiny_size(tmp_path):
 
     assert m["efficiency"]["arms"]["full"]["seeds"] >= 5  # read from docs/loop.json (make experiment)
     assert m["train"]["flywheel_tokens_per_s"] > 0 and m["train"]["bare_torch_tokens_per_s"] > 0
+    limit = m["train"]["matmul_limit"]
+    assert limit["openblas"]["tokens_per_s"] > 0 and limit["torch_mkl"]["tokens_per_s"] > 0
+    assert 0 < m["train"]["share_of_matmul_limit"]  # the loop does more than the products: below 1 in practice
+    assert m["train"]["kernels"]["MKL_CBWR"] == "COMPATIBLE"  # the bench measures on the stages' pin
     for mode in ("full", "lora"):
         assert m["train_hf"][mode]["trainer_tokens_per_s"] > 0 and m["train_hf"][mode]["bare_torch_tokens_per_s"] > 0
     assert m["train_hf"]["lora"]["trained"] < m["train_hf"]["full"]["trained"]
