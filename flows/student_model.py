@@ -14,9 +14,13 @@ versions are pinned.
 
 from __future__ import annotations
 
-import mlflow.models
-import mlflow.pyfunc
-import pandas as pd
+from flywheel import kernels
+
+kernels.pin()  # a serving process answers on the stages' kernels (it loads torch after this)
+
+import mlflow.models  # noqa: E402
+import mlflow.pyfunc  # noqa: E402
+import pandas as pd  # noqa: E402
 
 
 class StudentModel(mlflow.pyfunc.PythonModel):
