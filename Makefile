@@ -18,6 +18,9 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 # PYTHONDONTWRITEBYTECODE set, every stage process would compile torch and transformers
 # again (20-30 s each). Unset, Python writes the .pyc of what is imported, once.
 unexport PYTHONDONTWRITEBYTECODE
+# Prefect's temporary server must start within 20 s by default; a fresh venv's first start
+# also compiles the server's modules, which took longer than that on 2 cores.
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
 .PHONY: setup run test experiment ablation bench clean-data
 

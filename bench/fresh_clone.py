@@ -41,7 +41,10 @@ def outs(lock_text: str) -> dict[str, str]:
 def timed(cmd: list[str], cwd: Path, env: dict, log: Path) -> float:
     start = time.perf_counter()
     with log.open("a") as out:
-        subprocess.run(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, check=True)
+        proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
+    if proc.returncode:
+        sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}); the end of its output:\n"
+                 + "\n".join(log.read_text().splitlines()[-40:]))
     return round(time.perf_counter() - start, 1)
 
 
