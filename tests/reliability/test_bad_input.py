@@ -25,7 +25,7 @@ FLYWHEEL = str(Path(sys.executable).parent / "flywheel")
 def snapshot(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): hashlib.md5(p.read_bytes()).hexdigest()
             for p in sorted(root.rglob("*")) if p.is_file() and ".git" not in p.parts
-            and "__pycache__" not in p.parts}  # bytecode Python caches is not the workspace's data
+            and "__pycache__" not in p.parts}  # bytecode that Python caches is not workspace data
 
 
 @pytest.fixture(scope="module")
