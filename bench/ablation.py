@@ -230,11 +230,11 @@ def train_with_encoder(student, encoder: Encoder, requests, targets, *, steps: i
     """flywheel.student.train's loop (same batches, schedule and clipping) with the
     decoder cross-attending to the projected encoder states."""
     import torch
-    from transformers import GPT2LMHeadModel
+    from transformers import GPT2Config, GPT2LMHeadModel
 
     from flywheel.student import _pad_batch, bucketed
 
-    config = student.model.config
+    config = GPT2Config(**student.model.config.hf())  # the built-in network's own sizes, as transformers' GPT-2
     config.add_cross_attention = True
     torch.manual_seed(seed)
     decoder = GPT2LMHeadModel(config)

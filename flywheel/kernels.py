@@ -11,7 +11,7 @@ EPYC (Zen 3, AVX2) and under QEMU emulating an Intel Haswell (AVX2) and an AMD E
   CPU of the last decade has, instead of AVX-512 where a CPU has it. Honoured: `default`
   and `avx2` give different bytes for softmax, layer norm and GELU.
 - The built-in student's matrix products (every layer and the output head) go through
-  numpy's OpenBLAS (flywheel/student.py `_Product`), with `OPENBLAS_CORETYPE=Haswell`:
+  numpy's OpenBLAS (flywheel/gpt2.py `_Product`), with `OPENBLAS_CORETYPE=Haswell`:
   the same AVX2+FMA kernels on every CPU, chosen by name instead of by probing the CPU.
   Honoured: `SkylakeX` (AVX-512) kernels give other bytes and crash on an AVX2-only CPU.
   OpenBLAS's bytes depend on its thread count, so `OPENBLAS_NUM_THREADS` is pinned too

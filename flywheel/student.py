@@ -4,7 +4,8 @@ Text layout: `<request tokens> [SEP] <answer tokens> [EOS]`; the loss covers onl
 answer tokens. The tokenizer (word-level for `toolcall`, digits split one by one so unseen
 numbers and dates can still be copied; byte-level BPE for `llm`) is trained once, in
 `prepare`, and travels inside every checkpoint: a `Student` folder holds config, weights
-and tokenizer (`save_pretrained` layout), and `load(folder, dom)` is the one call that
+and tokenizer in transformers' layout (the network is GPT-2 in plain torch,
+flywheel/gpt2.py, which transformers loads as a GPT2LMHeadModel), and `load(folder, dom)` is the one call that
 brings back a checkpoint of either kind: this built-in student or a Hugging Face model of
 your own (flywheel/hf_student.py, params.yaml `student:`). `answer` is the one answering
 path of `evaluate`, `probe`, the judge's comparison and the registered MLflow model.
@@ -15,6 +16,7 @@ give bit-identical checkpoints, which is what lets `dvc repro` reproduce a gener
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import re
@@ -26,67 +28,18 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 from threadpoolctl import threadpool_limits
-from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
-from transformers.pytorch_utils import Conv1D
-from transformers.utils import logging as hf_logging
 
-# A stage's stderr is for its one-line error: no weight-loading bars or advisory warnings.
-hf_logging.disable_progress_bar()
-hf_logging.set_verbosity_error()
-
+from flywheel.gpt2 import GPT2, Config
 from flywheel.vocab import COPY_MARKERS, EOS, PAD, SEP, UNK
 
 IGNORE = -100
-
-
-class _Product(torch.autograd.Function):
-    """`x @ w` (and its two backward products) through numpy's OpenBLAS instead of torch's
-    MKL. MKL chooses its matrix kernels by CPU vendor, so an Intel and an AMD CPU give
-    different bytes; OpenBLAS with its kernels fixed (OPENBLAS_CORETYPE, flywheel/kernels.py)
-    runs the same code on every AVX2 CPU, at about MKL's speed (MKL's own vendor-neutral
-    mode runs at a third of it). docs/reproducibility.md has the measurements."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(x, w)
-        return torch.from_numpy(np.matmul(x.detach().numpy(), w.detach().numpy()))
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        x, w = (t.detach().numpy() for t in ctx.saved_tensors)
-        g = grad.detach().numpy()
-        return (torch.from_numpy(g @ w.T) if ctx.needs_input_grad[0] else None,
-                torch.from_numpy(x.T @ g) if ctx.needs_input_grad[1] else None)
-
-
-def _conv1d(module: Conv1D, x: torch.Tensor) -> torch.Tensor:  # GPT-2's Conv1D: x @ weight + bias
-    return (_Product.apply(x.reshape(-1, x.shape[-1]), module.weight) + module.bias).view(*x.shape[:-1], module.nf)
-
-
-def _lm_head(module: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:  # tied to the embedding: x @ wte.T
-    return _Product.apply(x.reshape(-1, x.shape[-1]), module.weight.T).view(*x.shape[:-1], -1)
-
-
-def _blas_products(model: GPT2LMHeadModel) -> GPT2LMHeadModel:
-    """Route every matrix product of the network's layers through `_Product` (attention's
-    small batched products stay in torch, with MKL in its vendor-neutral mode)."""
-    for module in model.modules():
-        if isinstance(module, Conv1D):
-            module.forward = lambda x, m=module: _conv1d(m, x)
-    model.lm_head.forward = lambda x, m=model.lm_head: _lm_head(m, x)
-    return model
+TOKENIZER, TOKENIZER_CONFIG = "tokenizer.json", "tokenizer_config.json"
 
 
 def build_model(vocab_size: int, *, n_layer: int, n_embd: int, n_head: int, n_positions: int,
-                seed: int, eos_token_id: int, pad_token_id: int) -> GPT2LMHeadModel:
-    torch.manual_seed(seed)
-    # gelu_pytorch_tanh is GPT-2's tanh GELU as one fused kernel (gelu_new composes it from
-    # five element-wise ops: 15% of a training step, bench/train_speed.py).
-    config = GPT2Config(vocab_size=vocab_size, n_positions=n_positions, n_embd=n_embd, n_layer=n_layer,
-                        n_head=n_head, bos_token_id=None, eos_token_id=eos_token_id, pad_token_id=pad_token_id,
-                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, activation_function="gelu_pytorch_tanh")
-    config._attn_implementation = "eager"  # at this size as fast as sdpa, and its products are plain bmm
-    return _blas_products(GPT2LMHeadModel(config))
+                seed: int, eos_token_id: int, pad_token_id: int) -> GPT2:
+    return GPT2(Config(vocab_size=vocab_size, n_positions=n_positions, n_embd=n_embd, n_layer=n_layer,
+                       n_head=n_head, eos_token_id=eos_token_id, pad_token_id=pad_token_id)).init_weights(seed)
 
 
 def set_threads(n: int) -> None:
@@ -152,10 +105,13 @@ class Codec:
             out.append(i)
         return out
 
-    def hf(self) -> PreTrainedTokenizerFast:
-        """The tokenizer as transformers saves and loads it (tokenizer.json + tokenizer_config.json)."""
-        return PreTrainedTokenizerFast(tokenizer_object=self.tok, pad_token=PAD, unk_token=UNK, sep_token=SEP,
-                                       eos_token=EOS)
+    def save(self, folder: Path) -> None:
+        """tokenizer.json and the tokenizer_config.json that lets transformers'
+        AutoTokenizer load it (as a fast tokenizer with these special tokens)."""
+        self.tok.save(str(folder / TOKENIZER))
+        config = {"tokenizer_class": "PreTrainedTokenizerFast", "pad_token": PAD, "unk_token": UNK, "sep_token": SEP,
+                  "eos_token": EOS}
+        (folder / TOKENIZER_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
 
     def prompt(self, request: str) -> list[int]:
         return self._encode(request, self.unknown(request)) + [self.sep]
@@ -163,6 +119,11 @@ class Codec:
     def target(self, answer: str, request: str = "") -> list[int]:
         """The answer's ids; with markers, a word copied from `request` is its marker."""
         return self._encode(answer, self.unknown(request)) + [self.eos]
+
+    def pair(self, request: str, answer: str) -> tuple[list[int], list[int]]:
+        """`prompt(request)` and `target(answer, request)`, the request's unknown words found once."""
+        unknown = self.unknown(request)
+        return self._encode(request, unknown) + [self.sep], self._encode(answer, unknown) + [self.eos]
 
     def text(self, ids: list[int], request: str = "") -> str:
         """Decoded text up to the end token (word-level tokens come back joined by spaces;
@@ -214,7 +175,17 @@ def bucketed(rng: random.Random, lengths: list[int], batch_size: int) -> list[li
     return out
 
 
-def train(model: GPT2LMHeadModel, pairs: list[tuple[list[int], list[int]]], *, steps: int, batch_size: int,
+def answer_losses(model: GPT2, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of each answer token given the tokens before it, flattened row by
+    row. The output head runs on those positions only (the prompt's logits are never
+    used: a tenth of a training step's products)."""
+    states = model(ids, mask)[0][:, :-1]
+    target = labels[:, 1:]
+    keep = target != IGNORE
+    return torch.nn.functional.cross_entropy(model.head(states[keep]), target[keep], reduction="none")
+
+
+def train(model: GPT2, pairs: list[tuple[list[int], list[int]]], *, steps: int, batch_size: int,
           lr: float, warmup_steps: int, weight_decay: float, seed: int, pad: int,
           on_step: Callable[[int, float], None] | None = None) -> list[tuple[int, float]]:
     """Train in place for `steps` steps; returns (step, loss) pairs. Cosine schedule to 10%."""
@@ -236,7 +207,7 @@ def train(model: GPT2LMHeadModel, pairs: list[tuple[list[int], list[int]]], *, s
         if not batches:
             batches = bucketed(rng, [len(p) + len(t) for p, t in pairs], batch_size)
         ids, labels, mask = _pad_batch([pairs[i] for i in batches.pop()], pad)
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels, use_cache=False).loss
+        loss = answer_losses(model, ids, mask, labels).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0, foreach=True)
@@ -251,7 +222,7 @@ def train(model: GPT2LMHeadModel, pairs: list[tuple[list[int], list[int]]], *, s
 
 
 @torch.no_grad()
-def greedy(model: GPT2LMHeadModel, prompts: list[list[int]], *, eos: int, max_new_tokens: int,
+def greedy(model: GPT2, prompts: list[list[int]], *, eos: int, max_new_tokens: int,
            batch_size: int, on_batch: Callable[[int], None] | None = None, temperature: float = 0.0,
            seed: int = 0) -> list[list[int]]:
     """Greedy continuations, or with `temperature` > 0 sampled ones (torch generator
@@ -273,9 +244,8 @@ def greedy(model: GPT2LMHeadModel, prompts: list[list[int]], *, eos: int, max_ne
             past, step_input = None, ids
             gen = []
             for _ in range(min(max_new_tokens, limit - length)):
-                res = model(input_ids=step_input, past_key_values=past, use_cache=True)
-                past = res.past_key_values
-                logits = res.logits[:, -1, :]
+                states, past = model(step_input, past=past)
+                logits = model.head(states[:, -1])
                 if temperature > 0:
                     nxt = torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=gen_rng)[:, 0]
                 else:
@@ -295,45 +265,42 @@ def greedy(model: GPT2LMHeadModel, prompts: list[list[int]], *, eos: int, max_ne
 
 
 @torch.no_grad()
-def token_losses(model: GPT2LMHeadModel, pairs: list[tuple[list[int], list[int]]], *, pad: int,
+def token_losses(model: GPT2, pairs: list[tuple[list[int], list[int]]], *, pad: int,
                  batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     """Teacher-forced cross-entropy of each row's answer tokens: their mean and their
-    largest, per row. Rows go through in order of length (little padding), and the loss
-    is taken over the flattened logits (over a transposed view it cost 2.4 times as much)."""
+    largest, per row (0 for a row with no answer tokens). Rows go through in order of
+    length (little padding)."""
     model.eval()
     mean, worst = np.zeros(len(pairs)), np.zeros(len(pairs))
     order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))  # little padding
     for start in range(0, len(order), batch_size):
         rows = order[start: start + batch_size]
         ids, labels, mask = _pad_batch([pairs[i] for i in rows], pad)
-        logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1]
-        target = labels[:, 1:]
-        ce = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
-                                               ignore_index=IGNORE, reduction="none").view(target.shape)
-        counts = (target != IGNORE).sum(1).clamp(min=1)
-        mean[rows] = (ce.sum(1) / counts).numpy()
-        worst[rows] = ce.max(1).values.numpy()
+        ce = answer_losses(model, ids, mask, labels)
+        counts = (labels[:, 1:] != IGNORE).sum(1)
+        ends = np.cumsum(counts.numpy())
+        for j, (row, end, n) in enumerate(zip(rows, ends, counts.tolist())):
+            if n:
+                part = ce[end - n: end]
+                mean[row], worst[row] = float(part.mean()), float(part.max())
     return mean, worst
 
 
-def row_losses(model: GPT2LMHeadModel, pairs: list[tuple[list[int], list[int]]], *, pad: int,
+def row_losses(model: GPT2, pairs: list[tuple[list[int], list[int]]], *, pad: int,
                batch_size: int) -> np.ndarray:
     """Mean cross-entropy of each row's call tokens, teacher-forced."""
     return token_losses(model, pairs, pad=pad, batch_size=batch_size)[0]
 
 
-def load_model(model_dir: Path) -> GPT2LMHeadModel:
+def load_model(model_dir: Path) -> GPT2:
     """A saved student's network (safetensors only: no pickled weights are ever loaded)."""
-    model = GPT2LMHeadModel.from_pretrained(str(model_dir), use_safetensors=True, local_files_only=True,
-                                            attn_implementation="eager")
-    model.eval()
-    return _blas_products(model)
+    return GPT2.load(Path(model_dir))
 
 
 @dataclass
 class Student:
     """A checkpoint that describes itself: the network and the tokenizer it reads with."""
-    model: GPT2LMHeadModel
+    model: GPT2
     codec: Codec
     dom: Any = None  # the domain whose labels label_losses reads (set by `load`)
 
@@ -348,13 +315,12 @@ class Student:
 
     @classmethod
     def load(cls, folder: Path) -> "Student":
-        tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-        return cls(load_model(folder), Codec(tokenizer.backend_tokenizer))
+        return cls(load_model(folder), Codec(Tokenizer.from_file(str(Path(folder) / TOKENIZER))))
 
     def save(self, folder: Path) -> None:
         """Config, safetensors weights and tokenizer into `folder` (a new directory)."""
-        self.model.save_pretrained(folder, safe_serialization=True)
-        self.codec.hf().save_pretrained(folder)
+        self.model.save(folder)
+        self.codec.save(folder)
 
     @property
     def parameters(self) -> int:
@@ -362,7 +328,7 @@ class Student:
 
     def pairs(self, requests: list[str], targets: list[str]) -> list[tuple[list[int], list[int]]]:
         """(prompt ids, answer ids) per row: what training and the loss read."""
-        return [(self.codec.prompt(r), self.codec.target(t, r)) for r, t in zip(requests, targets)]
+        return [self.codec.pair(r, t) for r, t in zip(requests, targets)]
 
     def answer(self, requests: list[str], *, batch_size: int, max_new_tokens: int = 64,
                on_batch: Callable[[int], None] | None = None, temperature: float = 0.0, seed: int = 0) -> list[str]:

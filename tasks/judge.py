@@ -2,7 +2,8 @@
 
 Cheap deterministic checks first, the LLM committee only where they cannot decide (as
 LoopTool's label verification does). The domain gives the first verdicts from its own
-checks and the current student's answers (`toolcall`: the verifier cascade, conclusive
+checks and the current student's answers (none from the untrained built-in student
+generation 0 starts from; `toolcall`: the verifier cascade, conclusive
 when a label passes every check and the student agrees, or fails a check and the
 verifier repairs it; `llm`: no checks, every readable label waits) and says which rows
 stay undecided. Those go to the committee, when there is one. A correction from the
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from flywheel import domain, layout, llm_domain, stage, store
+from flywheel import domain, hf_student, layout, llm_domain, stage, store
 from flywheel.config import ConfigView
 from flywheel.student import student_answers
 from flywheel.llm import LLMError, templates
@@ -102,9 +103,12 @@ def main(cfg: ConfigView, generation: str) -> None:
     domain.require_committee(dom, jc.committee)
     rows = store.read_table(layout.path(generation, layout.GENERATED), store.GENERATED)
     outputs = None
-    if jc.use_student and jc.verify:
-        _, outputs = student_answers("judge", layout.path(prev, layout.MODEL), list(rows["request"]), dom=dom,
-                                     batch_size=jc.batch_size)
+    model_dir = layout.path(prev, layout.MODEL)
+    # The built-in student `prepare` writes has never been trained: its answers say nothing
+    # (a Hugging Face student's base model, also generation 0's, does answer).
+    untrained = prev == layout.SEED and not hf_student.is_hf(model_dir)
+    if jc.use_student and jc.verify and not untrained:
+        _, outputs = student_answers("judge", model_dir, list(rows["request"]), dom=dom, batch_size=jc.batch_size)
     verdicts = dom.first_verdicts(rows, outputs, use_repair=jc.repair) if jc.verify else unverified(rows)
     report: dict = {}
     with stage.llm_session("judge", generation, jc.budget) as session:

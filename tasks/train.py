@@ -2,7 +2,7 @@
 generation's training set.
 
 Reads data/<prev>/model, data/<gen>/train.parquet; writes data/<gen>/model (config,
-safetensors weights and the tokenizer, via save_pretrained) and the loss curve
+safetensors weights and the tokenizer, in transformers' layout) and the loss curve
 data/<gen>/train_loss.csv (a DVC plot). Seeded and single-process, so the
 checkpoint is bit-identical on a rerun with the same thread count.
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import pandas as pd
 import torch
-import transformers
 
 from flywheel import domain, hf_student, layout, stage, store
 from flywheel.config import ConfigView
@@ -53,6 +52,8 @@ def main(cfg: ConfigView, generation: str) -> None:
 def train_hf(cfg: ConfigView, generation: str, prev: str, dom, rows: pd.DataFrame) -> None:
     """A Hugging Face student: transformers' Trainer (with peft under LoRA), continuing
     from the previous checkpoint (the base model itself for generation 0)."""
+    import transformers  # only here: the built-in student does not need it (flywheel/gpt2.py)
+
     tc = cfg.train
     seed = stage.stage_seed(cfg.seed, generation, "train")
     # Its layers' products run in torch (MKL, vendor-neutral under the pin: flywheel/kernels.py),

@@ -1,6 +1,6 @@
 """The pinned numeric kernels (flywheel/kernels.py): a stage process starts with them,
 every library honours them, and the student's own matrix products (numpy's OpenBLAS
-instead of torch's MKL, flywheel/student.py `_Product`) compute what torch's would, with
+instead of torch's MKL, flywheel/gpt2.py `_Product`) compute what torch's would, with
 the same gradients. That the pin gives the same bytes on another CPU is what
 tests/test_reference.py checks."""
 
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from conftest import ROOT
-from flywheel import kernels, student
+from flywheel import gpt2, kernels, student
 
 # What a stage process sees once `tasks` is imported (python -m tasks.<stage> imports it first).
 STAGE_VIEW = """
@@ -57,7 +57,7 @@ def test_the_students_products_equal_torchs_with_the_same_gradients():
     grad = torch.from_numpy(rs.standard_normal((37, 24)).astype(np.float32))
     x, w = x0.clone().requires_grad_(), w0.clone().requires_grad_()
     xr, wr = x0.clone().requires_grad_(), w0.clone().requires_grad_()
-    out = student._Product.apply(x, w.T.T)  # a view, as the output head passes its tied weight
+    out = gpt2._Product.apply(x, w.T.T)  # a view, as the output head passes its tied weight
     out.backward(grad)
     ref = xr @ wr
     ref.backward(grad)
@@ -70,11 +70,12 @@ def test_every_layer_of_the_student_goes_through_the_pinned_products():
     model = student.build_model(50, n_layer=2, n_embd=16, n_head=2, n_positions=16, seed=0, eos_token_id=3,
                                 pad_token_id=2)
     calls = []
-    original = student._Product.apply
+    original = gpt2._Product.apply
     try:
-        student._Product.apply = lambda a, b: calls.append(tuple(b.shape)) or original(a, b)
-        model(input_ids=torch.tensor([[5, 6, 7]]))
+        gpt2._Product.apply = lambda a, b: calls.append(tuple(b.shape)) or original(a, b)
+        states, _ = model(torch.tensor([[5, 6, 7]]))
+        model.head(states)
     finally:
-        student._Product.apply = original
+        gpt2._Product.apply = original
     assert calls.count((16, 48)) == 2 and calls.count((64, 16)) == 2  # attention in, MLP out, per layer
     assert len(calls) == 2 * 4 + 1 and calls[-1] == (16, 50)  # four per layer, then the output head

@@ -101,3 +101,39 @@ def test_special_token_ids_come_from_the_tokenizer():
     st = fresh(tok)
     assert (st.codec.eos, st.codec.pad, st.codec.sep) == (1, 3, 2)
     assert (st.model.config.eos_token_id, st.model.config.pad_token_id) == (1, 3)
+
+
+def test_the_checkpoint_is_a_hugging_face_gpt2(tmp_path):
+    """The built-in network is plain torch (flywheel/gpt2.py), but its folder is a GPT-2
+    checkpoint: transformers loads weights and tokenizer and computes the same logits."""
+    from transformers import AutoTokenizer, GPT2LMHeadModel
+
+    _, tok, requests, targets = setup(60)
+    st = fresh(tok)
+    fit(st, requests, targets, 20)
+    st.save(tmp_path)
+    hf = GPT2LMHeadModel.from_pretrained(str(tmp_path), attn_implementation="eager").eval()
+    hf_tok = AutoTokenizer.from_pretrained(str(tmp_path))
+    assert hf_tok.convert_tokens_to_ids([PAD, EOS, SEP]) == [st.codec.pad, st.codec.eos, st.codec.sep]
+    ids, _, mask = student._pad_batch(st.pairs(requests[:8], targets[:8]), st.codec.pad)
+    with torch.no_grad():
+        ours = st.model.head(st.model(ids, mask)[0])
+        theirs = hf(input_ids=ids, attention_mask=mask).logits
+    real = mask.bool()
+    torch.testing.assert_close(ours[real], theirs[real], rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(ours[real], torch.zeros_like(ours[real]))
+
+
+def test_row_losses_in_a_batch_equal_each_row_alone():
+    """token_losses pads and flattens a batch; each row's mean and worst token loss are
+    what that row gives on its own."""
+    _, tok, requests, targets = setup(40)
+    st = fresh(tok)
+    fit(st, requests, targets, 10)
+    pairs = st.pairs(requests, targets)
+    mean, worst = student.token_losses(st.model, pairs, pad=st.codec.pad, batch_size=16)
+    alone = [student.token_losses(st.model, [p], pad=st.codec.pad, batch_size=1) for p in pairs]
+    assert len(set(mean.round(4))) > 10  # rows differ
+    for i, (m, w) in enumerate(alone):
+        assert abs(mean[i] - m[0]) < 1e-5 and abs(worst[i] - w[0]) < 1e-5, i
+        assert worst[i] >= mean[i]
