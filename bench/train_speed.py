@@ -40,21 +40,24 @@ def _pairs(n: int, seed: int):
     return codec, [(codec.prompt(r.text), codec.target(C.render(r.calls))) for r in reqs]
 
 
-def matmul_limit(tokens: int, *, n_embd: int, n_layer: int, vocab: int, rounds: int = 20) -> dict:
+def matmul_limit(tokens: int, answer_tokens: int, *, n_embd: int, n_layer: int, vocab: int,
+                 rounds: int = 20) -> dict:
     """What the 2 cores can do for this model's matrix products, timed in this process:
-    a step's products (per layer the four projections, then the output head; each forward
-    and its two backward products) at `tokens` rows, through the student's own product
-    path (OpenBLAS, flywheel/student.py) and through torch's `mm` (MKL) for comparison.
-    The limit in tokens/s counts only those products: every other op is taken as free."""
+    a step's products (per layer the four projections at `tokens` rows, then the output
+    head at `answer_tokens` rows, the only ones the loss reads; each forward and its two
+    backward products), through the student's own product path (OpenBLAS,
+    flywheel/gpt2.py) and through torch's `mm` (MKL) for comparison. The limit in
+    tokens/s counts only those products: every other op is taken as free."""
     import numpy as np
     import torch
 
-    shapes = [(n_embd, 3 * n_embd), (n_embd, n_embd), (n_embd, 4 * n_embd), (4 * n_embd, n_embd)] * n_layer
-    shapes.append((n_embd, vocab))
+    shapes = [(tokens, n_embd, 3 * n_embd), (tokens, n_embd, n_embd), (tokens, n_embd, 4 * n_embd),
+              (tokens, 4 * n_embd, n_embd)] * n_layer
+    shapes.append((answer_tokens, n_embd, vocab))
     rs = np.random.RandomState(0)
-    mats = [tuple(rs.standard_normal(s).astype(np.float32) for s in ((tokens, k), (k, n), (tokens, n)))
-            for k, n in shapes]
-    flop = sum(3 * 2 * tokens * k * n for k, n in shapes)
+    mats = [tuple(rs.standard_normal(s).astype(np.float32) for s in ((m, k), (k, n), (m, n)))
+            for m, k, n in shapes]
+    flop = sum(3 * 2 * m * k * n for m, k, n in shapes)
 
     def blas():
         for x, w, g in mats:
@@ -96,6 +99,7 @@ def measure(*, steps: int = 60, rounds: int = 3, rows: int = 2000) -> dict:
             todo = student.bucketed(rng, lengths, tc["batch_size"])
         batches.append(student._pad_batch([pairs[i] for i in todo.pop()], codec.pad))
     tokens = sum(int(mask.sum()) for _, _, mask in batches)
+    answer_tokens = sum(int((labels != student.IGNORE).sum()) for _, labels, _ in batches)
 
     def flywheel_loop() -> float:
         model = student.build_model(vocab, seed=0, eos_token_id=codec.eos, pad_token_id=codec.pad, **arch)
@@ -110,7 +114,7 @@ def measure(*, steps: int = 60, rounds: int = 3, rows: int = 2000) -> dict:
         opt = torch.optim.AdamW(model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
         start = time.perf_counter()
         for ids, labels, mask in batches:
-            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            loss = student.answer_losses(model, ids, mask, labels).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -123,11 +127,11 @@ def measure(*, steps: int = 60, rounds: int = 3, rows: int = 2000) -> dict:
         times["flywheel"].append(flywheel_loop())
         times["bare"].append(bare_loop())
     fw, bare = min(times["flywheel"]), min(times["bare"])
-    limit = matmul_limit(round(tokens / steps), n_embd=arch["n_embd"], n_layer=arch["n_layer"], vocab=vocab)
+    limit = matmul_limit(round(tokens / steps), round(answer_tokens / steps), n_embd=arch["n_embd"], n_layer=arch["n_layer"], vocab=vocab)
     return {"matmul_limit": limit, "share_of_matmul_limit": round(tokens / fw / limit["openblas"]["tokens_per_s"], 3),
             "kernels": {k: os.environ.get(k, "") for k in kernels.PINNED},
             "steps": steps, "batch_size": tc["batch_size"], "threads": tc["threads"], "rounds": rounds,
-            "tokens_per_run": tokens, "flywheel_tokens_per_s": round(tokens / fw),
+            "tokens_per_run": tokens, "answer_tokens_per_run": answer_tokens, "flywheel_tokens_per_s": round(tokens / fw),
             "bare_torch_tokens_per_s": round(tokens / bare), "ratio": round(bare / fw, 3),
             "seconds": {k: [round(t, 2) for t in v] for k, v in times.items()},
             "parameters": sum(p.numel() for p in student.build_model(vocab, seed=0, eos_token_id=codec.eos, pad_token_id=codec.pad, **arch).parameters()),

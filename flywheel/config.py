@@ -40,7 +40,7 @@ class PrepareConfig(_Section):
     eval_rows: int = Field(600, ge=1, description="rows of the fixed held-out evaluation set")
     eval_mix: dict[Literal["seen", "new_values", "new_phrasing"], float] = Field(
         description="share of evaluation rows per kind of generalisation")
-    plan_rows: int = Field(6000, ge=1, description="requests the first generation asks the teacher for")
+    plan_rows: int = Field(12000, ge=1, description="requests the first generation asks the teacher for")
     model: ModelConfig = Field(default_factory=ModelConfig)
 
 
@@ -132,7 +132,7 @@ class ComposeConfig(_Section):
 
 
 class TrainConfig(_Section):
-    steps: int = Field(600, ge=1, description="optimizer steps per generation")
+    steps: int = Field(1000, ge=1, description="optimizer steps per generation")
     batch_size: int = Field(64, ge=1)
     lr: float = Field(3e-3, gt=0)
     warmup_steps: int = Field(50, ge=0)
@@ -168,6 +168,9 @@ class EvaluateConfig(_Section):
 
 class ProbeConfig(_Section):
     batch_size: int = Field(256, ge=1)
+    train_rows: int = Field(0, ge=0, description=(
+        "training rows the probe answers, a seeded sample of the pool (which grows every generation under "
+        "accumulate); every dev row is answered. 0: every training row"))
     borderline_quantile: float = Field(0.8, gt=0, lt=1, description=(
         "right answers above this perplexity quantile (of the right answers) are borderline, the rest mastered"))
     samples: int = Field(0, ge=0, description=(
@@ -180,7 +183,7 @@ STRATEGIES = ("error_driven", "skill_weighted", "skill_synth", "random", "static
 
 
 class ExpandConfig(_Section):
-    budget: int = Field(6000, ge=0, description="requests planned for the next generation")
+    budget: int = Field(12000, ge=0, description="requests planned for the next generation")
     variations_per_failure: int = Field(3, ge=1, description="error_driven: new requests per failing row")
     failure_order: Literal["hardest", "spread"] = Field(
         "hardest", description="error_driven: which failures first: highest loss, or each skill combination in turn "

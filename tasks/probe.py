@@ -1,7 +1,11 @@
 """Stage `probe`: where does this generation's student still fail?
 
-The student answers (greedy) every row of its training pool and of the dev split that
-`compose` held out of training (generated rows, never evaluation rows). Per row: right or
+The student answers (greedy) every row of the dev split that `compose` held out of
+training (generated rows, never evaluation rows) and of its training pool, or of a
+seeded sample of `probe.train_rows` pool rows (the pool grows every generation under
+`accumulate`; decoding all of it was the probe's cost). A pool row outside the sample
+has no probe row: `compose` keeps it (it is not known to be mastered), and `expand`
+does not aim at it. Per row: right or
 not, the loss and perplexity of the label (teacher-forced), and a category: `failed`;
 `borderline` (right, but with a perplexity above the `borderline_quantile` of the right
 answers: right but unsure); `mastered`. With `probe.samples`, the student also answers every row that many times
@@ -65,6 +69,9 @@ def main(cfg: ConfigView, generation: str) -> None:
     pc = cfg.probe
     dom = domain.get(cfg.domain)
     train = store.read_table(layout.path(generation, layout.TRAIN), store.TRAINSET)
+    if pc.train_rows and len(train) > pc.train_rows:  # the pool grows; a sample measures it as well
+        train = train.sample(n=pc.train_rows, random_state=stage.stage_seed(cfg.seed, generation, "probe") % 2**32)
+        train = train.sort_index()
     dev = store.read_table(layout.path(generation, layout.DEV), store.TRAINSET)
     rows = pd.concat([train.assign(split="train"), dev.assign(split="dev")], ignore_index=True)
     requests, labels = list(rows["request"]), list(rows["label"])
