@@ -33,12 +33,28 @@ h = lambda x: hashlib.md5(np.ascontiguousarray(x.detach().numpy() if hasattr(x, 
                            .tobytes()).hexdigest()[:8]
 q = t(a[:1792]).reshape(64, 28, 4, 32).transpose(1, 2).contiguous()
 x = t(a) @ t(b)
+def student_steps():  # three steps of flywheel.student.train on the default sizes: the whole step
+    from flywheel import student
+    student.set_threads(1)
+    m = student.build_model(300, seed=0, n_layer=2, n_embd=128, n_head=4, n_positions=64, eos_token_id=1,
+                            pad_token_id=0)
+    pairs = [([int(i) for i in rs.randint(2, 300, size=rs.randint(8, 20))],
+              [int(i) for i in rs.randint(2, 300, size=rs.randint(4, 12))] + [1]) for _ in range(64)]
+    student.train(m, pairs, steps=3, batch_size=64, lr=3e-3, warmup_steps=0, weight_decay=0.01, seed=0, pad=0)
+    return hashlib.md5(b"".join(p.detach().numpy().tobytes() for p in m.parameters())).hexdigest()[:8]
+def adamw(**kw):
+    p = torch.nn.Parameter(t(a).clone()); p.grad = t(a) * 0.01
+    opt = torch.optim.AdamW([p], lr=3e-3, weight_decay=0.01, **kw)
+    for _ in range(3): opt.step()
+    return h(p)
 print(json.dumps({
     "aten_capability": torch.backends.cpu.get_cpu_capability(),
     "torch.mm (MKL)": h(x), "torch.linear, transposed weight (MKL)": h(torch.nn.functional.linear(t(c), t(d).T)),
     "torch.bmm (MKL)": h(torch.matmul(q, q.transpose(-1, -2))), "torch.exp (MKL VML)": h(torch.exp(t(a))),
     "softmax (ATen)": h(torch.softmax(x, -1)), "layer_norm (ATen)": h(torch.nn.functional.layer_norm(t(a), (128,))),
     "gelu tanh (ATen)": h(torch.nn.functional.gelu(t(a), approximate="tanh")),
+    "torch.sqrt (MKL VML)": h(torch.sqrt(t(a).abs())), "AdamW foreach (sqrt from MKL VML)": adamw(foreach=True),
+    "AdamW fused (ATen)": adamw(fused=True), "student: 3 training steps": student_steps(),
     "numpy matmul NN (OpenBLAS)": h(a @ b), "numpy matmul NT (OpenBLAS)": h(c @ np.ascontiguousarray(d.T).T),
     "numpy matmul TN (OpenBLAS)": h(a.T @ c),
 }))

@@ -25,7 +25,11 @@ EPYC (Zen 3, AVX2) and under QEMU emulating an Intel Haswell (AVX2) and an AMD E
   MKL maps `MKL_CBWR=AVX2` to AUTO on AMD CPUs. COMPATIBLE gave the same bytes on both,
   at a third of MKL's speed for matrix products (which is why the student's own layers
   use OpenBLAS instead). Its bytes change with the thread count (4 threads against 1 to
-  3), so `MKL_NUM_THREADS` and `OMP_NUM_THREADS` are pinned to one.
+  3), so `MKL_NUM_THREADS` and `OMP_NUM_THREADS` are pinned to one. One kernel COMPATIBLE
+  does not hold: `torch.sqrt` is MKL's vector square root, off by one ulp in a sixth of
+  its results and other bytes on another CPU (an Intel Xeon with AVX-512 against QEMU's
+  EPYC-Rome), so the student's AdamW is the fused one (flywheel/student.py), whose root
+  is the CPU's exact instruction.
 - `ONEDNN_MAX_CPU_ISA=AVX2`: oneDNN, where torch reaches it, stays on AVX2 as well.
 
 `FLYWHEEL_KERNELS=native` leaves the machine's own choices (faster on AVX-512, bytes of

@@ -191,7 +191,10 @@ def train(model: GPT2, pairs: list[tuple[list[int], list[int]]], *, steps: int, 
     """Train in place for `steps` steps; returns (step, loss) pairs. Cosine schedule to 10%."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, foreach=True)  # one kernel per op over all tensors: +8% tokens/s
+    # fused: ATen's one AdamW kernel, whose square root is the CPU's exact instruction. The
+    # foreach and per-tensor paths take the root from MKL's vector maths, which gives other
+    # bytes on another CPU even in MKL's COMPATIBLE mode (docs/reproducibility.md).
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, fused=True)
 
     def schedule(step: int) -> float:
         if step < warmup_steps:

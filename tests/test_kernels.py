@@ -79,3 +79,21 @@ def test_every_layer_of_the_student_goes_through_the_pinned_products():
         gpt2._Product.apply = original
     assert calls.count((16, 48)) == 2 and calls.count((64, 16)) == 2  # attention in, MLP out, per layer
     assert len(calls) == 2 * 4 + 1 and calls[-1] == (16, 50)  # four per layer, then the output head
+
+
+def test_training_takes_no_square_root_from_mkl(monkeypatch):
+    # torch.sqrt (and AdamW's foreach and per-tensor paths, which call it) is MKL's vector
+    # maths: not correctly rounded, and other bytes on another CPU even under the pin
+    # (docs/reproducibility.md). The fused AdamW computes its root in ATen's own kernel.
+    def refuse(*args, **kwargs):
+        raise AssertionError("a square root through MKL's vector maths")
+
+    monkeypatch.setattr(torch, "sqrt", refuse)
+    monkeypatch.setattr(torch, "_foreach_sqrt", refuse)
+    monkeypatch.setattr(torch.Tensor, "sqrt", refuse)
+    model = student.build_model(50, n_layer=1, n_embd=16, n_head=2, n_positions=32, seed=0, eos_token_id=3,
+                                pad_token_id=2)
+    before = [p.detach().clone() for p in model.parameters()]
+    pairs = [([5, 6, 7, 8], [9, 10, 3]), ([11, 12], [13, 3])] * 4
+    student.train(model, pairs, steps=2, batch_size=4, lr=1e-2, warmup_steps=0, weight_decay=0.01, seed=0, pad=2)
+    assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters()))
