@@ -168,7 +168,7 @@ class EvaluateConfig(_Section):
 
 class ProbeConfig(_Section):
     batch_size: int = Field(256, ge=1)
-    train_rows: int = Field(0, ge=0, description=(
+    train_rows: int = Field(4000, ge=0, description=(
         "training rows the probe answers, a seeded sample of the pool (which grows every generation under "
         "accumulate); every dev row is answered. 0: every training row"))
     borderline_quantile: float = Field(0.8, gt=0, lt=1, description=(
