@@ -23,7 +23,7 @@ from flows.health import loop_health
 from flows.results import Results, lock_md5s
 from flows.student_model import requirements
 from flywheel.hf_student import MANIFEST
-from flywheel import layout, store
+from flywheel import failures, layout, store
 from flywheel.config import Config
 
 # (context, stage that writes it, path) of the datasets each generation's model used.
@@ -178,6 +178,14 @@ def metric_values(r: Results, health: dict) -> dict[str, float]:
     values.update({f"probe.{k}": v for k, v in r.profile.get("categories", {}).items()})
     values.update({f"probe.missing.{k}": v for k, v in r.profile.get("missing_skills", {}).items()})
     values.update({f"probe.{k}.failure_rate": v["failure_rate"] for k, v in r.profile.get("splits", {}).items()})
+    dev_factors = r.profile.get("dev_factors", {})
+    values.update({f"probe.factor.{k}.failure_rate": v["failure_rate"] for k, v in dev_factors.items()})
+    values["probe.factors_standing_out"] = sum(v["stands_out"] for v in dev_factors.values())
+    if "user" in r.factor_failures:  # do the dev split's factor failures predict the user split's?
+        agree = failures.agreement(dev_factors, r.factor_failures["user"])
+        values["factors.dev_user.n"] = agree["n"]
+        if agree["pearson"] is not None:
+            values["factors.dev_user.pearson"] = agree["pearson"]
     values.update({f"rows.{k}": int(v) for k, v in r.train["source"].value_counts().items()})
     values["rows.train"] = len(r.train)
     values.update({f"expand.{k}": int(v) for k, v in r.plan["kind"].value_counts().items()})
@@ -249,7 +257,7 @@ def log_generation(cfg: Config, root: Path, r: Results, parent_run_id: str | Non
         mlflow.log_metrics(metric_values(r, health) | llm_numbers(root, generation), step=r.index)
         for path in _plots(root, generation, tmp):
             mlflow.log_artifact(str(path), "plots")
-        for name in (layout.METRICS, layout.JUDGE_METRICS, layout.FAILURE_PROFILE):
+        for name in (layout.METRICS, layout.JUDGE_METRICS, layout.FAILURE_PROFILE, layout.FACTOR_FAILURES):
             mlflow.log_artifact(str(root / layout.path(generation, name)), "metrics")
         own = student_manifest(root, generation)
         artifacts = {"model": str(root / layout.path(generation, layout.MODEL))}

@@ -27,10 +27,17 @@ def row(r: results.Results, record: dict | None = None) -> dict:
         if name in r.judge:  # measured against the truth: only where the domain knows it
             out[key] = r.judge[name]
     out["rows"] = " ".join(f"{k}={v}" for k, v in by_source.items())
+    out["factors"] = top_factors(r.profile.get("dev_factors", {}))
     if record is not None:
         out["champion"] = "not recorded" if record.get("version") is None else \
             f"v{record['version']} " + ("promoted" if record["promoted"] else "refused")
     return out
+
+
+def top_factors(profile: dict, n: int = 3) -> str:
+    """The `n` dev-split factors with the highest failure rate among those that stand out."""
+    out = sorted(((v["failure_rate"], k, v) for k, v in profile.items() if v["stands_out"]), reverse=True)[:n]
+    return ", ".join(f"{k} {v['failed']}/{v['rows']}" for _, k, v in out) or "none"
 
 
 def columns(rows: list[dict]) -> dict[str, str]:
@@ -40,6 +47,7 @@ def columns(rows: list[dict]) -> dict[str, str]:
     heads |= {k: k.removeprefix("split:").replace("_", " ") for k in dict.fromkeys(present) if k.startswith("split:")}
     heads |= {k: v for k, v in JUDGE_COLUMNS.items() if k in present}
     heads["rows"] = "train rows by source"
+    heads["factors"] = "dev failures stand out"
     if "champion" in present:
         heads["champion"] = "champion"
     return heads
@@ -49,7 +57,7 @@ def print_table(rows: list[dict]) -> None:
     heads = columns(rows)
     table = Table(title="Flywheel generations")
     for key, head in heads.items():
-        table.add_column(head, justify="left" if key in ("generation", "rows", "champion") else "right", no_wrap=True)
+        table.add_column(head, justify="left" if key in ("generation", "rows", "factors", "champion") else "right", no_wrap=True)
     for r in rows:
         table.add_row(*[f"{r[k]:.3f}" if isinstance(r.get(k), float) else str(r.get(k, "")) for k in heads])
     Console(width=max(Console().width, 160)).print(table)

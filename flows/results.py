@@ -38,6 +38,7 @@ class Results:
     metrics: dict  # metrics.json
     judge: dict  # judge.json
     profile: dict  # failure_profile.json
+    factor_failures: dict  # factor_failures.json (evaluation splits; {} where it was not made)
     train: pd.DataFrame
     plan: pd.DataFrame
     new: pd.DataFrame  # rows this generation added
@@ -57,6 +58,7 @@ def read(root: Path, cfg: Config, generation: str) -> Results:
         generation=generation, index=cfg.index(generation), prev=prev,
         metrics=store.read_json(path(layout.METRICS)), judge=store.read_json(path(layout.JUDGE_METRICS)),
         profile=store.read_json(path(layout.FAILURE_PROFILE)),
+        factor_failures=store.read_json(path(layout.FACTOR_FAILURES)) if path(layout.FACTOR_FAILURES).exists() else {},
         train=store.read_table(path(layout.TRAIN), store.TRAINSET), plan=store.read_table(path(layout.PLAN), store.PLAN),
         new=new_rows(root, generation), before=new_rows(root, prev),
         prev_probe=store.read_table(root / layout.path(prev, layout.PROBE), store.PROBE),

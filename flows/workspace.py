@@ -15,7 +15,7 @@ from flywheel.config import PublishConfig
 from flywheel.stage import child_env
 
 _DVC_LOCK = threading.Lock()
-METRIC_FILES = (layout.METRICS, layout.JUDGE_METRICS, layout.GENERATE_METRICS, layout.FAILURE_PROFILE,
+METRIC_FILES = (layout.METRICS, layout.JUDGE_METRICS, layout.GENERATE_METRICS, layout.FAILURE_PROFILE, layout.FACTOR_FAILURES,
                 layout.SKILL_ACCURACY, layout.TRAIN_LOSS)
 
 

@@ -116,6 +116,14 @@ class Domain(ABC):
     def missing(self, output: str, label: str) -> list[str]:
         """The skills a wrong answer misses (empty when it is right, or when unknown)."""
 
+    def factors(self, request: str, label: str) -> list[str]:
+        """What a request is made of, as `kind:value` strings, for the failure analysis by
+        factor (tasks/probe.py, tasks/evaluate.py). Any domain: the request's length; a
+        domain that knows how its requests are composed says more (toolcall: notations,
+        dress, case, flywheel/toolcall/factors.py)."""
+        n = len(request.split())
+        return ["length:" + ("short" if n <= 6 else "medium" if n <= 12 else "long" if n <= 20 else "very_long")]
+
     @abstractmethod
     def random_spec(self, rng: random.Random, skill: str) -> tuple[list[str], list[str]]:
         """(functions, skills) of a `random` plan row showing `skill`."""

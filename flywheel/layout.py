@@ -28,6 +28,7 @@ SKILL_ACCURACY = "skill_accuracy.csv"
 PREDICTIONS = "predictions.parquet"
 PROBE = "probe.parquet"
 FAILURE_PROFILE = "failure_profile.json"
+FACTOR_FAILURES = "factor_failures.json"  # evaluate: failure rate per factor and split (never read by expand)
 PLAN = "plan.parquet"
 GENERATE_METRICS = "generate.json"
 GENERATE_CALLS = "generate_calls.parquet"  # the teacher answers this generation used

@@ -61,6 +61,7 @@ PROBE = pa.schema([pa.field("id", _STR, nullable=False), pa.field("skills", _SKI
                    pa.field("loss", pa.float64(), nullable=False), pa.field("perplexity", pa.float64(), nullable=False),
                    pa.field("category", _STR, nullable=False),  # mastered / borderline / failed
                    pa.field("missing", _SKILLS, nullable=False),  # skills a failed answer got wrong
+                   pa.field("factors", _SKILLS, nullable=False),  # what the request is made of (Domain.factors)
                    pa.field("samples", pa.int64(), nullable=False),  # sampled answers besides the greedy one
                    pa.field("success_rate", pa.float64(), nullable=False)])  # share of all its answers right
 PLAN = pa.schema([pa.field("plan_id", _STR, nullable=False), pa.field("parent_id", _STR),

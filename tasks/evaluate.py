@@ -5,7 +5,13 @@ Scoring is the domain's (`toolcall`: AST match; `llm`: `domain.metric`, `exact` 
 `json`); with the `judge` metric the judge committee decides whether each answer is
 right, with the reference answer shown to it, through the same cached client layer.
 
+Per split and composition factor (`Domain.factors`) the failure rate goes to
+data/<gen>/factor_failures.json: what the `user` split's failures are made of, to set
+against the dev split's (failure_profile.json). Nothing that generates training data
+reads it.
+
 Reads data/<gen>/model, data/eval.parquet; writes data/<gen>/metrics.json (DVC metrics),
+data/<gen>/factor_failures.json,
 data/<gen>/skill_accuracy.csv (DVC plot), data/<gen>/predictions.parquet and
 data/<gen>/evaluate_calls.parquet.
 """
@@ -16,6 +22,7 @@ import pandas as pd
 
 from flywheel import domain, layout, stage, store
 from flywheel.config import ConfigView
+from flywheel.failures import factor_profile
 from flywheel.student import student_answers
 from flywheel.llm import templates
 from flywheel.llm import judge as committee
@@ -61,6 +68,10 @@ def main(cfg: ConfigView, generation: str) -> None:
         "per_skill": skills,
     }
     store.write_json(metrics, layout.path(generation, layout.METRICS))
+    rows = pd.DataFrame({"factors": [dom.factors(r, label) for r, label in zip(evals["request"], evals["label"])],
+                         "correct": preds["correct"].to_numpy()})
+    store.write_json({split: factor_profile(part) for split, part in rows.groupby(evals["split"].to_numpy())},
+                     layout.path(generation, layout.FACTOR_FAILURES))
     store.write_csv(pd.DataFrame({"skill": list(skills), "accuracy": list(skills.values())}),
                     layout.path(generation, layout.SKILL_ACCURACY))
     store.write_table(preds, layout.path(generation, layout.PREDICTIONS), store.PREDICTIONS)

@@ -12,7 +12,11 @@ answers: right but unsure); `mastered`. With `probe.samples`, the student also a
 by sampling; `success_rate` is the share of its answers (greedy and sampled) that are
 right, what `expand.targets: learnable` reads. For `toolcall`, a wrong answer's `missing` skills
 are named from how it differs from the label. The failure profile counts, per split and
-per skill, rows, failures, borderline rows and the skills missing in failed answers.
+per skill, rows, failures, borderline rows and the skills missing in failed answers; and,
+on the dev split, per composition factor (`Domain.factors`: for `toolcall` the notation
+of each value, the request's dress, case and length) the failure rate with its 95%
+Wilson interval, and whether it stands out (the interval wholly above the dev split's
+rate).
 
 Reads data/<gen>/model, data/<gen>/train.parquet, data/<gen>/dev.parquet; writes data/<gen>/probe.parquet and data/<gen>/failure_profile.json.
 """
@@ -24,6 +28,7 @@ import pandas as pd
 
 from flywheel import domain, layout, stage, store
 from flywheel.config import ConfigView
+from flywheel.failures import factor_profile
 from flywheel.student import student_answers
 
 FAILED, BORDERLINE, MASTERED = "failed", "borderline", "mastered"
@@ -62,6 +67,8 @@ def failure_profile(probe: pd.DataFrame, skills: list[str]) -> dict:
         "skills": per_skill(probe),
         "dev_skills": per_skill(probe[probe["split"] == "dev"]),
         "missing_skills": {k: int(v) for k, v in missing.sort_index().items()},
+        # held-out rows only: a training row's failure is as much its label's noise as the student's
+        "dev_factors": factor_profile(probe[probe["split"] == "dev"]),
     }
 
 
@@ -96,11 +103,14 @@ def main(cfg: ConfigView, generation: str) -> None:
     probe["category"] = categorize(probe["correct"], probe["perplexity"], pc.borderline_quantile)
     probe["missing"] = [dom.missing(o, label) if not ok else []
                         for o, label, ok in zip(outputs, labels, probe["correct"])]
+    probe["factors"] = [dom.factors(r, label) for r, label in zip(requests, labels)]
     profile = failure_profile(probe, dom.skills(rows["skills"]))
     store.write_table(probe, layout.path(generation, layout.PROBE), store.PROBE)
     store.write_json(profile, layout.path(generation, layout.FAILURE_PROFILE))
     stage.log("probe", f"{profile['failed']} of {profile['rows']} rows failed {profile['splits']}; "
-              f"{profile['categories']}; missing {profile['missing_skills']}")
+              f"{profile['categories']}; missing {profile['missing_skills']}; dev factors that stand out: "
+              + (", ".join(f"{k} {v['failure_rate']:.2f} ({v['failed']}/{v['rows']})"
+                           for k, v in profile["dev_factors"].items() if v["stands_out"]) or "none"))
 
 
 if __name__ == "__main__":

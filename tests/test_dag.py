@@ -53,7 +53,8 @@ def test_declared_outputs_match_the_layout():
         "judge": {layout.VERDICTS, layout.JUDGE_METRICS, layout.JUDGE_CALLS},
         "compose": {layout.TRAIN, layout.DEV},
         "train": {layout.MODEL, layout.TRAIN_LOSS},
-        "evaluate": {layout.METRICS, layout.SKILL_ACCURACY, layout.PREDICTIONS, layout.EVALUATE_CALLS},
+        "evaluate": {layout.METRICS, layout.SKILL_ACCURACY, layout.PREDICTIONS, layout.EVALUATE_CALLS,
+                     layout.FACTOR_FAILURES},
         "probe": {layout.PROBE, layout.FAILURE_PROFILE},
         "expand": {layout.PLAN},
     }
@@ -71,3 +72,13 @@ def test_calls_files_persist_across_reruns():
                     ("evaluate", layout.EVALUATE_CALLS)):
         entry = next(e for e in DVC[name]["do"]["outs"] if isinstance(e, dict) and f"data/${{key}}/{f}" in e)
         assert entry[f"data/${{key}}/{f}"] == {"persist": True}, name
+
+
+def test_no_stage_reads_the_evaluation_splits_factor_failures():
+    # The user split's factor failures (evaluate's factor_failures.json) are for reading by
+    # people and MLflow: a stage that makes training data must not aim at them.
+    for name in ORDER:
+        deps = [str(d) for d in DVC[name]["do"].get("deps", [])]
+        assert not any(d.endswith(layout.FACTOR_FAILURES) for d in deps), name
+        if name != "evaluate":
+            assert "FACTOR_FAILURES" not in (ROOT / "tasks" / f"{name}.py").read_text(), name

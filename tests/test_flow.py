@@ -107,8 +107,35 @@ def test_mlflow_datasets_carry_the_dvc_md5s(small_run):
         metrics = mlrun.data.metrics
         assert 0 < metrics["health.diversity.new.distinct_2"] <= 1 and 0 < metrics["health.rows.real_share"] < 1
         assert "probe.mastered" in metrics and "probe.dev.failure_rate" in metrics
+        assert "probe.factors_standing_out" in metrics and metrics["factors.dev_user.n"] >= 0
+        assert any(k.startswith("probe.factor.length:") for k in metrics)
+        assert {"metrics/failure_profile.json", "metrics/factor_failures.json"} <= {
+            a.path for a in client.list_artifacts(r["run_id"], "metrics")}
         assert "health.json" in {a.path for a in client.list_artifacts(r["run_id"])}
         assert "health.alarms" in mlrun.data.tags
+
+
+def test_the_failure_profile_counts_every_dev_row_under_each_factor_kind(small_run):
+    import pandas as pd
+
+    project, _ = small_run
+    data = project / "data" / "gen-001"
+    probe = pd.read_parquet(data / "probe.parquet")
+    dev = probe[probe["split"] == "dev"]
+    profile = json.loads((data / "failure_profile.json").read_text())["dev_factors"]
+    for kind in ("length", "case", "calls"):  # every request has exactly one of each
+        part = {k: v for k, v in profile.items() if k.startswith(kind + ":")}
+        assert sum(v["rows"] for v in part.values()) == len(dev), kind
+        assert sum(v["failed"] for v in part.values()) == int((~dev["correct"]).sum()), kind
+    overall = float((~dev["correct"]).mean())
+    for v in profile.values():
+        assert v["interval"][0] <= v["failure_rate"] <= v["interval"][1]
+        assert v["stands_out"] == (v["rows"] >= 20 and v["interval"][0] > overall)
+    evals = pd.read_parquet(project / "data" / "eval.parquet")
+    by_split = json.loads((data / "factor_failures.json").read_text())
+    assert set(by_split) == set(evals["split"])
+    assert sum(v["rows"] for k, v in by_split["user"].items() if k.startswith("length:")) == int(
+        (evals["split"] == "user").sum())
 
 
 def test_registry_versions_chain_back_to_the_seed_and_load(small_run):

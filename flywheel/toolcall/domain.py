@@ -14,6 +14,7 @@ from flywheel.domain import Domain, Prepared, Teacher, register
 from flywheel.toolcall import calls as C
 from flywheel.toolcall import judge, phrasings, sets, teach
 from flywheel.toolcall.catalog import SKILLS, describe, tools
+from flywheel.toolcall.factors import factors as read_factors
 from flywheel.toolcall.verifier import check
 from flywheel.verdicts import LABEL_OK, MODEL_WRONG, TEACHER_ERROR, WRONG
 
@@ -95,6 +96,9 @@ class Toolcall(Domain):
 
     def missing(self, output: str, label: str) -> list[str]:
         return judge.diagnose(_parse(output), C.loads(label))
+
+    def factors(self, request: str, label: str) -> list[str]:
+        return read_factors(request, label)
 
     def random_spec(self, rng: random.Random, skill: str) -> tuple[list[str], list[str]]:
         spec = phrasings.spec_for_skill(rng, skill)
