@@ -44,6 +44,11 @@ def test_a_value_written_in_no_known_notation_is_unread_and_a_bad_label_gives_th
     assert "notation:unread" in factors("book it for the fifth of dec", label(("book_hotel", {
         "city": "Oslo", "check_in": "12-05", "nights": 2})))
     assert factors("what is the weather?", "not json") == ["case:lower", "dress:question", "length:short"]
+    # a teacher's label with values of the wrong shape: read as unread, never an error
+    for bad in ({"value": "24868.0 units", "from_unit": "km", "to_unit": "mile"},
+                {"value": None, "from_unit": 3, "to_unit": ["mile"]}):
+        assert "notation:unread" in factors("convert 24868 km to miles", label(("convert_length", bad)))
+    assert "notation:unread" in factors("weather in oslo on x", label(("get_weather", {"city": "Oslo", "date": 7})))
 
 
 def test_every_notation_the_composer_writes_is_read_back():

@@ -16,7 +16,8 @@ A factor is `kind:value`. The kinds:
   (`quoted`, `function_words`: a value with words like "the", "to", "with" in it,
   `multiword`, `one_word`);
 - `notation:unread` for a value whose notation none of the patterns finds (a hand-written
-  request may write it in a way the generator never does).
+  request may write it in a way the generator never does), or a label's value not of its
+  argument's type (a teacher's error: "24868.0 units" for a number).
 
 Typos and contractions are not read back: they leave no pattern to find.
 """
@@ -140,6 +141,9 @@ def factors(request: str, label: str) -> list[str]:
             if arg is None or arg.type == BOOL or arg.type not in READERS:
                 continue
             kind, read = READERS[arg.type]
-            found = read(text, value)
+            try:
+                found = read(text, value)
+            except (AttributeError, IndexError, TypeError, ValueError):  # a label's value of the wrong shape
+                found = []
             out |= {f"{kind}:{f}" for f in found} if found else {"notation:unread"}
     return sorted(out)
