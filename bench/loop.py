@@ -1,17 +1,23 @@
-"""The loop experiment (issue 17): does the closed loop (verify the labels, probe the
-student, expand where it fails) beat generating the same number of rows without looking
-at the student?
+"""The loop experiment (issues 17 and 25): does the closed loop (verify the labels, probe
+the student, expand around what made its answers fail) beat generating the same number of
+rows without looking at the student?
 
-Every arm generates the same number of plan rows per generation (`SIZE`), over
+Every arm generates the same number of plan rows per generation (`--size`: `small`, 600
+rows and 200 steps a generation, or `default`, the size of params.yaml), over
 `--generations` generations and `--seeds` seeds, on the default `toolcall` domain. The
 arms (overrides of the checkout's params.yaml):
 
-  full          the loop as it was before this experiment: judge on, error_driven 0.7
-                (hardest failures first) + random 0.3, accumulate
-  no_judge      full, with judge.verify false: the teacher's labels kept as they come
+  full          the closed loop: judge on; error_driven 0.45 (failures, hardest first, each
+                child keeping its parent's blamed factors) + borderline 0.25 (right but
+                unsure) + random 0.3; accumulate
   static        every generation varies the seed rows again (the first plan's
                 distribution): no probe, no expansion
   random        the budget spread uniformly over the skills
+  oracle        full with a teacher that never errs: targeting without label noise
+  tags          full with expand.keep_factors false: children share only their parent's
+                functions and skill tags (the loop before issue 25)
+  no_borderline full without the borderline share (error_driven 0.7 + random 0.3)
+  no_judge      full, with judge.verify false: the teacher's labels kept as they come
   error_only    error_driven 1.0: no random share
   replace       full with compose.policy replace
 and the targeting levers, each one change to `full`:
@@ -28,11 +34,13 @@ generation 0's probe share that prefix (computed once per seed). A job is one se
 group of arms; `--parallel` jobs run at once with one torch thread each (train.threads 1,
 OMP_WAIT_POLICY=PASSIVE), so a result does not depend on the schedule.
 
-    python -m bench.loop [--seeds 5] [--generations 5] [--parallel 2] [--arms a,b] [--out docs]
+    python -m bench.loop [--size small|default] [--seeds 5] [--generations 5] [--parallel 2] [--arms a,b]
+                         [--out docs]
 
-Results accumulate in <out>/loop.json, one entry per (arm, seed), written after each job
-(an interrupted run resumes: finished entries of the same design are kept). The report
-(<out>/loop.md, loop.png) is made from that file with `--report`, and after every run.
+Results accumulate in <out>/loop.json (`small`) or <out>/loop_default.json, one entry per
+(arm, seed), written after each job (an interrupted run resumes: finished entries of the
+same design are kept). The report (<out>/loop.md, loop.png, or loop_default.*) is made from
+that file with `--report`, and after every run.
 """
 
 from __future__ import annotations
@@ -50,18 +58,30 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 from bench import ROOT
 from bench import workspace as W
 from flywheel import store
 
-FULL = {"judge": {"verify": True}, "expand": {"strategy": {"error_driven": 0.7, "random": 0.3},
-                                             "failure_order": "hardest"}, "compose": {"policy": "accumulate"}}
+# The closed loop of issue 25: variants of the failures that keep what made them fail, variants
+# of the right-but-unsure rows, a random share (LoopTool's round-2 mix, less its 10% of repeated
+# failures, which its ablation found weaker than variants).
+FULL = {"judge": {"verify": True}, "compose": {"policy": "accumulate"},
+        "expand": {"strategy": {"error_driven": 0.45, "borderline": 0.25, "random": 0.3},
+                   "failure_order": "hardest", "keep_factors": True}}
+_RATES = yaml.safe_load((ROOT / "params.yaml").read_text())["generate"]["skill_error_rates"]
 ARMS = {
     "full": {},
-    "no_judge": {"judge": {"verify": False}},
     "static": {"expand": {"strategy": {"static": 1.0}}},
     "random": {"expand": {"strategy": {"random": 1.0}}},
-    "error_only": {"expand": {"strategy": {"error_driven": 1.0}}},
+    # the same targeting with true labels: what label noise costs, apart from what targeting gains
+    "oracle": {"generate": {"error_rate": 0.0, "skill_error_rates": {k: 0.0 for k in _RATES}}},
+    # the loop before issue 25: children share only their parent's functions and skill tags
+    "tags": {"expand": {"keep_factors": False}},
+    "no_borderline": {"expand": {"strategy": {"error_driven": 0.7, "borderline": 0.0, "random": 0.3}}},
+    "no_judge": {"judge": {"verify": False}},
+    "error_only": {"expand": {"strategy": {"error_driven": 1.0, "borderline": 0.0, "random": 0.0}}},
     "replace": {"compose": {"policy": "replace"}},
     "broad_first": {"expand": {"broad_above": 0.5}},
     "learnable": {"probe": {"samples": 4}, "expand": {"targets": "learnable"}},
@@ -69,10 +89,17 @@ ARMS = {
     "spread": {"expand": {"failure_order": "spread"}},
     "vary_functions": {"expand": {"vary_functions": True}},
 }
-# Smaller than the default run (6,000 rows, 2,000 steps a generation) so that 11 arms x 5
-# seeds x 5 generations fit in about an hour on 2 cores.
-SIZE = {"prepare": {"plan_rows": 600}, "expand": {"budget": 600},
-        "train": {"steps": 200, "threads": 1, "log_every": 50}}
+# `small`: a tenth of the default run's rows and a fifth of its steps, so that many arms and
+# seeds fit in an hour on 2 cores; `default`: the size `make run` runs (params.yaml).
+_DEFAULT = yaml.safe_load((ROOT / "params.yaml").read_text())
+SIZES = {
+    "small": {"prepare": {"plan_rows": 600}, "expand": {"budget": 600},
+              "train": {"steps": 200, "threads": 1, "log_every": 50}},
+    "default": {"prepare": {"plan_rows": _DEFAULT["prepare"]["plan_rows"]},
+                "expand": {"budget": _DEFAULT["expand"]["budget"]},
+                "train": {"steps": _DEFAULT["train"]["steps"], "threads": 1, "log_every": 100}},
+}
+STEMS = {"small": "loop", "default": "loop_default", "tiny": "loop"}  # <out>/<stem>.json, .md, .png
 TINY = {"prepare": {"plan_rows": 60, "seed_rows": 40, "eval_rows": 60,
                     "model": {"n_layer": 1, "n_embd": 32, "n_head": 2, "n_positions": 128}},
         "expand": {"budget": 60}, "train": {"steps": 10, "batch_size": 16, "warmup_steps": 2, "threads": 1}}
@@ -207,11 +234,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--parallel", type=int, default=2, help="jobs at once (one torch thread each)")
     ap.add_argument("--arms", default=",".join(ARMS), help="comma-separated arms (default: all)")
     ap.add_argument("--out", default=str(ROOT / "docs"))
+    ap.add_argument("--size", choices=sorted(SIZES), default="small",
+                    help="small (600 rows, 200 steps a generation) or default (the size of params.yaml)")
     ap.add_argument("--tiny", action="store_true", help="a minute-long smoke run (tests)")
     ap.add_argument("--report", action="store_true", help="only write the report from <out>/loop.json")
     ap.add_argument("--job", help=argparse.SUPPRESS)  # internal: SEED:ARM,ARM WORKDIR, run by the parent
     args = ap.parse_args(argv)
-    size = TINY if args.tiny else SIZE
+    size_name = "tiny" if args.tiny else args.size
+    size = TINY if args.tiny else SIZES[args.size]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.job:
@@ -230,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"--arms: unknown arm {unknown[0]!r} (arms: {', '.join(ARMS)})")
     seeds = [SEED0 + i for i in range(args.seeds)]
-    path = out / "loop.json"
+    path = out / f"{STEMS[size_name]}.json"
     tag = design(size)
     data = load_results(path, tag)
     if not args.report:
@@ -245,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
             while todo and len(running) < max(1, args.parallel):
                 s, group = todo.pop(0)
                 cmd = [sys.executable, "-m", "bench.loop", "--job", f"{s}:{','.join(group)}",
-                       "--generations", str(args.generations), "--out", str(out)] + (["--tiny"] if args.tiny else [])
+                       "--generations", str(args.generations), "--out", str(out), "--size", args.size] + \
+                    (["--tiny"] if args.tiny else [])
                 log = logs / f"{s}-{group[0]}.log"
                 with open(log, "w") as fh:  # a file, not a pipe: the stages' progress would fill a pipe
                     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT, text=True)
@@ -279,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
             store.write_json(data, path)
         shutil.rmtree(logs, ignore_errors=True)  # kept only when a job fails
         print(f"bench.loop: {time.monotonic() - start:.0f} s", flush=True)
-    loop_report.write(data, out)
+    loop_report.write(data, out, STEMS[size_name])
     return 0
 
 

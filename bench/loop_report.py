@@ -11,7 +11,7 @@ from bench.stats import interval
 from flywheel import store
 
 DISCUSSION = "## What this says"  # loop.md from here on is written by hand after a run
-MAIN = ("full", "no_judge", "static", "random", "error_only", "replace")
+MAIN = ("full", "static", "random", "oracle", "tags", "no_judge", "error_only", "replace")
 
 
 def order(arm: str) -> int:
@@ -97,14 +97,14 @@ def efficiency_cell(ratios: list[float | None]) -> str:
     return text if len(got) == len(ratios) else f"{text} ({len(got)} of {len(ratios)} seeds; others not reached)"
 
 
-def write(data: dict, out: Path) -> dict:
+def write(data: dict, out: Path, stem: str = "loop") -> dict:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     if not data["runs"]:
-        raise SystemExit(f"{out / 'loop.json'}: no results yet; run `make experiment`")
+        raise SystemExit(f"{out / (stem + '.json')}: no results yet; run `make experiment`")
     s = summary(data)
     meta = data["meta"]
     size = meta["size"]
@@ -143,16 +143,16 @@ def write(data: dict, out: Path) -> dict:
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    fig.savefig(out / "loop.png", dpi=110)
+    fig.savefig(out / f"{stem}.png", dpi=110)
     plt.close(fig)
-    lines += ["", "![accuracy against rows generated, mean over seeds; dashed: levers](loop.png)", "",
+    lines += ["", f"![accuracy against rows generated, mean over seeds; dashed: levers]({stem}.png)", "",
               "Per generation (mean over seeds, `user` accuracy):", "",
               "| arm | " + " | ".join(f"gen-{i:03d}" for i in range(meta["generations"])) + " |",
               "|---|" + "---|" * meta["generations"]]
     for arm, e in s.items():
         values = [f"{v:.3f}" for v in e["by_generation"]["user"]]
         lines.append(f"| `{arm}` | " + " | ".join(values + ["–"] * (meta["generations"] - len(values))) + " |")
-    md = out / "loop.md"
+    md = out / f"{stem}.md"
     old = md.read_text() if md.exists() else ""
     discussion = old[old.index(DISCUSSION):] if DISCUSSION in old else ""
     with store.atomic_file(md) as tmp:

@@ -179,7 +179,7 @@ class ProbeConfig(_Section):
     temperature: float = Field(1.0, gt=0, description="sampling temperature of those answers")
 
 
-STRATEGIES = ("error_driven", "skill_weighted", "skill_synth", "random", "static")
+STRATEGIES = ("error_driven", "borderline", "skill_weighted", "skill_synth", "random", "static")
 
 
 class ExpandConfig(_Section):
@@ -199,7 +199,11 @@ class ExpandConfig(_Section):
     broad_above: float = Field(1.0, ge=0, le=1, description=(
         "while more than this share of the probe's dev rows fail, every targeted share goes to random "
         "(broad data first); 1: never"))
-    strategy: dict[Literal["error_driven", "skill_weighted", "skill_synth", "random", "static"], float] = Field(
+    keep_factors: bool = Field(True, description=(
+        "error_driven and borderline: a child keeps the factors of its parent whose dev failure rate stands out "
+        "(the failure analysis) and varies the rest; false: only the parent's functions and skills"))
+    strategy: dict[Literal["error_driven", "borderline", "skill_weighted", "skill_synth", "random", "static"],
+                   float] = Field(
         default_factory=lambda: {"random": 1.0},
         description="strategies and their shares of the budget (normalised); what one cannot use goes to random")
 

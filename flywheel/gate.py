@@ -33,8 +33,8 @@ class Gate:
 
 
 def generated_row(generation: str, parent_id, skills, teacher: str, request: str, label: str, raw: str = "",
-                  error: str = "") -> dict:
-    """One row of generated.parquet (store.GENERATED)."""
+                  error: str = "", *, kept=()) -> dict:
+    """One row of generated.parquet (store.GENERATED); `generate` fills in its `factors`."""
     return {"id": store.row_id(request, label), "generation": generation, "source": "synthetic",
             "parent_id": parent_id, "skills": list(skills), "teacher": teacher, "request": request,
-            "label": label, "raw": raw, "error": error}
+            "label": label, "raw": raw, "error": error, "factors": [], "kept": list(kept)}

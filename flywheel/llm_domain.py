@@ -139,7 +139,9 @@ def parse_teacher(metric: str):
 
 
 def reference_examples(plan: pd.DataFrame, pool: pd.DataFrame, rng: random.Random) -> list[pd.Series]:
-    """Per plan row, the example the teacher varies: its parent, else a pool row of its skill."""
+    """Per plan row, the example the teacher varies: its parent (for error_driven and
+    borderline rows, the probe's row, whose student answer travels in the plan), else a pool
+    row of its skill."""
     by_id = pool.set_index("id")
     by_skill: dict[str, list[int]] = {}
     for i, skills in enumerate(pool["skills"]):
@@ -163,7 +165,8 @@ def write_examples(client, template, plan: pd.DataFrame, pool: pd.DataFrame, gen
     for i, (plan_row, ref) in enumerate(zip(plan.itertuples(index=False), refs)):
         skill = list(plan_row.skills)[0] if len(plan_row.skills) else UNTAGGED
         prompts.append(Prompt(template.render(example_input=ref["request"], example_output=ref["label"], skill=skill,
-                                              skills=skills, variation=i, rubric=rubric),
+                                              skills=skills, variation=i, rubric=rubric,
+                                              student_output=plan_row.parent_output),
                               template.version, TEACHER_PARSER + metric))
     answers = client.ask(prompts, parse_teacher(metric), on_done=bar.advance if bar else None)
     rows = []
@@ -185,7 +188,9 @@ class Llm(Domain):
     """The user's task: examples from files, a model teacher, an LLM committee as judge."""
     name = "llm"
     metrics = ("exact", "json", "judge")
-    teacher_variables = frozenset({"example_input", "example_output", "skill", "skills", "variation", "rubric"})
+    # student_output: the student's answer to the reference, for a row varied from a failure (else empty)
+    teacher_variables = frozenset({"example_input", "example_output", "skill", "skills", "variation", "rubric",
+                                   "student_output"})
     needs_model_teacher = True
     needs_committee = True
 

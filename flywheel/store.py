@@ -38,7 +38,9 @@ _LINEAGE = [
 
 # `raw`: the teacher model's answer as received ("" for the embedded teacher); `error`:
 # why no label could be read from it ("" when there is one; `label` is then "").
-GENERATED = pa.schema(_LINEAGE + [pa.field("raw", _STR, nullable=False), pa.field("error", _STR, nullable=False)])
+GENERATED = pa.schema(_LINEAGE + [pa.field("raw", _STR, nullable=False), pa.field("error", _STR, nullable=False),
+                                  pa.field("factors", _SKILLS, nullable=False),  # its composition (Domain.factors)
+                                  pa.field("kept", _SKILLS, nullable=False)])  # the parent's factors it kept
 TRUTH = pa.schema([pa.field("id", _STR, nullable=False), pa.field("true_label", _STR, nullable=False),
                    pa.field("error_kind", _STR, nullable=False)])
 VERDICTS = pa.schema(list(GENERATED) + [
@@ -66,7 +68,18 @@ PROBE = pa.schema([pa.field("id", _STR, nullable=False), pa.field("skills", _SKI
                    pa.field("success_rate", pa.float64(), nullable=False)])  # share of all its answers right
 PLAN = pa.schema([pa.field("plan_id", _STR, nullable=False), pa.field("parent_id", _STR),
                   pa.field("functions", _SKILLS, nullable=False), pa.field("skills", _SKILLS, nullable=False),
-                  pa.field("kind", _STR, nullable=False)])
+                  pa.field("kind", _STR, nullable=False),
+                  pa.field("keep", _SKILLS, nullable=False),  # the parent's factors a child must keep
+                  # the failure the row varies: the parent's request, the student's answer, the verified label
+                  pa.field("parent_request", _STR), pa.field("parent_output", _STR), pa.field("parent_label", _STR)])
+
+
+def plan_row(plan_id: str, parent_id, functions, skills, kind: str, *, keep=(), parent_request=None,
+             parent_output=None, parent_label=None) -> dict:
+    """One row of plan.parquet (PLAN)."""
+    return {"plan_id": plan_id, "parent_id": parent_id, "functions": list(functions), "skills": list(skills),
+            "kind": kind, "keep": list(keep), "parent_request": parent_request, "parent_output": parent_output,
+            "parent_label": parent_label}
 
 
 class DataError(ValueError):

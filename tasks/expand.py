@@ -38,9 +38,10 @@ import pandas as pd
 
 from flywheel import domain, layout, stage, store
 from flywheel.config import STRATEGIES, ConfigView, ExpandConfig
+from flywheel.failures import factor_profile
 
 WEAKEST = 3  # skills skill_synth writes for
-TARGETED = ("error_driven", "skill_weighted", "skill_synth")  # strategies that read the probe
+TARGETED = ("error_driven", "borderline", "skill_weighted", "skill_synth")  # strategies that read the probe
 
 
 def quotas(weights: dict[str, float], budget: int) -> dict[str, int]:
@@ -70,23 +71,35 @@ def targets(probe: pd.DataFrame, cfg: ExpandConfig) -> pd.DataFrame:
     return picked
 
 
-def error_driven(probe: pd.DataFrame, labels: pd.Series, cfg: ExpandConfig, rng: random.Random, quota: int,
-                 dom: domain.Domain) -> list[tuple[str, list[str], list[str]]]:
-    """(parent id, functions, skills) for up to `quota` children of the target rows."""
+def blamed_factors(probe: pd.DataFrame) -> set[str]:
+    """The factors whose dev failure rate stands out (flywheel/failures.py), which a child
+    of a target keeps. `calls:*` is left out: the child's functions fix it already."""
+    profile = factor_profile(probe[probe["split"] == "dev"])
+    return {f for f, v in profile.items() if v["stands_out"] and not f.startswith("calls:")}
+
+
+def variants(parents: pd.DataFrame, labels: pd.Series, cfg: ExpandConfig, rng: random.Random, quota: int,
+             dom: domain.Domain, blamed: set[str], kind: str) -> list[dict]:
+    """Up to `quota` plan rows, `variations_per_failure` per parent in order: the parent's
+    request, the student's answer and the verified label travel with each, and, with
+    `keep_factors`, the parent's blamed factors, which the child must show too."""
     cap = math.ceil(cfg.group_cap * quota)
     per_combo: dict[tuple[str, ...], int] = {}
-    out: list[tuple[str, list[str], list[str]]] = []
-    for f in targets(probe, cfg).itertuples(index=False):
+    out: list[dict] = []
+    for f in parents.itertuples(index=False):
         combo = tuple(sorted(f.skills))
+        keep = sorted(set(f.factors) & blamed) if cfg.keep_factors else []
         for _ in range(cfg.variations_per_failure):
             if len(out) >= quota or per_combo.get(combo, 0) >= cap:
                 break
             per_combo[combo] = per_combo.get(combo, 0) + 1
             if cfg.vary_functions and len(f.skills):
                 functions, spec_skills = dom.random_spec(rng, rng.choice(sorted(f.skills)))
-                out.append((f.id, functions, spec_skills))
             else:
-                out.append((f.id, dom.functions(labels[f.id]), list(f.skills)))
+                functions, spec_skills = dom.functions(labels[f.id]), list(f.skills)
+            out.append(store.plan_row("", f.id, functions, spec_skills, kind, keep=keep,
+                                      parent_request=f.request, parent_output=f.output,
+                                      parent_label=labels[f.id]))
         if len(out) >= quota:
             break
     return out
@@ -107,10 +120,15 @@ def plan(probe: pd.DataFrame, pool: pd.DataFrame, cfg: ExpandConfig, rng: random
     rows: list[dict] = []
 
     def add(kind: str, parent, functions, row_skills) -> None:
-        rows.append({"parent_id": parent, "functions": list(functions), "skills": list(row_skills), "kind": kind})
+        rows.append(store.plan_row("", parent, functions, row_skills, kind))
 
-    for parent, functions, row_skills in error_driven(probe, labels, cfg, rng, q.get("error_driven", 0), dom):
-        add("error_driven", parent, functions, row_skills)
+    if q.get("error_driven") or q.get("borderline"):
+        blamed = blamed_factors(probe)
+        probe = probe.assign(request=probe["id"].map(pool.set_index("id")["request"]))
+        rows += variants(targets(probe, cfg), labels, cfg, rng, q.get("error_driven", 0), dom, blamed,
+                         "error_driven")
+        unsure = probe[probe["category"] == "borderline"].sort_values(["loss", "id"], ascending=[False, True])
+        rows += variants(unsure, labels, cfg, rng, q.get("borderline", 0), dom, blamed, "borderline")
     # skill_weighted and skill_synth: by the failure profile
     ex = probe[["skills", "correct"]].explode("skills")
     failed_by_skill = (~ex["correct"]).groupby(ex["skills"]).sum()
@@ -139,8 +157,8 @@ def plan(probe: pd.DataFrame, pool: pd.DataFrame, cfg: ExpandConfig, rng: random
     # random: the rest, uniformly over the skills
     for i in range(cfg.budget - len(rows)):
         add("random", None, *dom.random_spec(rng, skills[i % len(skills)]))
-    out = pd.DataFrame(rows, columns=["parent_id", "functions", "skills", "kind"])
-    out.insert(0, "plan_id", [store.row_id(generation, "plan", str(i)) for i in range(len(out))])
+    out = pd.DataFrame(rows, columns=store.PLAN.names)
+    out["plan_id"] = [store.row_id(generation, "plan", str(i)) for i in range(len(out))]
     return out
 
 

@@ -9,7 +9,8 @@ generation, no evaluation request. An answer that cannot be read keeps its raw t
 marks the row with an `error`; the judge drops it.
 
 Reads data/<prev>/plan.parquet, data/<prev>/train.parquet, data/eval.parquet; writes
-data/<gen>/generated.parquet, data/<gen>/truth.parquet (the true labels where the domain
+data/<gen>/generated.parquet (with each row's `factors`, Domain.factors, and the parent's
+factors it `kept`), data/<gen>/truth.parquet (the true labels where the domain
 knows them; only the judge's quality measurement reads it), data/<gen>/generate.json and
 data/<gen>/generate_calls.parquet.
 """
@@ -17,6 +18,8 @@ data/<gen>/generate_calls.parquet.
 from __future__ import annotations
 
 import random
+
+import numpy as np
 
 from flywheel import domain, layout, stage, store
 from flywheel.config import ConfigView
@@ -50,6 +53,10 @@ def main(cfg: ConfigView, generation: str) -> None:
         if bar is not None:
             bar.close()
         calls = session.finish()
+    true = dict(zip(truth["id"], truth["true_label"]))  # the composition is what the request was written from
+    rows["factors"] = [dom.factors(r, true.get(i, label)) if r else []
+                       for i, r, label in zip(rows["id"], rows["request"], rows["label"])]
+    rows["kept"] = [list(k) if isinstance(k, (list, tuple, np.ndarray)) else [] for k in rows["kept"]]
     report |= {"rows": len(rows), "teacher_errors": int((rows["error"] != "").sum()), "gate_refused": gate.refused,
                "plan_kinds": plan["kind"].value_counts().sort_index().to_dict()}
     store.write_table(rows, layout.path(generation, layout.GENERATED), store.GENERATED)

@@ -23,10 +23,9 @@ def first_plan(seed: pd.DataFrame, n: int, dom: domain.Domain) -> pd.DataFrame:
     rows = []
     for i in range(n):
         parent = seed.iloc[i % len(seed)]
-        rows.append({"plan_id": store.row_id("seed-plan", str(i)), "parent_id": parent["id"],
-                     "functions": dom.functions(parent["label"]), "skills": list(parent["skills"]),
-                     "kind": "seed_variation"})
-    return pd.DataFrame(rows)
+        rows.append(store.plan_row(store.row_id("seed-plan", str(i)), parent["id"], dom.functions(parent["label"]),
+                                   parent["skills"], "seed_variation"))
+    return pd.DataFrame(rows, columns=store.PLAN.names)
 
 
 def main(cfg: ConfigView, _: str) -> None:

@@ -259,7 +259,7 @@ def test_a_model_teacher_labels_toolcall_requests_last(judged, oracle):
                  Gate(set(evals["request"]), set(pool["request"])))
     from flywheel.toolcall.calls import dumps
 
-    truth = {req.text: dumps(req.calls) for _, req in drawn}
+    truth = {req.text: dumps(req.calls) for _, req, _ in drawn}
     brain = toolcall_brain(truth, wrong_every=7)
     with FakeLLM(brain) as teacher:
         teacher.faults.extend(["garbage", "garbage"])
@@ -272,7 +272,7 @@ def test_a_model_teacher_labels_toolcall_requests_last(judged, oracle):
     rows = store.read_table(project / layout.path("gen-000", layout.GENERATED), store.GENERATED)
     kinds = store.read_table(project / layout.path("gen-000", layout.TRUTH), store.TRUTH)
     report = store.read_json(project / layout.path("gen-000", layout.GENERATE_METRICS))
-    assert list(rows["request"]) == [req.text for _, req in drawn] and (rows["teacher"] == "teacher-oracle").all()
+    assert list(rows["request"]) == [req.text for _, req, _ in drawn] and (rows["teacher"] == "teacher-oracle").all()
     errors = rows[rows["error"] != ""]
     assert len(errors) == report["teacher_errors"] == 2 and (errors["label"] == "").all()
     assert errors["raw"].str.contains("probably fine").all()

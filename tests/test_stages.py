@@ -78,8 +78,9 @@ def weak_pool(n_per_skill: int = 50, seed: int = 0):
             pool.append({"id": rid, "generation": "g", "source": "synthetic", "parent_id": None, "skills": [skill],
                          "teacher": "t", "request": f"{skill} request {i}", "judge": "j",
                          "label": C.dumps([{"name": fn, "arguments": {}}])})
-            probe.append({"id": rid, "skills": [skill], "correct": i >= RATES[skill] * n_per_skill,
-                          "loss": rng.random()})
+            ok = i >= RATES[skill] * n_per_skill
+            probe.append({"id": rid, "skills": [skill], "correct": ok, "loss": rng.random(), "split": "dev",
+                          "output": "[]", "factors": [], "category": "mastered" if ok else "failed"})
     return pd.DataFrame(pool), pd.DataFrame(probe)
 
 
@@ -248,13 +249,15 @@ def test_an_error_driven_child_is_its_parents_meaning_in_new_words_and_values():
     from flywheel.toolcall import phrasings as P
     from flywheel.toolcall import teach
     from flywheel.toolcall.catalog import SKILLS
+    from flywheel.toolcall.factors import factors
 
     rng = random.Random(3)
     reqs = [P.make_request(rng, P.spec_for_skill(rng, SKILLS[i % len(SKILLS)])) for i in range(120)]
     pool = pd.DataFrame([{"id": f"p{i}", "skills": list(r.skills), "label": C.dumps(r.calls), "request": r.text}
                          for i, r in enumerate(reqs)])
-    probe = pd.DataFrame({"id": pool["id"], "skills": pool["skills"], "correct": False,
-                          "loss": [rng.random() for _ in reqs]})
+    probe = pd.DataFrame({"id": pool["id"], "skills": pool["skills"], "correct": False, "split": "dev",
+                          "loss": [rng.random() for _ in reqs], "output": "[]", "category": "failed",
+                          "factors": [factors(r.text, C.dumps(r.calls)) for r in reqs]})
     cfg = ExpandConfig(budget=360, variations_per_failure=3, strategy={"error_driven": 1.0})
     children = plan(probe, pool, cfg, random.Random(0), "gen-000", dom=TOOLCALL)
     gen, _ = teach.embedded(random.Random(1), children, "gen-001", gate=Gate(set(), set(pool["request"])),
@@ -319,7 +322,8 @@ def test_vary_functions_gives_a_child_a_new_combination_for_its_parents_skill():
     reqs = [P.make_request(rng, P.spec_for_skill(rng, SKILLS[i % len(SKILLS)])) for i in range(60)]
     pool = pd.DataFrame([{"id": f"p{i}", "skills": list(r.skills), "label": C.dumps(r.calls), "request": r.text}
                          for i, r in enumerate(reqs)])
-    probe = pd.DataFrame({"id": pool["id"], "skills": pool["skills"], "correct": False, "loss": 1.0})
+    probe = pd.DataFrame({"id": pool["id"], "skills": pool["skills"], "correct": False, "loss": 1.0, "split": "dev",
+                          "output": "[]", "category": "failed", "factors": [[] for _ in reqs]})
     cfg = ExpandConfig(budget=180, variations_per_failure=3, strategy={"error_driven": 1.0}, vary_functions=True)
     out = plan(probe, pool, cfg, random.Random(0), "g", dom=TOOLCALL)
     parents = pool.set_index("id")
@@ -360,7 +364,8 @@ def test_judge_off_keeps_every_readable_label_as_the_teacher_gave_it(tmp_path):
     from tasks.judge import unverified
 
     wrong = C.dumps([{"name": "get_weather", "arguments": {"city": "nowhere"}}])
-    gen = rows(3, "synthetic").assign(label=["[]", wrong, ""], raw="", error=["", "", "no JSON"])
+    gen = rows(3, "synthetic").assign(label=["[]", wrong, ""], raw="", error=["", "", "no JSON"], factors=[[]] * 3,
+                                      kept=[[]] * 3)
     out = unverified(gen)
     assert list(out["final_label"].iloc[:2]) == ["[]", wrong] and out["final_label"].isna().iloc[2]
     assert list(out["verdict"]) == ["label_ok", "label_ok", "teacher_error"]

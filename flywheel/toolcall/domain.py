@@ -27,7 +27,8 @@ def _parse(output: str) -> list | None:
 class Toolcall(Domain):
     name = "toolcall"
     metrics = ("ast",)
-    teacher_variables = frozenset({"request", "catalog"})
+    # example_*: a row varied from a failure (plan.parquet): the failed request, the student's answer, the label
+    teacher_variables = frozenset({"request", "catalog", "example_request", "student_answer", "example_label"})
 
     def prepare(self, rng, cfg) -> Prepared:
         import pandas as pd

@@ -20,8 +20,10 @@ from flywheel.toolcall import calls as C
 from flywheel.toolcall import phrasings as P
 from flywheel.toolcall import teacher
 from flywheel.toolcall.catalog import FUNCTIONS, PHENOMENA, describe
+from flywheel.toolcall.factors import factors
 
 TRIES = 20  # redraws per plan row before giving up on a fresh request
+KEEP_TRIES = 60  # ... for a row that must keep its parent's factors (the closest draw is taken after that)
 
 
 def _spec(functions: list[str], skills: list[str]) -> P.Spec:
@@ -31,21 +33,35 @@ def _spec(functions: list[str], skills: list[str]) -> P.Spec:
     return P.Spec(tuple(functions), frozenset(s for s in skills if s in PHENOMENA))
 
 
-def draw(rng: random.Random, plan: pd.DataFrame, gate: Gate) -> list[tuple[object, P.Request]]:
+def draw(rng: random.Random, plan: pd.DataFrame, gate: Gate) -> list[tuple[object, P.Request, list[str]]]:
     """One fresh request per plan row that shows every skill the row asks for (a carrier
-    without a slot for, say, a boolean cannot) and passes the gate. A row with a parent is
-    thus the parent's meaning (its functions and skills) in a new composition: carrier,
-    notations, values, filler and surface are drawn afresh."""
+    without a slot for, say, a boolean cannot) and passes the gate, with the factors of the
+    row's `keep` it shows. A row with a parent is the parent's meaning (its functions and
+    skills) in a new composition; one with `keep` also keeps those factors of the parent
+    (a notation, a length, a dress: factors.py) and draws the rest afresh, taking the
+    first of `KEEP_TRIES` draws that shows all of them, else the one that shows most."""
     out = []
     for plan_row in plan.itertuples(index=False):
         spec = _spec(list(plan_row.functions), list(plan_row.skills))
-        for _ in range(TRIES):
+        keep = set(plan_row.keep)
+        closest: list[tuple[int, int, P.Request, list[str]]] = []
+        chosen = None
+        for i in range(KEEP_TRIES if keep else TRIES):
             req = P.make_request(rng, spec)
-            if spec.phenomena <= set(req.skills) and gate.admit(req.text):
+            if not spec.phenomena <= set(req.skills):
+                continue
+            kept = sorted(keep & set(factors(req.text, C.dumps(req.calls)))) if keep else []
+            if len(kept) < len(keep):
+                closest.append((-len(kept), i, req, kept))
+            elif gate.admit(req.text):
+                chosen = (req, kept)
                 break
         else:
+            chosen = next(((req, kept) for _, _, req, kept in sorted(closest, key=lambda c: c[:2])
+                           if gate.admit(req.text)), None)
+        if chosen is None:
             continue  # the plan asked for more than the phrasing space holds; skip, don't repeat
-        out.append((plan_row, req))
+        out.append((plan_row, *chosen))
     return out
 
 
@@ -53,33 +69,38 @@ def embedded(rng: random.Random, plan: pd.DataFrame, generation: str, *, gate: G
              error_rate: float, skill_error_rates: dict[str, float]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The embedded teacher."""
     rows, truth = [], []
-    for plan_row, req in draw(rng, plan, gate):
+    for plan_row, req, kept in draw(rng, plan, gate):
         candidate, true, kind = teacher.label(rng, req, skill_error_rates, error_rate)
         if plan_row.kind == "skill_synth" and teacher.label(rng, req, skill_error_rates, error_rate)[0] != candidate:
             gate.refused["inconsistent"] += 1
             continue
-        row = generated_row(generation, plan_row.parent_id, req.skills, "embedded", req.text, C.dumps(candidate))
+        row = generated_row(generation, plan_row.parent_id, req.skills, "embedded", req.text, C.dumps(candidate),
+                            kept=kept)
         rows.append(row)
         truth.append({"id": row["id"], "true_label": C.dumps(true), "error_kind": kind})
     return pd.DataFrame(rows, columns=store.GENERATED.names), pd.DataFrame(truth, columns=store.TRUTH.names)
 
 
 def with_model(client, template, drawn, generation: str, gate: Gate, bar=None):
-    """Requests labelled by a teacher model; the truth is the request's own calls.
-    `skill_synth` rows are asked a second time (sample 1) and kept only if both agree."""
-    prompts = [Prompt(template.render(request=req.text, catalog=describe()), template.version, C.PARSER_VERSION)
-               for _, req in drawn]
+    """Requests labelled by a teacher model; the truth is the request's own calls. A row
+    varied from a failure shows the teacher that failure (the parent's request, the
+    student's answer, the verified label) as a worked example. `skill_synth` rows are asked
+    a second time (sample 1) and kept only if both agree."""
+    prompts = [Prompt(template.render(request=req.text, catalog=describe(), example_request=plan_row.parent_request,
+                                      student_answer=plan_row.parent_output, example_label=plan_row.parent_label),
+                      template.version, C.PARSER_VERSION)
+               for plan_row, req, _ in drawn]
     answers = client.ask(prompts, C.parse_json, on_done=bar.advance if bar else None)
-    synth = [i for i, (plan_row, _) in enumerate(drawn) if plan_row.kind == "skill_synth"]
+    synth = [i for i, (plan_row, _, _) in enumerate(drawn) if plan_row.kind == "skill_synth"]
     second = dict(zip(synth, client.ask([prompts[i] for i in synth], C.parse_json, sample=1))) if synth else {}
     rows, truth = [], []
-    for i, ((plan_row, req), ans) in enumerate(zip(drawn, answers)):
+    for i, ((plan_row, req, kept), ans) in enumerate(zip(drawn, answers)):
         if i in second and not ans.error and second[i].value != ans.value:  # not self-consistent
             gate.refused["inconsistent"] += 1
             continue
         label = "" if ans.error else ans.value
         row = generated_row(generation, plan_row.parent_id, req.skills, client.name, req.text, label, ans.text,
-                            ans.error)
+                            ans.error, kept=kept)
         rows.append(row)
         true = C.dumps(req.calls)
         truth.append({"id": row["id"], "true_label": true,

@@ -1,0 +1,146 @@
+"""The failure travels in the plan (issue 25): a child of a failed row keeps the factors of
+its parent that the failure analysis blames and draws the rest afresh (embedded teacher);
+a model teacher sees the failed request, the student's answer and the verified label; the
+probe's borderline rows get their own share."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+
+import pandas as pd
+
+from conftest import ROOT
+from flywheel import store
+from flywheel.config import BackendConfig, Budget, DomainConfig, ExpandConfig
+from flywheel.domain import get
+from flywheel.gate import Gate
+from flywheel.llm import templates
+from flywheel.llm.cache import Cache
+from flywheel.llm.client import Spend, open_client
+from flywheel.toolcall import calls as C
+from flywheel.toolcall import phrasings as P
+from flywheel.toolcall import teach
+from flywheel.toolcall.catalog import SKILLS
+from flywheel.toolcall.factors import factors
+from llm_server import FakeLLM
+from tasks.expand import blamed_factors, plan
+
+TOOLCALL = get(DomainConfig())
+BLAMED = "date:numeric"  # the notation this probe's student always fails ("on 12/05")
+
+
+def probe_of(n: int = 600, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A pool of generated requests and a probe in which every request writing a date as
+    MM/DD fails, and a tenth of the others."""
+    rng = random.Random(seed)
+    reqs = [P.make_request(rng, P.spec_for_skill(rng, SKILLS[i % len(SKILLS)])) for i in range(n)]
+    pool = pd.DataFrame([{"id": f"p{i}", "generation": "g", "skills": list(r.skills), "label": C.dumps(r.calls),
+                          "request": r.text} for i, r in enumerate(reqs)])
+    facs = [factors(r.text, C.dumps(r.calls)) for r in reqs]
+    correct = [BLAMED not in f and rng.random() > 0.1 for f in facs]
+    probe = pd.DataFrame({"id": pool["id"], "skills": pool["skills"], "split": "dev", "correct": correct,
+                          "loss": [rng.random() for _ in reqs], "factors": facs,
+                          "output": ["[]" if not ok else lab for ok, lab in zip(correct, pool["label"])],
+                          "category": ["mastered" if ok else "failed" for ok in correct]})
+    return pool, probe
+
+
+def children(keep_factors: bool, pool, probe):
+    cfg = ExpandConfig(budget=600, variations_per_failure=3, strategy={"error_driven": 1.0}, keep_factors=keep_factors)
+    planned = plan(probe, pool, cfg, random.Random(0), "gen-000", dom=TOOLCALL)
+    planned = planned[planned["kind"] == "error_driven"]  # the rest of the budget went to random
+    gen, _ = teach.embedded(random.Random(1), planned, "gen-001",
+                            gate=Gate(set(), set(pool["request"])), error_rate=0.0, skill_error_rates={})
+    return planned, gen
+
+
+def test_a_child_keeps_its_parents_blamed_factors_and_varies_the_rest():
+    pool, probe = probe_of()
+    blamed = blamed_factors(probe)
+    assert BLAMED in blamed and not any(f.startswith("calls:") for f in blamed)
+    planned, gen = children(True, pool, probe)
+    parents = pool.set_index("id")
+    parent_factors = probe.set_index("id")["factors"]
+    # the plan carries the failure: request, the student's answer, the verified label, and what to keep
+    for row in planned.itertuples():
+        assert row.parent_request == parents.loc[row.parent_id, "request"]
+        assert row.parent_label == parents.loc[row.parent_id, "label"] and row.parent_output == "[]"
+        assert set(row.keep) == set(parent_factors[row.parent_id]) & blamed
+    numeric = gen[gen["parent_id"].map(lambda p: BLAMED in parent_factors[p])]
+    assert len(numeric) >= 60
+    keep = planned.set_index("parent_id")["keep"].map(list).groupby(level=0).first()
+    whole = 0
+    for child in gen.itertuples():
+        shown = set(factors(child.request, child.label))
+        assert set(child.kept) <= shown and set(child.kept) <= set(keep[child.parent_id])  # recorded truthfully
+        whole += set(child.kept) == set(keep[child.parent_id])
+        assert child.request != parents.loc[child.parent_id, "request"]
+    assert whole >= 0.9 * len(gen)
+    assert sum(BLAMED in factors(r, lab) for r, lab in zip(numeric["request"], numeric["label"])) >= 0.9 * len(numeric)
+    # ... and the rest varies: a factor nobody blamed (the case) follows its parent no more than chance
+    case = lambda fs: next(f for f in fs if f.startswith("case:"))  # noqa: E731
+    same_case = sum(case(factors(c.request, c.label)) == case(parent_factors[c.parent_id]) for c in gen.itertuples())
+    assert same_case < 0.7 * len(gen)
+    values = sum(C.loads(c.label) == C.loads(parents.loc[c.parent_id, "label"]) for c in gen.itertuples())
+    assert values <= 0.05 * len(gen)
+
+
+def test_without_keep_factors_children_lose_what_made_the_parent_fail():
+    pool, probe = probe_of()
+    _, kept = children(True, pool, probe)
+    planned, fresh = children(False, pool, probe)
+    assert planned["keep"].map(len).sum() == 0 and fresh["kept"].map(len).sum() == 0
+    parent_factors = probe.set_index("id")["factors"]
+
+    def share(gen):
+        of = gen[gen["parent_id"].map(lambda p: BLAMED in parent_factors[p])]
+        return sum(BLAMED in factors(r, lab) for r, lab in zip(of["request"], of["label"])) / len(of)
+    assert share(fresh) < 0.5 < 0.9 < share(kept)
+
+
+def test_borderline_rows_get_their_own_share():
+    pool, probe = probe_of()
+    right = probe["correct"]
+    probe.loc[right & (probe["loss"] > 0.7), "category"] = "borderline"
+    cfg = ExpandConfig(budget=300, variations_per_failure=2,
+                       strategy={"error_driven": 0.5, "borderline": 0.3, "random": 0.2})
+    planned = plan(probe, pool, cfg, random.Random(0), "gen-000", dom=TOOLCALL)
+    assert planned["kind"].value_counts().to_dict() == {"error_driven": 150, "borderline": 90, "random": 60}
+    unsure = probe[probe["category"] == "borderline"].sort_values("loss", ascending=False)
+    rows = planned[planned["kind"] == "borderline"]
+    assert list(rows["parent_id"][::2]) == list(unsure["id"][:45])  # the least sure right answers first
+    labels = pool.set_index("id")["label"]
+    assert (rows["parent_output"] == rows["parent_id"].map(labels)).all()  # right answers: output is the label
+
+
+def test_a_model_teacher_sees_the_failure_it_varies(tmp_path):
+    pool, probe = probe_of(200)
+    cfg = ExpandConfig(budget=30, variations_per_failure=3, strategy={"error_driven": 1.0})
+    planned = plan(probe, pool, cfg, random.Random(0), "gen-000", dom=TOOLCALL)
+    drawn = teach.draw(random.Random(1), planned, Gate(set(), set(pool["request"])))
+    truth = {req.text: C.dumps(req.calls) for _, req, _ in drawn}
+    seen: list[str] = []
+
+    def brain(messages, body):
+        seen.append(messages[0]["content"])
+        return truth.get(messages[-1]["content"].strip(), "[]")
+    with FakeLLM(brain) as server:
+        client = open_client(BackendConfig(backend="openai", model="teacher", base_url=server.url),
+                             Cache(tmp_path / "cache.sqlite"), Spend(Budget(), "generate.budget"), offline=False,
+                             api_key=None, where="generate.teacher")
+        template = templates.load(ROOT / "domains" / "toolcall" / "teacher.jinja")
+        rows, _ = teach.with_model(client, template, drawn, "gen-001", Gate(set(), set()))
+    assert len(seen) == len(drawn) == len(rows) >= 25
+    by_request = {req.text: plan_row for plan_row, req, _ in drawn}
+    for row in rows.itertuples():
+        plan_row = by_request[row.request]
+        prompt = next(s for s in seen if f"Request: {plan_row.parent_request}\n" in s)
+        assert f"Wrong answer: {plan_row.parent_output}" in prompt
+        assert f"Verified answer: {plan_row.parent_label}" in prompt
+        assert row.label == truth[row.request]
+    # a row with no parent is asked as before: no example in its prompt
+    plain = template.render(request="x", catalog=[], example_request=None, student_answer=None, example_label=None)
+    assert "got wrong" not in json.dumps(plain)
+    assert Counter(planned["kind"]) == {"error_driven": 30}
