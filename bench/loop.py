@@ -17,6 +17,10 @@ arms (overrides of the checkout's params.yaml):
   tags          full with expand.keep_factors false: children share only their parent's
                 functions and skill tags (the loop before issue 25)
   no_borderline full without the borderline share (error_driven 0.7 + random 0.3)
+  progress      full with expand.allocate progress: error_driven's rows split across skill
+                combinations by the accuracy each gained per row spent last generation
+  judge_first   full with the teacher's second label on every targeted row (kept only
+                when both labels agree), not only on skill_synth rows
   no_judge      full, with judge.verify false: the teacher's labels kept as they come
   error_only    error_driven 1.0: no random share
   replace       full with compose.policy replace
@@ -80,6 +84,10 @@ ARMS = {
     # the loop before issue 25: children share only their parent's functions and skill tags
     "tags": {"expand": {"keep_factors": False}},
     "no_borderline": {"expand": {"strategy": {"error_driven": 0.7, "borderline": 0.0, "random": 0.3}}},
+    # issue 25's budget and judge levers: error_driven split by learning progress per cluster;
+    # the teacher's second label (self-consistency) on every targeted row
+    "progress": {"expand": {"allocate": "progress"}},
+    "judge_first": {"generate": {"self_consistency": ["skill_synth", "error_driven", "borderline"]}},
     "no_judge": {"judge": {"verify": False}},
     "error_only": {"expand": {"strategy": {"error_driven": 1.0, "borderline": 0.0, "random": 0.0}}},
     "replace": {"compose": {"policy": "replace"}},
@@ -115,10 +123,15 @@ def arm_params(arm: str, seed: int, generations: int, size: dict) -> dict:
 
 
 def design(size: dict) -> str:
-    """What a stored result must agree with to be kept: sizes and arm definitions (an arm
-    may have fewer generations or seeds than another; the report compares like with like)."""
-    text = json.dumps({"size": size, "full": FULL, "arms": ARMS}, sort_keys=True)
+    """What a stored result must agree with to be kept: the sizes and `full` (each run also
+    records its own arm's definition, `arm_hash`; an arm may have fewer generations or seeds
+    than another; the report compares like with like)."""
+    text = json.dumps({"size": size, "full": FULL}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def arm_hash(arm: str) -> str:
+    return hashlib.sha256(json.dumps(ARMS[arm], sort_keys=True).encode()).hexdigest()[:12]
 
 
 def run_stage(name: str, generation: str) -> None:
@@ -224,6 +237,10 @@ def load_results(path: Path, tag: str) -> dict:
     if data.get("design") != tag:
         print(f"{path}: made with another design; starting afresh", file=sys.stderr)
         return {"design": tag, "meta": {}, "runs": {}}
+    stale = [k for k, r in data["runs"].items() if r["arm"] not in ARMS or r.get("arm_hash") != arm_hash(r["arm"])]
+    for k in stale:  # an arm redefined since: its runs are redone
+        print(f"{path}: {k} was made with another definition of its arm; dropped", file=sys.stderr)
+        del data["runs"][k]
     return data
 
 
@@ -295,7 +312,8 @@ def main(argv: list[str] | None = None) -> int:
                                      f"({proc.returncode}), log {log}:\n{text[-3000:]}")
                 res = json.loads(text.split("RESULT ", 1)[1].splitlines()[0])
                 for arm, curve in res.items():
-                    data["runs"][f"{arm}/{s}"] = {"arm": arm, "seed": s, "curve": curve}
+                    data["runs"][f"{arm}/{s}"] = {"arm": arm, "seed": s, "arm_hash": arm_hash(arm),
+                                                  "curve": curve}
                     print(f"{arm} seed {s}: user " + " ".join(f"{r['user']:.3f}" for r in curve)
                           + f" ({curve[-1]['seconds']:.0f} s)", flush=True)
                 data["meta"] = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, "

@@ -99,6 +99,9 @@ class GenerateConfig(_Section):
         default_factory=lambda: {"relative_dates": 0.3, "unit_words": 0.25, "two_calls": 0.3, "no_call": 0.2,
                                  "booleans": 0.2},
         description="label-error rate of rows with that skill (the highest applies)")
+    self_consistency: list[str] = Field(default_factory=lambda: ["skill_synth"], description=(
+        "plan kinds whose rows the teacher labels twice, keeping a row only when both labels agree (the "
+        "expensive check, spent where targeting aims: add error_driven and borderline)"))
 
 
 class CalibrationConfig(_Section):
@@ -121,6 +124,9 @@ class JudgeConfig(_Section):
     verify: bool = Field(True, description=(
         "false: no checks, no committee; every label the teacher gave is kept as it came (the no-judge arm of "
         "bench/loop.py); the truth still measures what was kept"))
+    committee_rows: int = Field(0, ge=0, description=(
+        "most undecided rows put to the committee per run, targeted rows (error_driven, borderline, skill_synth, "
+        "skill_weighted) first; the rest keep the embedded verdict. 0: every undecided row"))
 
 
 class ComposeConfig(_Section):
@@ -180,6 +186,7 @@ class ProbeConfig(_Section):
 
 
 STRATEGIES = ("error_driven", "borderline", "skill_weighted", "skill_synth", "random", "static")
+TARGETED = ("error_driven", "borderline", "skill_weighted", "skill_synth")  # the strategies that read the probe
 
 
 class ExpandConfig(_Section):
@@ -199,6 +206,9 @@ class ExpandConfig(_Section):
     broad_above: float = Field(1.0, ge=0, le=1, description=(
         "while more than this share of the probe's dev rows fail, every targeted share goes to random "
         "(broad data first); 1: never"))
+    allocate: Literal["loss", "progress"] = Field("loss", description=(
+        "error_driven: rows go to failures in `failure_order` (loss), or are split across failure clusters (skill "
+        "combinations) by the learning progress the last plan's rows bought there (progress)"))
     keep_factors: bool = Field(True, description=(
         "error_driven and borderline: a child keeps the factors of its parent whose dev failure rate stands out "
         "(the failure analysis) and varies the rest; false: only the parent's functions and skills"))

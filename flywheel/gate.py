@@ -33,8 +33,9 @@ class Gate:
 
 
 def generated_row(generation: str, parent_id, skills, teacher: str, request: str, label: str, raw: str = "",
-                  error: str = "", *, kept=()) -> dict:
-    """One row of generated.parquet (store.GENERATED); `generate` fills in its `factors`."""
+                  error: str = "", *, kept=(), kind: str = "") -> dict:
+    """One row of generated.parquet (store.GENERATED); `kind` is the plan row's. `generate`
+    fills in its `factors`."""
     return {"id": store.row_id(request, label), "generation": generation, "source": "synthetic",
             "parent_id": parent_id, "skills": list(skills), "teacher": teacher, "request": request,
-            "label": label, "raw": raw, "error": error, "factors": [], "kept": list(kept)}
+            "label": label, "raw": raw, "error": error, "factors": [], "kept": list(kept), "kind": kind}

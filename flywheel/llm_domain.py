@@ -173,13 +173,13 @@ def write_examples(client, template, plan: pd.DataFrame, pool: pd.DataFrame, gen
     for plan_row, ans in zip(plan.itertuples(index=False), answers):
         if ans.error:
             rows.append(generated_row(generation, plan_row.parent_id, plan_row.skills, client.name, "", "", ans.text,
-                                      ans.error))
+                                      ans.error, kind=plan_row.kind))
             continue
         request, label = ans.value
         if not gate.admit(request):  # a repeat of the pool or this generation, or an evaluation input
             continue
         rows.append(generated_row(generation, plan_row.parent_id, plan_row.skills, client.name, request, label,
-                                  ans.text))
+                                  ans.text, kind=plan_row.kind))
     return pd.DataFrame(rows, columns=store.GENERATED.names)
 
 

@@ -40,7 +40,8 @@ _LINEAGE = [
 # why no label could be read from it ("" when there is one; `label` is then "").
 GENERATED = pa.schema(_LINEAGE + [pa.field("raw", _STR, nullable=False), pa.field("error", _STR, nullable=False),
                                   pa.field("factors", _SKILLS, nullable=False),  # its composition (Domain.factors)
-                                  pa.field("kept", _SKILLS, nullable=False)])  # the parent's factors it kept
+                                  pa.field("kept", _SKILLS, nullable=False),  # the parent's factors it kept
+                                  pa.field("kind", _STR, nullable=False)])  # the plan row's strategy
 TRUTH = pa.schema([pa.field("id", _STR, nullable=False), pa.field("true_label", _STR, nullable=False),
                    pa.field("error_kind", _STR, nullable=False)])
 VERDICTS = pa.schema(list(GENERATED) + [

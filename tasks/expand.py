@@ -37,11 +37,10 @@ import random
 import pandas as pd
 
 from flywheel import domain, layout, stage, store
-from flywheel.config import STRATEGIES, ConfigView, ExpandConfig
+from flywheel.config import STRATEGIES, TARGETED, ConfigView, ExpandConfig
 from flywheel.failures import factor_profile
 
 WEAKEST = 3  # skills skill_synth writes for
-TARGETED = ("error_driven", "borderline", "skill_weighted", "skill_synth")  # strategies that read the probe
 
 
 def quotas(weights: dict[str, float], budget: int) -> dict[str, int]:
@@ -78,21 +77,69 @@ def blamed_factors(probe: pd.DataFrame) -> set[str]:
     return {f for f, v in profile.items() if v["stands_out"] and not f.startswith("calls:")}
 
 
+def combo(skills) -> tuple[str, ...]:
+    """A failure cluster: the combination of skills a row shows."""
+    return tuple(sorted(skills))
+
+
+def dev_accuracy(probe: pd.DataFrame, min_rows: int) -> dict[tuple[str, ...], float]:
+    dev = probe[probe["split"] == "dev"]
+    by = dev.groupby(dev["skills"].map(combo))["correct"]
+    return {c: float(acc) for c, acc, n in zip(by.mean().index, by.mean(), by.size()) if n >= min_rows}
+
+
+def progress(before: pd.DataFrame, after: pd.DataFrame, spent: pd.DataFrame, *, min_rows: int = 20) -> dict:
+    """Per cluster the last plan spent targeted rows on: its dev accuracy in the probe
+    before those rows (`before`, the previous generation's) and after (`after`), and the
+    absolute learning progress per row spent, |after - before| / rows (None where a side
+    saw fewer than `min_rows` dev rows of it)."""
+    rows = spent[spent["kind"].isin(("error_driven", "borderline"))]["skills"].map(combo).value_counts()
+    a, b = dev_accuracy(before, min_rows), dev_accuracy(after, min_rows)
+    return {c: {"rows": int(n), "before": a.get(c), "after": b.get(c),
+                "per_row": abs(b[c] - a[c]) / n if c in a and c in b else None} for c, n in rows.items()}
+
+
+def allocate(parents: pd.DataFrame, quota: int, per_parent: int, lp: dict) -> dict[tuple[str, ...], int]:
+    """`quota` rows over the parents' clusters in proportion to their learning progress per
+    row (a cluster not measured yet counts as the mean of those that are, so it gets tried;
+    one that did not move after rows were spent on it gets few), none beyond what its
+    parents can take (`per_parent` each); what a full cluster cannot take goes to the rest."""
+    room = parents["skills"].map(combo).value_counts().mul(per_parent).to_dict()
+    known = [v["per_row"] for v in lp.values() if v["per_row"] is not None]
+    default = sum(known) / len(known) if known else 1.0
+    weight = {c: (lp[c]["per_row"] if c in lp and lp[c]["per_row"] is not None else default) for c in room}
+    if sum(weight.values()) <= 0:
+        weight = dict.fromkeys(room, 1.0)
+    out = dict.fromkeys(room, 0)
+    left = min(quota, sum(room.values()))
+    while left > 0:
+        open_ = {c: w for c, w in weight.items() if out[c] < room[c]}
+        if sum(open_.values()) <= 0:
+            open_ = {c: 1.0 for c in open_}
+        share = quotas(open_, left)
+        for c, k in share.items():
+            out[c] += min(k, room[c] - out[c])
+        left = min(quota, sum(room.values())) - sum(out.values())
+    return out
+
+
 def variants(parents: pd.DataFrame, labels: pd.Series, cfg: ExpandConfig, rng: random.Random, quota: int,
-             dom: domain.Domain, blamed: set[str], kind: str) -> list[dict]:
+             dom: domain.Domain, blamed: set[str], kind: str,
+             caps: dict[tuple[str, ...], int] | None = None) -> list[dict]:
     """Up to `quota` plan rows, `variations_per_failure` per parent in order: the parent's
     request, the student's answer and the verified label travel with each, and, with
-    `keep_factors`, the parent's blamed factors, which the child must show too."""
+    `keep_factors`, the parent's blamed factors, which the child must show too. `caps`:
+    rows per cluster (else `group_cap` of the quota for each)."""
     cap = math.ceil(cfg.group_cap * quota)
     per_combo: dict[tuple[str, ...], int] = {}
     out: list[dict] = []
     for f in parents.itertuples(index=False):
-        combo = tuple(sorted(f.skills))
+        group = combo(f.skills)
         keep = sorted(set(f.factors) & blamed) if cfg.keep_factors else []
         for _ in range(cfg.variations_per_failure):
-            if len(out) >= quota or per_combo.get(combo, 0) >= cap:
+            if len(out) >= quota or per_combo.get(group, 0) >= (caps.get(group, 0) if caps is not None else cap):
                 break
-            per_combo[combo] = per_combo.get(combo, 0) + 1
+            per_combo[group] = per_combo.get(group, 0) + 1
             if cfg.vary_functions and len(f.skills):
                 functions, spec_skills = dom.random_spec(rng, rng.choice(sorted(f.skills)))
             else:
@@ -106,9 +153,10 @@ def variants(parents: pd.DataFrame, labels: pd.Series, cfg: ExpandConfig, rng: r
 
 
 def plan(probe: pd.DataFrame, pool: pd.DataFrame, cfg: ExpandConfig, rng: random.Random, generation: str, *,
-         dom: domain.Domain, skills: list[str] | None = None) -> pd.DataFrame:
+         dom: domain.Domain, skills: list[str] | None = None, lp: dict | None = None) -> pd.DataFrame:
     """`pool`: rows with labels (training pool and dev); `skills`: what `random` spreads over
-    (default: the domain's, with any others the pool carries)."""
+    (default: the domain's, with any others the pool carries); `lp`: the learning progress
+    per cluster (`progress`), which `allocate: progress` splits error_driven's share by."""
     skills = skills if skills is not None else dom.skills(pool["skills"])
     shares = {s: cfg.strategy.get(s, 0.0) for s in STRATEGIES}
     dev = probe[probe["split"] == "dev"] if cfg.broad_above < 1 else probe.iloc[:0]
@@ -125,8 +173,10 @@ def plan(probe: pd.DataFrame, pool: pd.DataFrame, cfg: ExpandConfig, rng: random
     if q.get("error_driven") or q.get("borderline"):
         blamed = blamed_factors(probe)
         probe = probe.assign(request=probe["id"].map(pool.set_index("id")["request"]))
-        rows += variants(targets(probe, cfg), labels, cfg, rng, q.get("error_driven", 0), dom, blamed,
-                         "error_driven")
+        failed = targets(probe, cfg)
+        caps = allocate(failed, q.get("error_driven", 0), cfg.variations_per_failure, lp or {}) \
+            if cfg.allocate == "progress" else None
+        rows += variants(failed, labels, cfg, rng, q.get("error_driven", 0), dom, blamed, "error_driven", caps)
         unsure = probe[probe["category"] == "borderline"].sort_values(["loss", "id"], ascending=[False, True])
         rows += variants(unsure, labels, cfg, rng, q.get("borderline", 0), dom, blamed, "borderline")
     # skill_weighted and skill_synth: by the failure profile
@@ -168,7 +218,15 @@ def main(cfg: ConfigView, generation: str) -> None:
     dev = store.read_table(layout.path(generation, layout.DEV), store.TRAINSET)
     pool = pd.concat([train, dev], ignore_index=True)
     rng = random.Random(stage.stage_seed(cfg.seed, generation, "expand"))
-    out = plan(probe, pool, cfg.expand, rng, generation, dom=domain.get(cfg.domain))
+    lp = None
+    if cfg.expand.allocate == "progress":
+        prev = cfg.generation(generation).prev
+        lp = progress(store.read_table(layout.path(prev, layout.PROBE), store.PROBE), probe,
+                      store.read_table(layout.path(prev, layout.PLAN), store.PLAN))
+        moved = sorted(((v["per_row"], ",".join(c)) for c, v in lp.items() if v["per_row"] is not None), reverse=True)
+        stage.log("expand", f"learning progress per row spent, {len(moved)} clusters measured: "
+                  + ", ".join(f"{c} {x:.2e}" for x, c in moved[:5]))
+    out = plan(probe, pool, cfg.expand, rng, generation, dom=domain.get(cfg.domain), lp=lp)
     store.write_table(out, layout.path(generation, layout.PLAN), store.PLAN)
     stage.log("expand", f"{len(out)} plan rows {out['kind'].value_counts().to_dict()}")
 

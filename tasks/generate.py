@@ -57,6 +57,7 @@ def main(cfg: ConfigView, generation: str) -> None:
     rows["factors"] = [dom.factors(r, true.get(i, label)) if r else []
                        for i, r, label in zip(rows["id"], rows["request"], rows["label"])]
     rows["kept"] = [list(k) if isinstance(k, (list, tuple, np.ndarray)) else [] for k in rows["kept"]]
+    rows["kind"] = rows["kind"].fillna("")
     report |= {"rows": len(rows), "teacher_errors": int((rows["error"] != "").sum()), "gate_refused": gate.refused,
                "plan_kinds": plan["kind"].value_counts().sort_index().to_dict()}
     store.write_table(rows, layout.path(generation, layout.GENERATED), store.GENERATED)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import pandas as pd
 
 from flywheel import domain, hf_student, layout, llm_domain, stage, store
-from flywheel.config import ConfigView
+from flywheel.config import TARGETED, ConfigView
 from flywheel.student import student_answers
 from flywheel.llm import LLMError, templates
 from flywheel.llm import judge as committee
@@ -54,10 +54,16 @@ def calibrate(dom: domain.Domain, jc, team, template, rubric: str) -> dict:
 
 
 def ask(verdicts: pd.DataFrame, dom: domain.Domain, consensus: float, team, template,
-        rubric: str) -> tuple[pd.DataFrame, dict]:
-    """Send the undecided rows to the committee and apply its decisions."""
+        rubric: str, *, limit: int = 0) -> tuple[pd.DataFrame, dict]:
+    """Send the undecided rows to the committee, rows of the targeted plan kinds first and
+    at most `limit` of them (0: all), and apply its decisions."""
     out = verdicts.copy()
-    idx = list(out.index[dom.undecided(out)])
+    undecided = out.index[dom.undecided(out)]
+    # the committee's effort goes where targeting aims first: the teacher errs most there
+    first = out.loc[undecided, "kind"].isin(TARGETED)
+    idx = list(undecided[first.to_numpy()]) + list(undecided[~first.to_numpy()])
+    if limit:
+        idx = idx[:limit]
     catalog = dom.catalog()
     prompts = [committee.judge_prompt(template, request=out.at[i, "request"], label=out.at[i, "label"],
                                       student_output=out.at[i, "student_output"], rubric=rubric, catalog=catalog,
@@ -84,7 +90,9 @@ def ask(verdicts: pd.DataFrame, dom: domain.Domain, consensus: float, team, temp
         tags = dom.tag_skills(list(out.at[i, "skills"]), d.skills)
         if tags != list(out.at[i, "skills"]):
             out.at[i, "skills"] = tags
-    return out, {"asked": len(idx), "kappa": kappa, "members": len(team)}
+    asked = out.loc[idx, "kind"].value_counts().sort_index().to_dict() if idx else {}
+    return out, {"asked": len(idx), "undecided": len(undecided), "asked_by_kind": asked, "kappa": kappa,
+                 "members": len(team)}
 
 
 def unverified(rows: pd.DataFrame) -> pd.DataFrame:
@@ -119,7 +127,8 @@ def main(cfg: ConfigView, generation: str) -> None:
             if jc.calibration.gold:
                 report["calibration"] = calibrate(dom, jc, team, template, rubric)
                 stage.log("judge", f"calibration {report['calibration']}")
-            verdicts, report["committee"] = ask(verdicts, dom, jc.consensus, team, template, rubric)
+            verdicts, report["committee"] = ask(verdicts, dom, jc.consensus, team, template, rubric,
+                                                limit=jc.committee_rows)
         calls = session.finish()
     # The truth is read here and only here, after the verdicts are fixed.
     truth = store.read_table(layout.path(generation, layout.TRUTH), store.TRUTH)

@@ -365,7 +365,7 @@ def test_judge_off_keeps_every_readable_label_as_the_teacher_gave_it(tmp_path):
 
     wrong = C.dumps([{"name": "get_weather", "arguments": {"city": "nowhere"}}])
     gen = rows(3, "synthetic").assign(label=["[]", wrong, ""], raw="", error=["", "", "no JSON"], factors=[[]] * 3,
-                                      kept=[[]] * 3)
+                                      kept=[[]] * 3, kind="random")
     out = unverified(gen)
     assert list(out["final_label"].iloc[:2]) == ["[]", wrong] and out["final_label"].isna().iloc[2]
     assert list(out["verdict"]) == ["label_ok", "label_ok", "teacher_error"]

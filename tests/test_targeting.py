@@ -10,6 +10,7 @@ import random
 from collections import Counter
 
 import pandas as pd
+import pytest
 
 from conftest import ROOT
 from flywheel import store
@@ -144,3 +145,96 @@ def test_a_model_teacher_sees_the_failure_it_varies(tmp_path):
     plain = template.render(request="x", catalog=[], example_request=None, student_answer=None, example_label=None)
     assert "got wrong" not in json.dumps(plain)
     assert Counter(planned["kind"]) == {"error_driven": 30}
+
+
+FN = {"weather": "get_weather", "calendar": "list_events", "currency": "get_exchange_rate"}
+
+
+def clusters(accuracy: dict[str, float], n: int = 40, tag: str = "") -> pd.DataFrame:
+    """Dev probe rows of one-skill clusters with the given accuracies (and as many failures)."""
+    rows = []
+    for skill, acc in accuracy.items():
+        for i in range(n):
+            ok = i < acc * n
+            rows.append({"id": f"{tag}{skill}{i}", "skills": [skill], "split": "dev", "correct": ok,
+                         "loss": (i * 7919 % 97) / 97, "factors": [], "output": "[]",
+                         "category": "mastered" if ok else "failed"})
+    return pd.DataFrame(rows)
+
+
+def test_learning_progress_moves_rows_from_a_cluster_that_did_not_move():
+    from tasks.expand import progress
+
+    before = clusters({"weather": 0.2, "calendar": 0.2, "currency": 0.2}, tag="old")
+    after = clusters({"weather": 0.6, "calendar": 0.2, "currency": 0.2})
+    spent = pd.DataFrame({"kind": ["error_driven"] * 200 + ["random"] * 50,
+                          "skills": [["weather"]] * 100 + [["calendar"]] * 100 + [["currency"]] * 50})
+    lp = progress(before, after, spent)
+    assert lp[("weather",)]["per_row"] == pytest.approx(0.4 / 100) and lp[("calendar",)]["per_row"] == 0
+    assert ("currency",) not in lp  # random rows are not spent on a cluster
+    pool = pd.DataFrame({"id": after["id"], "generation": "g", "skills": after["skills"], "request": after["id"],
+                         "label": [C.dumps([{"name": FN[s[0]], "arguments": {}}]) for s in after["skills"]]})
+    cfg = ExpandConfig(budget=60, variations_per_failure=3, strategy={"error_driven": 1.0}, allocate="progress")
+    by = plan(after, pool, cfg, random.Random(0), "gen-001", dom=TOOLCALL, lp=lp)["skills"].str[0].value_counts()
+    # weather moved (0.004 a row), calendar did not (0), currency is untried (the mean, 0.002): 2 : 0 : 1
+    assert by.to_dict() == {"weather": 40, "currency": 20}
+    hardest = plan(after, pool, cfg.model_copy(update={"allocate": "loss"}), random.Random(0), "gen-001",
+                   dom=TOOLCALL)["skills"].str[0].value_counts()
+    assert hardest.get("calendar", 0) > 0  # by loss alone, the stuck cluster gets rows too
+
+
+def test_a_full_cluster_hands_its_rows_to_the_others():
+    from tasks.expand import allocate
+
+    parents = clusters({"weather": 0.9, "calendar": 0.0})  # 4 weather failures, 40 calendar
+    failed = parents[~parents["correct"]]
+    lp = {("weather",): {"per_row": 1.0}, ("calendar",): {"per_row": 0.01}}
+    assert allocate(failed, 60, 3, lp) == {("weather",): 12, ("calendar",): 48}  # weather holds 4 x 3 at most
+    assert sum(allocate(failed, 1000, 3, lp).values()) == 132  # no more than every parent's children
+
+
+def test_self_consistency_spends_the_teachers_second_label_where_asked():
+    pool, probe = probe_of()
+    cfg = ExpandConfig(budget=600, variations_per_failure=3, strategy={"error_driven": 0.5, "random": 0.5})
+    planned = plan(probe, pool, cfg, random.Random(0), "gen-000", dom=TOOLCALL)
+    rates = {"relative_dates": 0.3, "two_calls": 0.3}
+
+    def run(twice):
+        gate = Gate(set(), set(pool["request"]))
+        rows, truth = teach.embedded(random.Random(1), planned, "gen-001", gate=gate, error_rate=0.2,
+                                     skill_error_rates=rates, twice=twice)
+        wrong = rows.set_index("id")["label"] != truth.set_index("id")["true_label"]
+        return rows, wrong.groupby(rows.set_index("id")["kind"]).mean(), gate.refused["inconsistent"]
+    plain, plain_wrong, none = run(())
+    checked, checked_wrong, dropped = run(("error_driven",))
+    assert none == 0 and dropped > 0 and set(plain["kind"]) == {"error_driven", "random"}
+    assert checked_wrong["error_driven"] < 0.5 * plain_wrong["error_driven"]  # second opinions catch most errors
+
+
+def test_the_committee_hears_targeted_rows_first_within_its_rows(tmp_path):
+    from llm_server import toolcall_brain
+    from tasks.judge import ask
+
+    pool, probe = probe_of(300)
+    cfg = ExpandConfig(budget=300, variations_per_failure=3, strategy={"error_driven": 0.3, "random": 0.7})
+    planned = plan(probe, pool, cfg, random.Random(0), "gen-000", dom=TOOLCALL)
+    rows, truth = teach.embedded(random.Random(1), planned, "gen-001", gate=Gate(set(), set(pool["request"])),
+                                 error_rate=0.3, skill_error_rates={})
+    rows = rows.sample(frac=1.0, random_state=0).reset_index(drop=True)  # the kinds interleaved
+    verdicts = TOOLCALL.first_verdicts(rows, None, use_repair=True)
+    undecided = verdicts[TOOLCALL.undecided(verdicts)]
+    targeted = int((undecided["kind"] == "error_driven").sum())
+    assert 10 < targeted < len(undecided) - 10
+    request_truth = dict(zip(rows["request"], rows["id"].map(truth.set_index("id")["true_label"])))
+    with FakeLLM(toolcall_brain(request_truth)) as server:
+        client = open_client(BackendConfig(backend="openai", model="judge", base_url=server.url),
+                             Cache(tmp_path / "cache.sqlite"), Spend(Budget(), "judge.budget"), offline=False,
+                             api_key=None, where="judge.committee[0]")
+        template = templates.load(ROOT / "domains" / "toolcall" / "judge.jinja")
+        rubric = (ROOT / "domains" / "toolcall" / "rubric.md").read_text()
+        out, report = ask(verdicts, TOOLCALL, 0.5, [(client, 0)], template, rubric, limit=targeted + 5)
+        assert server.requests == targeted + 5
+    assert report["asked"] == targeted + 5 and report["undecided"] == len(undecided)
+    assert report["asked_by_kind"] == {"error_driven": targeted, "random": 5}
+    heard = out["judge"] != "embedded"
+    assert (out.loc[heard, "kind"] == "error_driven").sum() == targeted and heard.sum() == targeted + 5

@@ -55,8 +55,9 @@ class Toolcall(Domain):
     def generate(self, plan, pool, *, generation, gate, rng, teacher: Teacher, cfg, rubric, bar=None):
         if teacher.client is None:
             return teach.embedded(rng, plan, generation, gate=gate, error_rate=cfg.error_rate,
-                                  skill_error_rates=cfg.skill_error_rates)
-        return teach.with_model(teacher.client, teacher.template, teach.draw(rng, plan, gate), generation, gate, bar)
+                                  skill_error_rates=cfg.skill_error_rates, twice=tuple(cfg.self_consistency))
+        return teach.with_model(teacher.client, teacher.template, teach.draw(rng, plan, gate), generation, gate, bar,
+                                twice=tuple(cfg.self_consistency))
 
     def target(self, label: str) -> str:
         return C.render(C.loads(label))

@@ -3,8 +3,8 @@
 The request generator draws one fresh request per plan row (admitted by the gate); then
 either the embedded teacher labels it, imperfectly (teacher.py), or a teacher model
 labels it through the client layer. The truth is the request's own calls, which the
-generator knows. `skill_synth` rows are labelled twice and kept only when both labels
-agree (self-consistency).
+generator knows. Rows of the plan kinds in `generate.self_consistency` (default
+`skill_synth`) are labelled twice and kept only when both labels agree.
 """
 
 from __future__ import annotations
@@ -66,32 +66,35 @@ def draw(rng: random.Random, plan: pd.DataFrame, gate: Gate) -> list[tuple[objec
 
 
 def embedded(rng: random.Random, plan: pd.DataFrame, generation: str, *, gate: Gate,
-             error_rate: float, skill_error_rates: dict[str, float]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The embedded teacher."""
+             error_rate: float, skill_error_rates: dict[str, float],
+             twice: tuple[str, ...] = ("skill_synth",)) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The embedded teacher. Rows of the plan kinds in `twice` are labelled a second time
+    and dropped when the labels differ (self-consistency)."""
     rows, truth = [], []
     for plan_row, req, kept in draw(rng, plan, gate):
         candidate, true, kind = teacher.label(rng, req, skill_error_rates, error_rate)
-        if plan_row.kind == "skill_synth" and teacher.label(rng, req, skill_error_rates, error_rate)[0] != candidate:
+        if plan_row.kind in twice and teacher.label(rng, req, skill_error_rates, error_rate)[0] != candidate:
             gate.refused["inconsistent"] += 1
             continue
         row = generated_row(generation, plan_row.parent_id, req.skills, "embedded", req.text, C.dumps(candidate),
-                            kept=kept)
+                            kept=kept, kind=plan_row.kind)
         rows.append(row)
         truth.append({"id": row["id"], "true_label": C.dumps(true), "error_kind": kind})
     return pd.DataFrame(rows, columns=store.GENERATED.names), pd.DataFrame(truth, columns=store.TRUTH.names)
 
 
-def with_model(client, template, drawn, generation: str, gate: Gate, bar=None):
+def with_model(client, template, drawn, generation: str, gate: Gate, bar=None,
+               twice: tuple[str, ...] = ("skill_synth",)):
     """Requests labelled by a teacher model; the truth is the request's own calls. A row
     varied from a failure shows the teacher that failure (the parent's request, the
-    student's answer, the verified label) as a worked example. `skill_synth` rows are asked
-    a second time (sample 1) and kept only if both agree."""
+    student's answer, the verified label) as a worked example. Rows of the plan kinds in
+    `twice` are asked a second time (sample 1) and kept only if both agree."""
     prompts = [Prompt(template.render(request=req.text, catalog=describe(), example_request=plan_row.parent_request,
                                       student_answer=plan_row.parent_output, example_label=plan_row.parent_label),
                       template.version, C.PARSER_VERSION)
                for plan_row, req, _ in drawn]
     answers = client.ask(prompts, C.parse_json, on_done=bar.advance if bar else None)
-    synth = [i for i, (plan_row, _, _) in enumerate(drawn) if plan_row.kind == "skill_synth"]
+    synth = [i for i, (plan_row, _, _) in enumerate(drawn) if plan_row.kind in twice]
     second = dict(zip(synth, client.ask([prompts[i] for i in synth], C.parse_json, sample=1))) if synth else {}
     rows, truth = [], []
     for i, ((plan_row, req, kept), ans) in enumerate(zip(drawn, answers)):
@@ -100,7 +103,7 @@ def with_model(client, template, drawn, generation: str, gate: Gate, bar=None):
             continue
         label = "" if ans.error else ans.value
         row = generated_row(generation, plan_row.parent_id, req.skills, client.name, req.text, label, ans.text,
-                            ans.error, kept=kept)
+                            ans.error, kept=kept, kind=plan_row.kind)
         rows.append(row)
         true = C.dumps(req.calls)
         truth.append({"id": row["id"], "true_label": true,
