@@ -51,7 +51,7 @@ test: setup
 # 3 generations (about 2 h 10 min); at the small size (docs/loop.json), the arms and issue 25's levers,
 # 10 seeds x 3 generations. Resumable: a stopped run picks up where it stopped.
 EXPERIMENT_ARMS := full,static,random,oracle
-EXPERIMENT_SMALL := full,static,random,oracle,tags,no_borderline,progress,judge_first
+EXPERIMENT_SMALL := full,static,random,oracle,oracle_random,tags,no_borderline,progress,judge_first
 experiment: setup
 	$(BIN)/python -m bench.loop --size default --arms $(EXPERIMENT_ARMS) --seeds 5 --generations 3
 	$(BIN)/python -m bench.loop --size small --arms $(EXPERIMENT_SMALL) --seeds 10 --generations 3

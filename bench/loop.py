@@ -14,6 +14,8 @@ arms (overrides of the checkout's params.yaml):
                 distribution): no probe, no expansion
   random        the budget spread uniformly over the skills
   oracle        full with a teacher that never errs: targeting without label noise
+  oracle_random random with a teacher that never errs (oracle - oracle_random: what
+                targeting gains when no label is wrong)
   tags          full with expand.keep_factors false: children share only their parent's
                 functions and skill tags (the loop before issue 25)
   no_borderline full without the borderline share (error_driven 0.7 + random 0.3)
@@ -81,6 +83,9 @@ ARMS = {
     "random": {"expand": {"strategy": {"random": 1.0}}},
     # the same targeting with true labels: what label noise costs, apart from what targeting gains
     "oracle": {"generate": {"error_rate": 0.0, "skill_error_rates": {k: 0.0 for k in _RATES}}},
+    # random expansion with true labels: oracle - oracle_random is what targeting gains without label noise
+    "oracle_random": {"generate": {"error_rate": 0.0, "skill_error_rates": {k: 0.0 for k in _RATES}},
+                      "expand": {"strategy": {"random": 1.0}}},
     # the loop before issue 25: children share only their parent's functions and skill tags
     "tags": {"expand": {"keep_factors": False}},
     "no_borderline": {"expand": {"strategy": {"error_driven": 0.7, "borderline": 0.0, "random": 0.3}}},

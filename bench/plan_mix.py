@@ -1,0 +1,63 @@
+"""What the closed loop would plan from a finished run: each generation's probe expanded with
+bench/loop.py's `full` mix (error_driven 0.45 + borderline 0.25 + random 0.3), counted by
+strategy, with the blamed factors and how many children the embedded teacher's draws
+gave every factor they were to keep. Reads the run's data/ (a `make run` or `dvc repro`
+first); writes nothing but the report.
+
+    python -m bench.plan_mix [--out bench/plan_mix.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import platform
+import random
+import subprocess
+import sys
+
+import pandas as pd
+
+from bench import ROOT
+from bench.loop import FULL
+from flywheel import domain, layout, store
+from flywheel.config import load
+from flywheel.gate import Gate
+from flywheel.toolcall import teach
+from tasks.expand import blamed_factors, plan
+
+
+def measure(generation: str, cfg, dom) -> dict:
+    probe = store.read_table(layout.path(generation, layout.PROBE), store.PROBE)
+    pool = pd.concat([store.read_table(layout.path(generation, layout.TRAIN), store.TRAINSET),
+                      store.read_table(layout.path(generation, layout.DEV), store.TRAINSET)], ignore_index=True)
+    ec = cfg.expand.model_copy(update=FULL["expand"])
+    planned = plan(probe, pool, ec, random.Random(0), generation, dom=dom)
+    aimed = planned[planned["kind"].isin(["error_driven", "borderline"])]
+    drawn = teach.draw(random.Random(1), aimed, Gate(set(), set(pool["request"])))
+    asked = [(row, kept) for row, _, kept in drawn if len(row.keep)]
+    return {"plan_rows": planned["kind"].value_counts().to_dict(), "blamed": sorted(blamed_factors(probe)),
+            "rows_with_keep": int((aimed["keep"].map(len) > 0).sum()), "drawn": len(drawn),
+            "drawn_with_keep": len(asked), "kept_every_factor": sum(len(k) == len(r.keep) for r, k in asked),
+            "kept": dict(collections.Counter(f for _, k in asked for f in k).most_common())}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default=str(ROOT / "bench" / "plan_mix.json"))
+    args = ap.parse_args(argv)
+    cfg = load()
+    dom = domain.get(cfg.domain)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               platform.processor())
+    report = {"commit": commit.strip(), "cpu": cpu, "mix": FULL["expand"]["strategy"],
+              "generations": {g: measure(g, cfg, dom) for g in cfg.generations}}
+    store.write_json(report, args.out)
+    for g, r in report["generations"].items():
+        print(g, r["plan_rows"], f"kept every factor {r['kept_every_factor']}/{r['drawn_with_keep']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
