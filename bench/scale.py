@@ -80,7 +80,8 @@ def build(dest: Path, n: int) -> dict:
     rows["request"] = rows["request"] + " (ticket " + pd.Series(idx // BASE_ROWS).astype(str) + ")"
     rows["id"] = [f"{i:016x}" for i in range(n)]
     rows = rows.assign(generation="gen-000", source="synthetic", parent_id=None, teacher="embedded", raw="",
-                       error="", student_output="", verdict="correct", reason="", judge="embedded", agreement=None)
+                       error="", student_output="", verdict="correct", reason="", judge="embedded", agreement=None,
+                       factors=[[] for _ in range(n)], kept=[[] for _ in range(n)], kind="random")
     rows["final_label"] = rows["label"]
     os.chdir(dest)
     store.write_table(rows, layout.path("gen-000", layout.VERDICTS), store.VERDICTS)

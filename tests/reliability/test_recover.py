@@ -121,6 +121,10 @@ def test_an_index_lock_older_than_the_killed_run_or_held_by_a_running_git_is_kep
     busy = git_workspace(tmp_path / "busy", started=time.time() - 60)
     git = subprocess.Popen(["git", "cat-file", "--batch"], cwd=busy / ".git", stdin=subprocess.PIPE,
                            stdout=subprocess.DEVNULL)
+    comm = Path(f"/proc/{git.pid}/comm")
+    deadline = time.time() + 30
+    while comm.read_text().strip() != "git" and time.time() < deadline:  # forked, not yet exec'd under load
+        time.sleep(0.01)
     try:
         with run_lock(busy) as note:
             assert "index.lock" not in note
