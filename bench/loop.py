@@ -235,6 +235,18 @@ def jobs_for(arms: list[str], seeds: list[int], parallel: int) -> list[tuple[int
     return out
 
 
+def _commit() -> str:
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return out.stdout.strip() or "unknown"
+
+
+def _cpu() -> str:
+    try:
+        return next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 def load_results(path: Path, tag: str) -> dict:
     if not path.exists():
         return {"design": tag, "meta": {}, "runs": {}}
@@ -321,7 +333,8 @@ def main(argv: list[str] | None = None) -> int:
                                                   "curve": curve}
                     print(f"{arm} seed {s}: user " + " ".join(f"{r['user']:.3f}" for r in curve)
                           + f" ({curve[-1]['seconds']:.0f} s)", flush=True)
-                data["meta"] = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, "
+                data["meta"] = {"date": time.strftime("%Y-%m-%d"), "commit": _commit(), "cpu": _cpu(),
+                                "machine": f"{platform.machine()}, "
                                 f"{os.cpu_count()} cores", "seeds": sorted(set(data["meta"].get("seeds", [])) | set(seeds)),
                                 "generations": max(args.generations, data["meta"].get("generations", 0)),
                                 "size": size, "parallel": args.parallel,

@@ -110,7 +110,8 @@ def write(data: dict, out: Path, stem: str = "loop") -> dict:
     size = meta["size"]
     walls = meta.get("wall_seconds", [])
     lines = ["# The loop experiment: does the closed loop beat static data?", "",
-             f"Made by `make experiment` (`python -m bench.loop`) on {meta['machine']}, {meta['date']}: "
+             f"Made by `make experiment` (`python -m bench.loop`) at commit {meta.get('commit', '?')} on "
+             f"{meta.get('cpu', '')} ({meta['machine']}), {meta['date']}: "
              f"up to {len(meta['seeds'])} seeds × {meta['generations']} generations (the table says how many each arm "
              f"ran), {size['expand']['budget']} generated "
              f"rows per generation for every arm, {size['train']['steps']} training steps per generation (one torch "

@@ -1,7 +1,8 @@
 """What the closed loop would plan from a finished run: each generation's probe expanded with
 bench/loop.py's `full` mix (error_driven 0.45 + borderline 0.25 + random 0.3), counted by
-strategy, with the blamed factors and how many children the embedded teacher's draws
-gave every factor they were to keep. Reads the run's data/ (a `make run` or `dvc repro`
+strategy, with the blamed factors, how many children the embedded teacher's draws gave
+every factor they were to keep, and the embedded teacher's label-error rate on the rows
+drawn for each strategy (its error model applied to their skills). Reads the run's data/ (a `make run` or `dvc repro`
 first); writes nothing but the report.
 
     python -m bench.plan_mix [--out bench/plan_mix.json]
@@ -23,7 +24,7 @@ from bench.loop import FULL
 from flywheel import domain, layout, store
 from flywheel.config import load
 from flywheel.gate import Gate
-from flywheel.toolcall import teach
+from flywheel.toolcall import teach, teacher
 from tasks.expand import blamed_factors, plan
 
 
@@ -34,9 +35,14 @@ def measure(generation: str, cfg, dom) -> dict:
     ec = cfg.expand.model_copy(update=FULL["expand"])
     planned = plan(probe, pool, ec, random.Random(0), generation, dom=dom)
     aimed = planned[planned["kind"].isin(["error_driven", "borderline"])]
-    drawn = teach.draw(random.Random(1), aimed, Gate(set(), set(pool["request"])))
+    drawn = teach.draw(random.Random(1), planned, Gate(set(), set(pool["request"])))
     asked = [(row, kept) for row, _, kept in drawn if len(row.keep)]
+    gc = cfg.generate
+    wrong: dict[str, list[float]] = collections.defaultdict(list)  # the embedded teacher's error rate per row
+    for row, req, _ in drawn:
+        wrong[row.kind].append(teacher.error_rate(req.skills, gc.skill_error_rates, gc.error_rate))
     return {"plan_rows": planned["kind"].value_counts().to_dict(), "blamed": sorted(blamed_factors(probe)),
+            "teacher_error_rate": {k: round(sum(v) / len(v), 4) for k, v in sorted(wrong.items())},
             "rows_with_keep": int((aimed["keep"].map(len) > 0).sum()), "drawn": len(drawn),
             "drawn_with_keep": len(asked), "kept_every_factor": sum(len(k) == len(r.keep) for r, k in asked),
             "kept": dict(collections.Counter(f for _, k in asked for f in k).most_common())}
