@@ -1,16 +1,22 @@
 """Stage `expand`: the plan for the next generation's data, aimed where the student fails.
 
-`expand.strategy` mixes five strategies with weights, sharing one `budget` of plan rows
+`expand.strategy` mixes six strategies with weights, sharing one `budget` of plan rows
 (largest-remainder split; what a strategy cannot use goes to `random`):
 
 - `error_driven`: `variations_per_failure` plan rows per target row, phrased anew with new
-  values by the teacher; each keeps its parent's id. The targets (`targets`) are the
+  values by the teacher; each keeps its parent's id and carries the failure: the parent's
+  request, the student's answer, the verified label and, with `keep_factors`, the
+  parent's blamed factors (those whose dev failure rate stands out), which the child
+  keeps while the rest is drawn afresh. The targets (`targets`) are the
   greedy failures, or the `learnable` rows: those the student got right in some but not
   all of `probe.samples` sampled answers. `failure_order` picks among them: `hardest`
   (highest loss first) or `spread` (each combination of skills in turn, highest loss
   first within it); `group_cap` caps the share of the rows one combination may take. A
   child keeps its parent's functions and skills, or, with `vary_functions`, draws a new
-  function combination for one of its parent's skills.
+  function combination for one of its parent's skills. With `allocate: progress` the
+  rows are split across failure clusters (skill combinations) by the learning progress
+  the last plan's rows bought there (`progress`, `allocate`).
+- `borderline`: the same for the probe's right-but-unsure rows (category `borderline`).
 - `skill_weighted`: pool rows re-sampled in proportion to the failure profile (a skill
   with twice the failures gets twice the rows), each varied by the teacher.
 - `skill_synth`: new items for the weakest skills (the three highest failure rates) from
@@ -25,7 +31,8 @@ fail, the targeted strategies' shares go to `random`.
 Every row the teacher then makes passes `generate`'s validation gate (schema, no
 duplicate of the pool, no evaluation request) before it counts.
 
-Reads data/<gen>/probe.parquet, data/<gen>/train.parquet, data/<gen>/dev.parquet;
+Reads data/<gen>/probe.parquet, data/<gen>/train.parquet, data/<gen>/dev.parquet (and,
+for `allocate: progress`, data/<prev>/probe.parquet and data/<prev>/plan.parquet);
 writes data/<gen>/plan.parquet, which the next generation's `generate` reads.
 """
 
