@@ -171,7 +171,8 @@ def plan(probe: pd.DataFrame, pool: pd.DataFrame, cfg: ExpandConfig, rng: random
         for s in TARGETED:  # most rows fail: aiming at failures would aim at nearly everything
             shares["random"] += shares.pop(s)
     q = quotas(shares, cfg.budget)
-    labels = pool.set_index("id")["label"]
+    by_id = pool.set_index("id")
+    labels = by_id["label"]
     rows: list[dict] = []
 
     def add(kind: str, parent, functions, row_skills) -> None:
@@ -179,7 +180,7 @@ def plan(probe: pd.DataFrame, pool: pd.DataFrame, cfg: ExpandConfig, rng: random
 
     if q.get("error_driven") or q.get("borderline"):
         blamed = blamed_factors(probe)
-        probe = probe.assign(request=probe["id"].map(pool.set_index("id")["request"]))
+        probe = probe.assign(request=probe["id"].map(by_id["request"]))
         failed = targets(probe, cfg)
         caps = allocate(failed, q.get("error_driven", 0), cfg.variations_per_failure, lp or {}) \
             if cfg.allocate == "progress" else None
