@@ -88,6 +88,8 @@ class DomainConfig(_Section):
                                                        "rarer words are copied through markers")
     user_file: str = Field("user.jsonl", description="toolcall: hand-written requests with their calls, the `user` "
                                                      "evaluation split, under path")
+    tools: str = Field("", description="toolcall: a catalog of your own (OpenAI-style function definitions, JSON or "
+                                       "YAML) under path; empty: the shipped catalog (docs/your-tools.md)")
 
 
 class GenerateConfig(_Section):

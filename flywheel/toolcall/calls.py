@@ -16,8 +16,7 @@ import re
 from collections import Counter
 from typing import Any
 
-
-from flywheel.toolcall.catalog import BOOL, DATE, ENUM, FUNCTIONS, INT, NUMBER, TIME
+from flywheel.toolcall.catalog import BOOL, DATE, ENUM, INT, NUMBER, SHIPPED, TIME, Catalog
 
 Call = dict[str, Any]
 NO_CALL = "none"
@@ -79,11 +78,12 @@ def render(calls: list[Call]) -> str:
 _COMPACT = re.compile(r"[\d.:+\-]+d?")
 
 
-def _coerce(fn_name: str, arg: str, words: list[str]) -> Any:
+def _coerce(catalog: Catalog, fn_name: str, arg: str, words: list[str]) -> Any:
     """Turn the student's value tokens back into a typed value (best effort)."""
     compact = "".join(words)
     text = compact if _COMPACT.fullmatch(compact) else " ".join(words)
-    spec = FUNCTIONS[fn_name].arg(arg) if fn_name in FUNCTIONS else None
+    fn = catalog.functions.get(fn_name)
+    spec = fn.arg(arg) if fn else None
     kind = spec.type if spec else None
     try:
         if kind == NUMBER:
@@ -102,8 +102,9 @@ def _coerce(fn_name: str, arg: str, words: list[str]) -> Any:
     return text
 
 
-def parse(tokens: list[str]) -> list[Call] | None:
-    """Parse the student's output tokens; None when it is not a well-formed call list."""
+def parse(tokens: list[str], catalog: Catalog = SHIPPED) -> list[Call] | None:
+    """Parse the student's output tokens (values typed by `catalog`); None when it is not a
+    well-formed call list."""
     if tokens == [NO_CALL]:
         return []
     calls: list[Call] = []
@@ -128,7 +129,7 @@ def parse(tokens: list[str]) -> list[Call] | None:
             for fld in fields:
                 if len(fld) < 3 or fld[1] != "=" or fld[0] in args:
                     return None
-                args[fld[0]] = _coerce(name, fld[0], fld[2:])
+                args[fld[0]] = _coerce(catalog, name, fld[0], fld[2:])
         calls.append({"name": name, "arguments": args})
     return calls
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 
 from flywheel.toolcall import calls as C
-from flywheel.toolcall.catalog import BOOL, DATE, ENUM, ENUM_WORDS, FUNCTIONS, INT, MONTHS, NUMBER, STR, TIME
+from flywheel.toolcall.catalog import BOOL, DATE, ENUM, INT, MONTHS, NUMBER, SHIPPED, STR, TIME, Catalog
 from flywheel.toolcall.phrasings import ASKS, GREETINGS, SUFFIXES
 from flywheel.toolcall.surface import MONTH_ABBR, number_words
 
@@ -91,8 +91,8 @@ def _number(text: str, value) -> list[str]:
     return ["words"] if _has(text, number_words(n)) else []
 
 
-def _enum(text: str, value: str) -> list[str]:
-    words = ENUM_WORDS.get(value, (value,))
+def _enum(text: str, value: str, catalog: Catalog) -> list[str]:
+    words = catalog.words_for(value)
     if any(_has(text, w) for w in words[1:]) and not _has(text, words[0]):
         return ["synonym"]
     return ["canonical"] if _has(text, words[0]) else []
@@ -110,9 +110,9 @@ READERS = {DATE: ("date", _date), TIME: ("time", _time), NUMBER: ("number", _num
            ENUM: ("enum", _enum), STR: ("string", _string)}
 
 
-def factors(request: str, label: str) -> list[str]:
-    """The request's factors, sorted, each once. A label that does not parse gives only
-    the factors of the text."""
+def factors(request: str, label: str, catalog: Catalog = SHIPPED) -> list[str]:
+    """The request's factors, sorted, each once (argument types from `catalog`). A label
+    that does not parse gives only the factors of the text."""
     text = " ".join(request.lower().split())
     words = _words(text)
     out = {"length:" + next((name for limit, name in LENGTHS if len(words) <= limit), "very_long")}
@@ -135,14 +135,14 @@ def factors(request: str, label: str) -> list[str]:
         return sorted(out)
     out.add(f"calls:{len(calls)}")
     for call in calls:
-        fn = FUNCTIONS.get(call.get("name"))
+        fn = catalog.functions.get(call.get("name"))
         for name, value in (call.get("arguments") or {}).items():
             arg = fn.arg(name) if fn is not None else None
             if arg is None or arg.type == BOOL or arg.type not in READERS:
                 continue
             kind, read = READERS[arg.type]
             try:
-                found = read(text, value)
+                found = read(text, value, catalog) if arg.type == ENUM else read(text, value)
             except (AttributeError, IndexError, TypeError, ValueError):  # a label's value of the wrong shape
                 found = []
             out |= {f"{kind}:{f}" for f in found} if found else {"notation:unread"}

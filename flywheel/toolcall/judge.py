@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from flywheel.toolcall import calls as C
+from flywheel.toolcall.catalog import BOOL, DATE, ENUM, SHIPPED, Catalog
 from flywheel.verdicts import (BOTH_WRONG, JUDGE_ERROR, LABEL_OK, LABEL_WRONG, MODEL_WRONG, NO_CONSENSUS,
                                TEACHER_ERROR, VERDICTS)
 from flywheel.toolcall.verifier import check, repair
@@ -27,7 +28,8 @@ class Verdict:
     final_label: list | None  # None: the row is dropped
 
 
-def verdict(request: str, label: list, student: list | None, *, use_repair: bool = True) -> Verdict:
+def verdict(request: str, label: list, student: list | None, *, use_repair: bool = True,
+            catalog: Catalog = SHIPPED) -> Verdict:
     """Judge one label. `student` is the student's parsed answer (None: unparseable or no student).
 
     - label passes the cascade: `label_ok` if the student agrees (or there is none to ask),
@@ -36,8 +38,8 @@ def verdict(request: str, label: list, student: list | None, *, use_repair: bool
       when it does not; corrected to the verifier's repair when it has one (it is grounded
       in the request), else to the student's answer when that passes; dropped otherwise.
     """
-    problems = check(request, label)
-    student_ok = student is not None and not check(request, student)
+    problems = check(request, label, catalog)
+    student_ok = student is not None and not check(request, student, catalog)
     if not problems:
         if student is None or C.ast_match(student, label):
             return Verdict(LABEL_OK, "passes schema, types, grounding" + ("" if student is None else f", {AGREES}"),
@@ -45,7 +47,7 @@ def verdict(request: str, label: list, student: list | None, *, use_repair: bool
         return Verdict(MODEL_WRONG, "label passes every check; student answers otherwise", label)
     why = problems[0]
     # The verifier's repair is grounded in the request, so it is trusted before the student.
-    fixed = repair(request, label) if use_repair else None
+    fixed = repair(request, label, catalog) if use_repair else None
     if student_ok:
         kind = LABEL_WRONG
         if fixed is None:
@@ -89,10 +91,15 @@ def quality(verdicts: pd.DataFrame, truth: pd.DataFrame) -> dict:
 _RELATIVE = ("today", "tomorrow", "+", "next_")
 
 
-def diagnose(answer: list | None, label: list) -> list[str]:
+def diagnose(answer: list | None, label: list, catalog: Catalog = SHIPPED) -> list[str]:
     """The skills a wrong answer got wrong, named from how it differs from the label:
-    the error analysis the failure profile counts (empty when the answer is right)."""
-    from flywheel.toolcall.catalog import BOOL, DATE, ENUM, FUNCTIONS
+    the error analysis the failure profile counts (empty when the answer is right). A
+    skill the catalog does not count under (a catalog of your own has no `unit_words`)
+    falls back to the function's family, or `enums` for an enum."""
+    skills = set(catalog.skills)
+
+    def named(skill: str, fallback: str) -> str:
+        return skill if skill in skills else fallback
 
     if answer is not None and C.ast_match(answer, label):
         return []
@@ -105,7 +112,7 @@ def diagnose(answer: list | None, label: list) -> list[str]:
         missing.add("two_calls")
     by_name = {c["name"]: c for c in answer}
     for call in label:
-        fn = FUNCTIONS.get(call["name"])
+        fn = catalog.functions.get(call["name"])
         got = by_name.get(call["name"])
         if fn is None:
             continue
@@ -119,11 +126,12 @@ def diagnose(answer: list | None, label: list) -> list[str]:
             if want is None or have is None and not arg.required:
                 missing.add("optional_args")
             elif arg.type == DATE and str(want).startswith(_RELATIVE):
-                missing.add("relative_dates")
+                missing.add(named("relative_dates", fn.family))
             elif arg.type == ENUM:
-                missing.add("unit_words")
+                missing.add(named("unit_words", named("enums", fn.family)))
             elif arg.type == BOOL:
-                missing.add("booleans")
+                missing.add(named("booleans", fn.family))
             else:
                 missing.add(fn.family)
-    return sorted(missing) or [FUNCTIONS[label[0]["name"]].family if label[0]["name"] in FUNCTIONS else "format"]
+    first = catalog.functions.get(label[0]["name"])
+    return sorted(missing) or [first.family if first else "format"]

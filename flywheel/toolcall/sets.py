@@ -22,7 +22,7 @@ from flywheel import layout, store
 from flywheel.decontam import NearDuplicates
 from flywheel.toolcall import calls as C
 from flywheel.toolcall import phrasings as P
-from flywheel.toolcall.catalog import BOOL, DATE, ENUM, ENUM_WORDS, FUNCTIONS, PHENOMENA, SKILLS
+from flywheel.toolcall.catalog import BOOL, DATE, ENUM, ENUM_WORDS, FUNCTIONS, PHENOMENA, SHIPPED, SKILLS, Catalog
 from flywheel.toolcall.verifier import _type_ok
 
 EVAL_KINDS = {  # kind -> (phrasing sets, value split)
@@ -84,52 +84,63 @@ def lexicon(rng: random.Random, n: int = 8000) -> list[str]:
     return texts
 
 
-def skills_of(request: str, calls: list) -> list[str]:
+def skills_of(request: str, calls: list, catalog: Catalog = SHIPPED) -> list[str]:
     """The skills a labelled request shows, read off its label (families, relative dates,
-    optional and boolean arguments, two calls, no call) and its words (unit words)."""
+    optional and boolean arguments, enums, two calls, no call) and its words (unit words),
+    as far as `catalog` counts them."""
     if not calls:
         return ["no_call"]
+    counted = set(catalog.phenomena)
     words = set(request.lower().replace(",", " ").replace("?", " ").split())
-    out = {FUNCTIONS[c["name"]].family for c in calls}
+    out = {catalog.functions[c["name"]].family for c in calls}
     for call in calls:
-        fn = FUNCTIONS[call["name"]]
+        fn = catalog.functions[call["name"]]
         for name, value in call["arguments"].items():
             arg = fn.arg(name)
             if arg.type == DATE and not value[:2].isdigit():
                 out.add("relative_dates")
             if not arg.required:
-                out.add("booleans" if arg.type == BOOL else "optional_args")
-            if arg.type == ENUM and value not in words and ENUM_WORDS[value][0] not in words:
-                out.add("unit_words")
+                out.add("booleans" if arg.type == BOOL and "booleans" in counted else "optional_args")
+            if arg.type == ENUM:
+                out.add("enums")
+                if value not in words and catalog.words_for(value)[0] not in words:
+                    out.add("unit_words")
     if len(calls) > 1:
         out.add("two_calls")
-    return sorted(out)
+    return sorted(s for s in out if s in counted or s in catalog.families)
 
 
-def user_set(path: Path) -> pd.DataFrame:
-    """The `user` split: {"input": request, "output": [calls]} per line, checked against
-    the catalog; one-line errors name the file and line."""
+def labelled_set(path: Path, split: str, catalog: Catalog = SHIPPED, *, key: str = "domain.user_file") -> pd.DataFrame:
+    """Labelled requests, {"input": request, "output": [calls]} per line, checked against
+    `catalog`, as rows of `split`; one-line errors name the file and line."""
     rows = []
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
-        raise store.DataError(f"{path}: not found (domain.user_file)") from None
+        raise store.DataError(f"{path}: not found ({key})") from None
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             rec = json.loads(line)
             request, label = rec["input"], C.canonical(rec["output"])
+            if not isinstance(request, str) or not request.strip():
+                raise ValueError("input is not a request")
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise store.DataError(f"{path}: line {n}: not a request with a call list ({exc})") from None
         for call in C.loads(label):
-            fn = FUNCTIONS.get(call["name"])
+            fn = catalog.functions.get(call["name"])
             bad = fn is None or any(fn.arg(k) is None or not _type_ok(fn.arg(k).type, v, fn.arg(k).enum)
                                     for k, v in call["arguments"].items())
             if bad or any(a.required and a.name not in call["arguments"] for a in fn.args):
                 raise store.DataError(f"{path}: line {n}: {call['name']}: not a valid call of the catalog")
         rows.append({"id": store.row_id(request, label), "request": request, "label": label,
-                     "skills": skills_of(request, C.loads(label)), "split": "user"})
+                     "skills": skills_of(request, C.loads(label), catalog), "split": split})
     if not rows:
         raise store.DataError(f"{path}: no requests")
     return pd.DataFrame(rows)
+
+
+def user_set(path: Path, catalog: Catalog = SHIPPED) -> pd.DataFrame:
+    """The `user` split: requests written by hand, with their calls."""
+    return labelled_set(path, "user", catalog)

@@ -19,7 +19,7 @@ from flywheel.llm.client import Prompt
 from flywheel.toolcall import calls as C
 from flywheel.toolcall import phrasings as P
 from flywheel.toolcall import teacher
-from flywheel.toolcall.catalog import FUNCTIONS, PHENOMENA, describe
+from flywheel.toolcall.catalog import FUNCTIONS, PHENOMENA, SHIPPED, Catalog
 from flywheel.toolcall.factors import factors
 
 TRIES = 20  # redraws per plan row before giving up on a fresh request
@@ -84,12 +84,12 @@ def embedded(rng: random.Random, plan: pd.DataFrame, generation: str, *, gate: G
 
 
 def with_model(client, template, drawn, generation: str, gate: Gate, bar=None,
-               twice: tuple[str, ...] = ("skill_synth",)):
+               twice: tuple[str, ...] = ("skill_synth",), catalog: Catalog = SHIPPED):
     """Requests labelled by a teacher model; the truth is the request's own calls. A row
     varied from a failure shows the teacher that failure (the parent's request, the
     student's answer, the verified label) as a worked example. Rows of the plan kinds in
     `twice` are asked a second time (sample 1) and kept only if both agree."""
-    prompts = [Prompt(template.render(request=req.text, catalog=describe(), example_request=plan_row.parent_request,
+    prompts = [Prompt(template.render(request=req.text, catalog=catalog.describe(), example_request=plan_row.parent_request,
                                       student_answer=plan_row.parent_output, example_label=plan_row.parent_label),
                       template.version, C.PARSER_VERSION)
                for plan_row, req, _ in drawn]

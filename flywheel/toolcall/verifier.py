@@ -18,13 +18,15 @@ from typing import Any
 
 from flywheel.toolcall import surface
 from flywheel.toolcall.calls import Call
-from flywheel.toolcall.catalog import BOOL, BOOL_WORDS, DATE, ENUM, ENUM_WORDS, FUNCTIONS, INT, NUMBER, STR, TIME, \
-    WEEKDAYS
+from flywheel.toolcall.catalog import BOOL, DATE, ENUM, INT, NUMBER, SHIPPED, STR, TIME, WEEKDAYS, Catalog
 
 _DATE_VALUE = re.compile(r"(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])|today|tomorrow|\+[2-9]d|next_("
                          + "|".join(WEEKDAYS) + ")")
 _TIME_VALUE = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
-_ENUM_SURFACES = {surface.normalise(w) for words in ENUM_WORDS.values() for w in words}
+
+
+def _enum_surfaces(catalog: Catalog) -> frozenset[str]:
+    return frozenset(surface.normalise(w) for words in catalog.enum_words.values() for w in words)
 
 
 def _has_phrase(text: str, phrase: str) -> bool:
@@ -58,30 +60,30 @@ def _type_ok(kind: str, value: Any, enum: tuple[str, ...]) -> bool:
     return False
 
 
-def _grounded(text: str, name: str, kind: str, value: Any) -> bool:
+def _grounded(catalog: Catalog, text: str, name: str, kind: str, value: Any) -> bool:
     """Is `value` derivable from the words of normalised `text`?"""
-    if kind == STR:  # a unit or currency word is never a name, title or text
+    if kind == STR:  # an enum's word (a unit, a currency) is never a name, title or text
         phrase = surface.normalise(value)
-        return _has_phrase(text, phrase) and phrase not in _ENUM_SURFACES
+        return _has_phrase(text, phrase) and phrase not in _enum_surfaces(catalog)
     if kind in (NUMBER, INT):
         return float(value) in surface.numbers_in(text)
     if kind == ENUM:
-        return any(_has_phrase(text, surface.normalise(w)) for w in ENUM_WORDS[value])
+        return any(_has_phrase(text, surface.normalise(w)) for w in catalog.words_for(value))
     if kind == DATE:
         return value in surface.dates_in(text)
     if kind == TIME:
         return value in surface.times_in(text)
     if kind == BOOL:
-        return (not value) or any(_has_phrase(text, surface.normalise(w)) for w in BOOL_WORDS[name])
+        return (not value) or any(_has_phrase(text, surface.normalise(w)) for w in catalog.switch_words(name))
     return False
 
 
-def check(request: str, calls: list[Call]) -> list[str]:
-    """Why `calls` is not a valid, grounded label for `request` ([] when it is)."""
+def check(request: str, calls: list[Call], catalog: Catalog = SHIPPED) -> list[str]:
+    """Why `calls` is not a valid, grounded label for `request` in `catalog` ([] when it is)."""
     reasons: list[str] = []
     text = surface.normalise(request)
     for call in calls:
-        fn = FUNCTIONS.get(call.get("name"))
+        fn = catalog.functions.get(call.get("name"))
         if fn is None:
             return [f"schema: unknown function {call.get('name')!r}"]
         args = call.get("arguments") or {}
@@ -97,12 +99,12 @@ def check(request: str, calls: list[Call]) -> list[str]:
             spec = fn.arg(name)
             if not _type_ok(spec.type, value, spec.enum):
                 reasons.append(f"type: {fn.name}.{name}={value!r} is not a valid {spec.type}")
-            elif not _grounded(text, name, spec.type, value):
+            elif not _grounded(catalog, text, name, spec.type, value):
                 reasons.append(f"grounding: {fn.name}.{name}={value!r} is not in the request")
     return reasons
 
 
-def _candidates(text: str, kind: str, enum: tuple[str, ...]) -> list[Any]:
+def _candidates(catalog: Catalog, text: str, kind: str, enum: tuple[str, ...]) -> list[Any]:
     if kind == DATE:
         return sorted(set(surface.dates_in(text)))
     if kind == NUMBER:
@@ -110,26 +112,26 @@ def _candidates(text: str, kind: str, enum: tuple[str, ...]) -> list[Any]:
     if kind == TIME:
         return sorted(set(surface.times_in(text)))
     if kind == ENUM:
-        return [v for v in enum if any(_has_phrase(text, surface.normalise(w)) for w in ENUM_WORDS[v])]
+        return [v for v in enum if any(_has_phrase(text, surface.normalise(w)) for w in catalog.words_for(v))]
     return []
 
 
-def repair(request: str, calls: list[Call]) -> list[Call] | None:
+def repair(request: str, calls: list[Call], catalog: Catalog = SHIPPED) -> list[Call] | None:
     """A corrected label when every failing value has exactly one candidate in the request."""
     fixed = copy.deepcopy(calls)
     text = surface.normalise(request)
     for call in fixed:
-        fn = FUNCTIONS.get(call.get("name"))
+        fn = catalog.functions.get(call.get("name"))
         if fn is None:
             return None
         for name, value in list((call.get("arguments") or {}).items()):
             spec = fn.arg(name)
             if spec is None:
                 return None
-            if _type_ok(spec.type, value, spec.enum) and _grounded(text, name, spec.type, value):
+            if _type_ok(spec.type, value, spec.enum) and _grounded(catalog, text, name, spec.type, value):
                 continue
-            options = _candidates(text, spec.type, spec.enum)
+            options = _candidates(catalog, text, spec.type, spec.enum)
             if len(options) != 1:
                 return None
             call["arguments"][name] = options[0]
-    return fixed if fixed != calls and not check(request, fixed) else None
+    return fixed if fixed != calls and not check(request, fixed, catalog) else None
