@@ -187,6 +187,9 @@ def metric_values(r: Results, health: dict) -> dict[str, float]:
         if agree["pearson"] is not None:
             values["factors.dev_user.pearson"] = agree["pearson"]
     values.update({f"rows.{k}": int(v) for k, v in r.train["source"].value_counts().items()})
+    values.update({f"generate.rows.{k}": int(v) for k, v in r.generate.get("sources", {}).items()})
+    values.update({f"generate.redacted.{k}": int(v) for k, v in r.generate.get("redacted", {}).items()})
+    values.update({f"probe.source.{k}.failure_rate": v["failure_rate"] for k, v in r.profile.get("sources", {}).items()})
     values["rows.train"] = len(r.train)
     values.update({f"expand.{k}": int(v) for k, v in r.plan["kind"].value_counts().items()})
     for section in ("committee", "calibration"):
@@ -252,6 +255,10 @@ def log_generation(cfg: Config, root: Path, r: Results, parent_run_id: str | Non
                 df = store.read_table(root / paths[context], schema)
             mlflow.log_input(mlflow.data.from_pandas(df, source=paths[context], name=paths[context],
                                                      digest=digests[context]), context=context)
+            if context == "generated" and (df["source"] == "traffic").any():  # this generation's traffic slice
+                logged = df[df["source"] == "traffic"]
+                mlflow.log_input(mlflow.data.from_pandas(logged, source=paths[context], name=f"{paths[context]}#traffic",
+                                                         digest=store.row_id(*logged["id"])[:16]), context="traffic")
         mlflow.log_dict(health, "health.json")
         mlflow.set_tag("health.alarms", " | ".join(health["alarms"]) or "none")
         mlflow.log_metrics(metric_values(r, health) | llm_numbers(root, generation), step=r.index)

@@ -4,7 +4,7 @@ A night's run should not spend an hour and then stop on something visible at the
 Before Prefect, DVC or MLflow start, and before any file is written:
 - params.yaml loads (keys, types, generations; config.py);
 - every template a model stage will render exists, parses, and names only variables its
-  stage supplies;
+  stage supplies (the writer too, where the domain has the teacher write requests);
 - the domain is known, fits its metric and has what it needs from the other sections
   (flywheel/domain.py), and its input files and the gold file read cleanly (`llm`:
   readable, UTF-8, non-empty inputs and labels, no NaN, no oversized row, at least one row);
@@ -60,6 +60,8 @@ def check(root: Path, *, offline: bool = False) -> Config:
     backends = _backends(cfg)
     if isinstance(cfg.generate.teacher, BackendConfig):
         templates.load(folder / cfg.generate.template).check(dom.teacher_variables)
+        if dom.needs_writer:
+            templates.load(folder / cfg.generate.writer).check(dom.writer_variables)
     if cfg.judge.committee:
         templates.load(folder / cfg.judge.template).check(JUDGE_VARIABLES)
     dom.check_files()

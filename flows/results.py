@@ -37,6 +37,7 @@ class Results:
     prev: str
     metrics: dict  # metrics.json
     judge: dict  # judge.json
+    generate: dict  # generate.json
     profile: dict  # failure_profile.json
     factor_failures: dict  # factor_failures.json (evaluation splits; {} where it was not made)
     train: pd.DataFrame
@@ -57,6 +58,7 @@ def read(root: Path, cfg: Config, generation: str) -> Results:
     return Results(
         generation=generation, index=cfg.index(generation), prev=prev,
         metrics=store.read_json(path(layout.METRICS)), judge=store.read_json(path(layout.JUDGE_METRICS)),
+        generate=store.read_json(path(layout.GENERATE_METRICS)),
         profile=store.read_json(path(layout.FAILURE_PROFILE)),
         factor_failures=store.read_json(path(layout.FACTOR_FAILURES)) if path(layout.FACTOR_FAILURES).exists() else {},
         train=store.read_table(path(layout.TRAIN), store.TRAINSET), plan=store.read_table(path(layout.PLAN), store.PLAN),

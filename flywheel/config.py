@@ -75,6 +75,26 @@ class Budget(_Section):
     tokens: int = Field(0, ge=0, description="prompt + completion tokens per stage run; 0: no limit")
 
 
+class RedactConfig(_Section):
+    default: bool = Field(True, description="the shipped patterns: e-mail, phone, card and IBAN-like numbers "
+                                            "(flywheel/redact.py)")
+    patterns: dict[str, str] = Field(default_factory=dict, description="kind: regular expression of your own; a "
+                                                                       "match becomes <KIND>")
+
+    @model_validator(mode="after")
+    def _patterns(self) -> "RedactConfig":
+        import re
+
+        for kind, pattern in self.patterns.items():
+            if not kind.isidentifier():
+                raise ValueError(f"patterns: {kind!r} is not a name (letters, digits, _)")
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"patterns.{kind}: not a regular expression ({exc})") from None
+        return self
+
+
 class DomainConfig(_Section):
     name: str = Field("toolcall", min_length=1, description="what a task looks like: a registered domain "
                       "(flywheel/domain.py): toolcall, llm, or one a domain.py under `path` registers")
@@ -90,6 +110,14 @@ class DomainConfig(_Section):
                                                      "evaluation split, under path")
     tools: str = Field("", description="toolcall: a catalog of your own (OpenAI-style function definitions, JSON or "
                                        "YAML) under path; empty: the shipped catalog (docs/your-tools.md)")
+    traffic: str = Field("", description="toolcall: logged requests (JSONL or Parquet: request, optional timestamp "
+                                         "and response) under path, labelled by the teacher a slice a generation; "
+                                         "empty: none")
+    traffic_rows: int = Field(200, ge=0, description="toolcall: traffic requests a generation takes")
+    traffic_slice: Literal["sample", "time"] = Field("sample", description=(
+        "toolcall: which: `sample`, the generation's share of a seeded shuffle; `time`, the next by timestamp"))
+    redact: RedactConfig = Field(default_factory=RedactConfig, description="toolcall: what is replaced by a typed "
+                                 "placeholder in the requests read from traffic, eval_file and seed_file")
 
 
 class GenerateConfig(_Section):
@@ -104,6 +132,8 @@ class GenerateConfig(_Section):
     self_consistency: list[str] = Field(default_factory=lambda: ["skill_synth"], description=(
         "plan kinds whose rows the teacher labels twice, keeping a row only when both labels agree (the "
         "expensive check, spent where targeting aims: add error_driven and borderline)"))
+    writer: str = Field("writer.jinja", description="toolcall with a catalog of your own: the prompt that has the "
+                                                    "teacher model write a request and its calls, under domain.path")
 
 
 class CalibrationConfig(_Section):

@@ -51,9 +51,12 @@ class Prepared:
 @dataclass(frozen=True)
 class Teacher:
     """The teacher `generate` hands to the domain: a model behind the client layer and its
-    prompt template, or None for both (the domain's embedded teacher, where it has one)."""
+    prompt template, or None for both (the domain's embedded teacher, where it has one);
+    `writer`, the template that has the model write new requests, where the domain needs
+    one (`Domain.needs_writer`)."""
     client: Any
     template: Any
+    writer: Any = None
 
 
 class Domain(ABC):
@@ -62,6 +65,8 @@ class Domain(ABC):
     teacher_variables: ClassVar[frozenset[str]]  # what the teacher template is rendered with
     needs_model_teacher: ClassVar[bool] = False  # no embedded teacher
     needs_committee: ClassVar[bool] = False  # no deterministic checks: every label goes to the committee
+    needs_writer: ClassVar[bool] = False  # a teacher model writes the requests too (generate.writer)
+    writer_variables: ClassVar[frozenset[str]] = frozenset()  # what the writer template is rendered with
 
     def __init__(self, cfg: "DomainConfig", root: Path = Path(".")):
         self.cfg, self.root = cfg, Path(root)
@@ -78,6 +83,13 @@ class Domain(ABC):
     @abstractmethod
     def check_files(self) -> None:
         """Preflight: the domain's own input files read cleanly (DataError otherwise)."""
+
+    def traffic_plan(self, index: int, evals: pd.DataFrame, seed: int) -> pd.DataFrame:
+        """Plan rows (store.PLAN) of kind `traffic` for generation `index`: logged requests
+        for the teacher to label, none equal or near to an `evals` request. Default: none."""
+        from flywheel import store
+
+        return pd.DataFrame(columns=store.PLAN.names)
 
     @abstractmethod
     def label_format(self) -> str:

@@ -33,9 +33,10 @@ class Gate:
 
 
 def generated_row(generation: str, parent_id, skills, teacher: str, request: str, label: str, raw: str = "",
-                  error: str = "", *, kept=(), kind: str = "") -> dict:
-    """One row of generated.parquet (store.GENERATED); `kind` is the plan row's. `generate`
-    fills in its `factors`."""
-    return {"id": store.row_id(request, label), "generation": generation, "source": "synthetic",
+                  error: str = "", *, kept=(), kind: str = "", source: str = "synthetic") -> dict:
+    """One row of generated.parquet (store.GENERATED); `kind` is the plan row's, `source`
+    `synthetic` (the teacher wrote the request) or `traffic` (a user did). `generate` fills
+    in its `factors`."""
+    return {"id": store.row_id(request, label), "generation": generation, "source": source,
             "parent_id": parent_id, "skills": list(skills), "teacher": teacher, "request": request,
             "label": label, "raw": raw, "error": error, "factors": [], "kept": list(kept), "kind": kind}

@@ -31,9 +31,13 @@ fail, the targeted strategies' shares go to `random`.
 Every row the teacher then makes passes `generate`'s validation gate (schema, no
 duplicate of the pool, no evaluation request) before it counts.
 
-Reads data/<gen>/probe.parquet, data/<gen>/train.parquet, data/<gen>/dev.parquet (and,
-for `allocate: progress`, data/<prev>/probe.parquet and data/<prev>/plan.parquet);
-writes data/<gen>/plan.parquet, which the next generation's `generate` reads.
+With `domain.traffic`, the plan also holds the next generation's slice of the logged
+requests (kind `traffic`, flywheel/toolcall/traffic.py), outside the budget.
+
+Reads data/<gen>/probe.parquet, data/<gen>/train.parquet, data/<gen>/dev.parquet,
+data/eval.parquet (traffic only) and, for `allocate: progress`, data/<prev>/probe.parquet
+and data/<prev>/plan.parquet; writes data/<gen>/plan.parquet, which the next
+generation's `generate` reads.
 """
 
 from __future__ import annotations
@@ -234,7 +238,11 @@ def main(cfg: ConfigView, generation: str) -> None:
         moved = sorted(((v["per_row"], ",".join(c)) for c, v in lp.items() if v["per_row"] is not None), reverse=True)
         stage.log("expand", f"learning progress per row spent, {len(moved)} clusters measured: "
                   + ", ".join(f"{c} {x:.2e}" for x, c in moved[:5]))
-    out = plan(probe, pool, cfg.expand, rng, generation, dom=domain.get(cfg.domain), lp=lp)
+    dom = domain.get(cfg.domain)
+    out = plan(probe, pool, cfg.expand, rng, generation, dom=dom, lp=lp)
+    logged = dom.traffic_plan(cfg.index(generation) + 1, store.read_table(layout.EVAL, store.EVALSET), cfg.seed)
+    if len(logged):  # the next generation's slice of the traffic
+        out = pd.concat([logged, out], ignore_index=True)
     store.write_table(out, layout.path(generation, layout.PLAN), store.PLAN)
     stage.log("expand", f"{len(out)} plan rows {out['kind'].value_counts().to_dict()}")
 

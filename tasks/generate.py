@@ -8,6 +8,10 @@ request passes the validation gate (flywheel/gate.py): no repeat of the pool or 
 generation, no evaluation request. An answer that cannot be read keeps its raw text and
 marks the row with an `error`; the judge drops it.
 
+A plan row of kind `traffic` is a logged request (domain.traffic), which the teacher
+labels as it is: its row's `source` is `traffic`; generate.json then counts the rows
+per source and the placeholders redaction left in the logged requests, per kind.
+
 Reads data/<prev>/plan.parquet, data/<prev>/train.parquet, data/eval.parquet; writes
 data/<gen>/generated.parquet (with each row's `factors`, Domain.factors, and the parent's
 factors it `kept`), data/<gen>/truth.parquet (the true labels where the domain
@@ -21,7 +25,7 @@ import random
 
 import numpy as np
 
-from flywheel import domain, layout, stage, store
+from flywheel import domain, layout, redact, stage, store
 from flywheel.config import ConfigView
 from flywheel.gate import Gate
 from flywheel.llm import templates
@@ -43,8 +47,9 @@ def main(cfg: ConfigView, generation: str) -> None:
         teacher = domain.Teacher(None, None)
         rubric = ""
         if gc.teacher != "embedded":
+            writer = templates.load(dom.path / gc.writer) if dom.needs_writer else None
             teacher = domain.Teacher(session.client(gc.teacher, "generate.teacher"),
-                                     templates.load(dom.path / gc.template))
+                                     templates.load(dom.path / gc.template), writer)
             if "rubric" in dom.teacher_variables:
                 rubric = templates.read_text(dom.path / cfg.judge.rubric)
             bar = stage.Progress("generate", "teacher answers", len(plan))
@@ -58,8 +63,12 @@ def main(cfg: ConfigView, generation: str) -> None:
                        for i, r, label in zip(rows["id"], rows["request"], rows["label"])]
     rows["kept"] = [list(k) if isinstance(k, (list, tuple, np.ndarray)) else [] for k in rows["kept"]]
     rows["kind"] = rows["kind"].fillna("")
+    logged = rows["source"] == "traffic"
     report |= {"rows": len(rows), "teacher_errors": int((rows["error"] != "").sum()), "gate_refused": gate.refused,
                "plan_kinds": plan["kind"].value_counts().sort_index().to_dict()}
+    if logged.any():  # what redaction replaced in the requests sent out: counts per kind, never the values
+        report["sources"] = rows["source"].value_counts().sort_index().to_dict()
+        report["redacted"] = redact.placeholders(rows.loc[logged, "request"])
     store.write_table(rows, layout.path(generation, layout.GENERATED), store.GENERATED)
     store.write_table(truth, layout.path(generation, layout.TRUTH), store.TRUTH)
     store.write_json(report, layout.path(generation, layout.GENERATE_METRICS))

@@ -18,13 +18,19 @@ from flywheel.config import ConfigView
 from flywheel.student import Student
 
 
-def first_plan(seed: pd.DataFrame, n: int, dom: domain.Domain) -> pd.DataFrame:
-    """Generation 0 asks for variations of the seed rows, round robin."""
+def first_plan(seed: pd.DataFrame, n: int, dom: domain.Domain, rng: random.Random) -> pd.DataFrame:
+    """Generation 0 asks for variations of the seed rows, round robin; without seed rows,
+    for random rows over the domain's skills."""
     rows = []
+    skills = dom.skills()
     for i in range(n):
+        plan_id = store.row_id("seed-plan", str(i))
+        if seed.empty:
+            rows.append(store.plan_row(plan_id, None, *dom.random_spec(rng, skills[i % len(skills)]), "random"))
+            continue
         parent = seed.iloc[i % len(seed)]
-        rows.append(store.plan_row(store.row_id("seed-plan", str(i)), parent["id"], dom.functions(parent["label"]),
-                                   parent["skills"], "seed_variation"))
+        rows.append(store.plan_row(plan_id, parent["id"], dom.functions(parent["label"]), parent["skills"],
+                                   "seed_variation"))
     return pd.DataFrame(rows, columns=store.PLAN.names)
 
 
@@ -39,7 +45,10 @@ def main(cfg: ConfigView, _: str) -> None:
         except hf_student.StudentError as e:
             raise store.DataError(f"params.yaml: {e}") from None
     made = dom.prepare(rng, pc)
-    plan = first_plan(made.seed, pc.plan_rows, dom)
+    plan = first_plan(made.seed, pc.plan_rows, dom, rng)
+    logged = dom.traffic_plan(0, made.evals, cfg.seed)  # generation 0's slice of the traffic, if any
+    if len(logged):
+        plan = pd.concat([logged, plan], ignore_index=True)
     if not own:
         student = Student.build(made.tokenizer, seed=stage.stage_seed(cfg.seed, layout.SEED, "model"),
                                 **pc.model.model_dump())

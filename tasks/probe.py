@@ -105,6 +105,9 @@ def main(cfg: ConfigView, generation: str) -> None:
                         for o, label, ok in zip(outputs, labels, probe["correct"])]
     probe["factors"] = [dom.factors(r, label) for r, label in zip(requests, labels)]
     profile = failure_profile(probe, dom.skills(rows["skills"]))
+    if (rows["source"] == "traffic").any():  # the student on the requests people sent, and on the rest
+        profile["sources"] = {src: {"rows": int(len(part)), "failure_rate": round(float((~part).mean()), 4)}
+                              for src, part in probe["correct"].groupby(rows["source"].to_numpy())}
     store.write_table(probe, layout.path(generation, layout.PROBE), store.PROBE)
     store.write_json(profile, layout.path(generation, layout.FAILURE_PROFILE))
     stage.log("probe", f"{profile['failed']} of {profile['rows']} rows failed {profile['splits']}; "

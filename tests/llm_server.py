@@ -9,7 +9,7 @@ with a body that is not JSON), "garbage" (HTTP 200 whose answer is not JSON), "4
 `fault_rate` draws a fault from `fault_kinds` for that share of requests (seeded), and
 `down()`/`up()` stop and restart listening on the same port (an outage: connections are
 refused meanwhile). It counts requests, each distinct request body (`asked`), the most
-ever in flight, and keeps every request's headers.
+ever in flight, and keeps every request's headers and body (`bodies`, the bytes as sent).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ class FakeLLM:
         self.requests = 0
         self.in_flight = self.max_in_flight = 0
         self.headers: list[dict] = []
+        self.bodies: list[bytes] = []
         self.lock = threading.Lock()
         self._listen(0)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
@@ -69,6 +70,7 @@ class FakeLLM:
         with self.lock:
             self.requests = self.max_in_flight = 0
             self.headers.clear()
+            self.bodies.clear()
             self.faults.clear()
             self.asked.clear()
 
@@ -106,6 +108,7 @@ class FakeLLM:
                     fake.in_flight += 1
                     fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
                     fake.headers.append(dict(self.headers))
+                    fake.bodies.append(raw)
                     fault = fake.faults.popleft() if fake.faults else ""
                     if not fault and fake.fault_rate and fake._rng.random() < fake.fault_rate:
                         fault = fake._rng.choice(fake.fault_kinds)
@@ -148,9 +151,25 @@ def _field(messages: list, name: str) -> str:
 def toolcall_brain(truth: dict[str, str], *, wrong_every: int = 0) -> Brain:
     """An oracle for the toolcall domain: `truth` maps request text to its true label.
     As teacher it answers the true calls (a wrong one every `wrong_every`-th request, by
-    hash); as judge it compares the label with the truth and corrects it."""
+    hash); as judge it compares the label with the truth and corrects it. Asked to write
+    a request (the writer prompt's `FUNCTIONS:` line), it has the embedded request
+    generator compose one for those functions and skills, and learns its calls."""
     def brain(messages: list, body: dict) -> str:
         user = messages[-1]["content"].strip()
+        if user.startswith("FUNCTIONS:"):  # the writer: a new request and its calls
+            from flywheel.toolcall import phrasings as P
+
+            fns = tuple(f.strip() for f in _field(messages, "FUNCTIONS").split(",") if f.strip() not in ("", "none"))
+            from flywheel.toolcall.catalog import PHENOMENA
+
+            skills = frozenset(s.strip() for s in _field(messages, "SKILLS").split(",")) & set(PHENOMENA)
+            seed = int(hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest(), 16)
+            try:
+                req = P.make_request(random.Random(seed), P.Spec(fns, skills))
+            except (KeyError, ValueError, IndexError):  # a skill no carrier of these functions shows
+                req = P.make_request(random.Random(seed), P.Spec(fns))
+            truth.setdefault(" ".join(req.text.split()), json.dumps(req.calls))
+            return json.dumps({"request": req.text, "calls": req.calls})
         if "REQUEST:" not in user:  # a teacher prompt: the user message is the request
             label = truth.get(user, "[]")
             if wrong_every and int(hashlib.sha256(user.encode()).hexdigest(), 16) % wrong_every == 0:
@@ -211,3 +230,37 @@ def arithmetic_brain(*, wrong_every: int = 5) -> Brain:
             answer += 1
         return json.dumps({"input": request, "output": str(answer)})
     return brain
+
+
+def main() -> None:
+    """`python tests/llm_server.py --truth FILE [--port N]`: the toolcall oracle on a port,
+    as the teacher and judge of docs/your-tools.md's worked example (FILE: JSONL of
+    {"request", "calls"}, what the stand-in knows of the traffic)."""
+    import argparse
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--truth", required=True)
+    ap.add_argument("--port", type=int, default=8765)
+    ap.add_argument("--wrong-every", type=int, default=5)
+    args = ap.parse_args()
+    truth = {}
+    for line in Path(args.truth).read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            rec = json.loads(line)
+            truth[" ".join(rec["request"].split())] = json.dumps(rec["calls"])
+    fake = FakeLLM(toolcall_brain(truth, wrong_every=args.wrong_every))
+    fake.down()
+    fake.url = f"http://127.0.0.1:{args.port}/v1"
+    fake.up()
+    print(f"serving {fake.url} ({len(truth)} known requests); Ctrl-C stops", flush=True)
+    try:
+        fake.thread.join()
+    except KeyboardInterrupt:
+        fake.down()
+
+
+if __name__ == "__main__":
+    main()

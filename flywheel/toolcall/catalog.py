@@ -115,6 +115,23 @@ class Catalog:
             out.append({"type": "function", "function": fn})
         return out
 
+    def random_spec(self, rng, skill: str) -> tuple[list[str], list[str]]:
+        """(functions, skills) of a plan row showing `skill`, for a catalog with no request
+        generator of its own (the teacher model writes the request)."""
+        names = list(self.functions)
+        fits = {
+            "two_calls": None,
+            "no_call": None,
+            "optional_args": [n for n in names if any(not a.required for a in self.functions[n].args)],
+            "enums": [n for n in names if any(a.type == ENUM for a in self.functions[n].args)],
+        }
+        if skill == "no_call":
+            return [], [skill]
+        if skill == "two_calls":
+            return sorted(rng.sample(names, 2)) if len(names) > 1 else names, [skill]
+        pool = fits.get(skill) or [n for n in names if self.functions[n].family == skill] or names
+        return [rng.choice(pool)], [skill]
+
     def words_for(self, value: str) -> tuple[str, ...]:
         return self.enum_words.get(value, (value,))
 

@@ -13,7 +13,7 @@ import pandas as pd
 
 from flywheel.domain import Domain, Prepared, Teacher, register
 from flywheel.toolcall import calls as C
-from flywheel.toolcall import judge, phrasings, sets, teach
+from flywheel.toolcall import judge, phrasings, sets, teach, traffic
 from flywheel.toolcall import catalog as K
 from flywheel.toolcall.factors import factors as read_factors
 from flywheel.toolcall.verifier import check
@@ -26,6 +26,9 @@ class Toolcall(Domain):
     metrics = ("ast",)
     # example_*: a row varied from a failure (plan.parquet): the failed request, the student's answer, the label
     teacher_variables = frozenset({"request", "catalog", "example_request", "student_answer", "example_label"})
+    # the writer (a catalog of your own): the plan row's functions and skills, and the failure it varies
+    writer_variables = frozenset({"catalog", "functions", "skills", "example_request", "student_answer",
+                                  "example_label"})
 
     @cached_property
     def toolset(self) -> K.Catalog:
@@ -38,19 +41,44 @@ class Toolcall(Domain):
 
     @property
     def needs_model_teacher(self) -> bool:
-        """The embedded request generator is written for the shipped catalog: a catalog of
-        your own needs a teacher model to write its requests."""
+        """The embedded request generator is written for the shipped catalog, and its
+        teacher labels only the requests it wrote: a catalog of your own (whose requests a
+        teacher model writes) and traffic (which one labels) need a teacher model."""
+        return self.own_catalog or bool(self.cfg.traffic)
+
+    @property
+    def needs_writer(self) -> bool:
         return self.own_catalog
+
+    def redactor(self):
+        from flywheel.redact import from_config
+
+        return from_config(self.cfg.redact)
+
+    def _traffic(self, evals: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+        """The traffic file, redacted, without requests equal or near to an evaluation one."""
+        return traffic.decontaminate(traffic.read(self.path / self.cfg.traffic, self.redactor()),
+                                     list(evals["request"]))
+
+    def traffic_plan(self, index: int, evals: pd.DataFrame, seed: int) -> pd.DataFrame:
+        from flywheel import store
+
+        if not self.cfg.traffic or not self.cfg.traffic_rows:
+            return super().traffic_plan(index, evals, seed)
+        part = traffic.take(self._traffic(evals)[0], index, self.cfg.traffic_rows, self.cfg.traffic_slice, seed)
+        rows = [store.plan_row(store.row_id("traffic-plan", str(index), i), None, [], [], traffic.KIND,
+                               parent_request=text) for i, text in zip(part["id"], part["request"])]
+        return pd.DataFrame(rows, columns=store.PLAN.names)
 
     def _parse(self, output: str) -> list | None:
         return C.parse(output.split(), self.toolset)
 
     def prepare(self, rng, cfg) -> Prepared:
-        import pandas as pd
-
         from flywheel import store
         from flywheel.vocab import train_copy_tokenizer
 
+        if self.own_catalog:
+            return self._prepare_own()
         drawn = sets.eval_set(rng, cfg.eval_rows, cfg.eval_mix)
         user = self._user()
         drawn = drawn[~store.request_keys(drawn["request"]).isin(set(store.request_keys(user["request"])))]
@@ -58,22 +86,77 @@ class Toolcall(Domain):
         seed = sets.seed_set(rng, cfg.seed_rows, set(evals["request"]))
         return Prepared(evals, seed, train_copy_tokenizer(sets.lexicon(rng), self.cfg.vocab_min_count))
 
+    def _prepare_own(self) -> Prepared:
+        """A catalog of your own: the `user` split is `domain.eval_file` (requests people sent,
+        labelled by hand), the seed set `domain.seed_file` if there is one, and the student's
+        tokenizer learns from the catalog, the seed set and the traffic (never the
+        evaluation file)."""
+        from flywheel import layout, store
+        from flywheel.decontam import NearDuplicates
+        from flywheel.vocab import train_copy_tokenizer
+
+        evals = self._user()
+        seed = pd.DataFrame(columns=store.TRAINSET.names)
+        if (self.path / self.cfg.seed_file).is_file():
+            seed = self._labelled(self.cfg.seed_file, "seed", "domain.seed_file")
+            near = NearDuplicates(list(evals["request"]))
+            exact = set(store.request_keys(evals["request"]))
+            seed = seed[[store.request_key(t) not in exact and near.match(t) is None for t in seed["request"]]]
+            seed = seed.drop(columns="split").assign(generation=layout.SEED, source="seed", parent_id=None,
+                                                     teacher="seed", judge="none")[store.TRAINSET.names]
+        texts = [t + " " + C.render(C.loads(label)) for t, label in zip(seed["request"], seed["label"])]
+        if self.cfg.traffic:
+            texts += list(self._traffic(evals)[0]["request"])
+        names = " ".join([*self.toolset.functions, *(a.name for f in self.toolset.functions.values() for a in f.args),
+                          *(w for ws in self.toolset.enum_words.values() for w in ws), "true false none ( ) = , ;",
+                          *(f"<{k.upper()}>" for k in self.redactor().patterns)])
+        texts += [names] * self.cfg.vocab_min_count  # the calls' own words are always tokens
+        return Prepared(evals, seed.reset_index(drop=True), train_copy_tokenizer(texts, self.cfg.vocab_min_count))
+
+    def _labelled(self, name: str, split: str, key: str) -> pd.DataFrame:
+        """A file of labelled requests, redacted like traffic (the request and the labels'
+        text values alike, so a placeholder in one is the same placeholder in the other)."""
+        rows = sets.labelled_set(self.path / name, split, self.toolset, key=key)
+        if not self.cfg.traffic and not self.own_catalog:
+            return rows
+        red = self.redactor()
+        rows["request"] = [red(t) for t in rows["request"]]
+        rows["label"] = [C.dumps([{"name": c["name"], "arguments": {k: red(v) if isinstance(v, str) else v
+                                                                    for k, v in c["arguments"].items()}}
+                                  for c in C.loads(label)]) for label in rows["label"]]
+        from flywheel import store
+
+        rows["id"] = [store.row_id(r, label) for r, label in zip(rows["request"], rows["label"])]
+        return rows
+
     def _user(self):
-        return sets.user_set(self.path / self.cfg.user_file, self.toolset)
+        if self.own_catalog:
+            return self._labelled(self.cfg.eval_file, "user", "domain.eval_file")
+        return self._labelled(self.cfg.user_file, "user", "domain.user_file")
 
     def check_files(self) -> None:
         self.toolset
-        self._user()
+        evals = self._user()
+        if self.cfg.traffic:
+            self._traffic(evals)
 
     def label_format(self) -> str:
         return "json"
 
     def generate(self, plan, pool, *, generation, gate, rng, teacher: Teacher, cfg, rubric, bar=None):
+        twice = tuple(cfg.self_consistency)
         if teacher.client is None:
             return teach.embedded(rng, plan, generation, gate=gate, error_rate=cfg.error_rate,
-                                  skill_error_rates=cfg.skill_error_rates, twice=tuple(cfg.self_consistency))
-        return teach.with_model(teacher.client, teacher.template, teach.draw(rng, plan, gate), generation, gate, bar,
-                                twice=tuple(cfg.self_consistency), catalog=self.toolset)
+                                  skill_error_rates=cfg.skill_error_rates, twice=twice)
+        composed = plan[plan["kind"] != traffic.KIND]
+        drawn = teach.logged(plan, gate) + ([] if self.own_catalog else teach.draw(rng, composed, gate))
+        rows, truth = teach.with_model(teacher.client, teacher.template, drawn, generation, gate, bar, twice=twice,
+                                       catalog=self.toolset)
+        if self.own_catalog:
+            written = teach.written(teacher.client, teacher.writer, composed, generation, gate, self.toolset, bar,
+                                    twice=twice)
+            rows = pd.concat([rows, written], ignore_index=True)
+        return rows, truth
 
     def target(self, label: str) -> str:
         return C.render(C.loads(label))
@@ -120,6 +203,8 @@ class Toolcall(Domain):
         return read_factors(request, label, self.toolset)
 
     def random_spec(self, rng: random.Random, skill: str) -> tuple[list[str], list[str]]:
+        if self.own_catalog:
+            return self.toolset.random_spec(rng, skill)
         spec = phrasings.spec_for_skill(rng, skill)
         return list(spec.functions), sorted(spec.phenomena) or [skill]
 

@@ -1,15 +1,21 @@
 """How the `toolcall` domain's teacher writes a generation's rows from the plan.
 
-The request generator draws one fresh request per plan row (admitted by the gate); then
-either the embedded teacher labels it, imperfectly (teacher.py), or a teacher model
-labels it through the client layer. The truth is the request's own calls, which the
-generator knows. Rows of the plan kinds in `generate.self_consistency` (default
-`skill_synth`) are labelled twice and kept only when both labels agree.
+With the shipped catalog, the request generator draws one fresh request per plan row
+(admitted by the gate); then either the embedded teacher labels it, imperfectly
+(teacher.py), or a teacher model labels it through the client layer. The truth is the
+request's own calls, which the generator knows. With a catalog of your own there is no
+generator: the teacher model writes each request and its calls from the plan row
+(`written`, APIGen-style), and no truth is known. Plan rows of kind `traffic` carry a
+logged request, which the teacher model labels as it is (`logged`). Rows of the plan kinds
+in `generate.self_consistency` (default `skill_synth`) are labelled twice and kept only
+when both labels agree.
 """
 
 from __future__ import annotations
 
+import json
 import random
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -21,6 +27,8 @@ from flywheel.toolcall import phrasings as P
 from flywheel.toolcall import teacher
 from flywheel.toolcall.catalog import FUNCTIONS, PHENOMENA, SHIPPED, Catalog
 from flywheel.toolcall.factors import factors
+from flywheel.toolcall.sets import skills_of
+from flywheel.toolcall.traffic import KIND as TRAFFIC
 
 TRIES = 20  # redraws per plan row before giving up on a fresh request
 KEEP_TRIES = 60  # ... for a row that must keep its parent's factors (the closest draw is taken after that)
@@ -65,6 +73,21 @@ def draw(rng: random.Random, plan: pd.DataFrame, gate: Gate) -> list[tuple[objec
     return out
 
 
+@dataclass(frozen=True)
+class Logged:
+    """A logged request to label: no calls known, no skills before its label."""
+    text: str
+    calls: None = None
+    skills: tuple[str, ...] = ()
+
+
+def logged(plan: pd.DataFrame, gate: Gate) -> list[tuple[object, Logged, list[str]]]:
+    """The plan's `traffic` rows as requests to label, those the gate admits (a request
+    the pool already holds is not labelled twice)."""
+    return [(row, Logged(row.parent_request), []) for row in plan.itertuples(index=False)
+            if row.kind == TRAFFIC and gate.admit(row.parent_request)]
+
+
 def embedded(rng: random.Random, plan: pd.DataFrame, generation: str, *, gate: Gate,
              error_rate: float, skill_error_rates: dict[str, float],
              twice: tuple[str, ...] = ("skill_synth",)) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -85,12 +108,18 @@ def embedded(rng: random.Random, plan: pd.DataFrame, generation: str, *, gate: G
 
 def with_model(client, template, drawn, generation: str, gate: Gate, bar=None,
                twice: tuple[str, ...] = ("skill_synth",), catalog: Catalog = SHIPPED):
-    """Requests labelled by a teacher model; the truth is the request's own calls. A row
-    varied from a failure shows the teacher that failure (the parent's request, the
-    student's answer, the verified label) as a worked example. Rows of the plan kinds in
-    `twice` are asked a second time (sample 1) and kept only if both agree."""
-    prompts = [Prompt(template.render(request=req.text, catalog=catalog.describe(), example_request=plan_row.parent_request,
-                                      student_answer=plan_row.parent_output, example_label=plan_row.parent_label),
+    """Requests labelled by a teacher model; the truth is the request's own calls (none for
+    a logged request, whose skills are read off its label). A row varied from a failure
+    shows the teacher that failure (the parent's request, the student's answer, the
+    verified label) as a worked example. Rows of the plan kinds in `twice` are asked a
+    second time (sample 1) and kept only if both agree."""
+    def example(plan_row, field: str):
+        return None if plan_row.kind == TRAFFIC else getattr(plan_row, field)
+
+    prompts = [Prompt(template.render(request=req.text, catalog=catalog.describe(),
+                                      example_request=example(plan_row, "parent_request"),
+                                      student_answer=example(plan_row, "parent_output"),
+                                      example_label=example(plan_row, "parent_label")),
                       template.version, C.PARSER_VERSION)
                for plan_row, req, _ in drawn]
     answers = client.ask(prompts, C.parse_json, on_done=bar.advance if bar else None)
@@ -102,6 +131,11 @@ def with_model(client, template, drawn, generation: str, gate: Gate, bar=None,
             gate.refused["inconsistent"] += 1
             continue
         label = "" if ans.error else ans.value
+        if req.calls is None:  # a logged request: skills from its label, no truth
+            skills = _skills(req.text, label, catalog)
+            rows.append(generated_row(generation, None, skills, client.name, req.text, label, ans.text, ans.error,
+                                      kind=plan_row.kind, source=TRAFFIC))
+            continue
         row = generated_row(generation, plan_row.parent_id, req.skills, client.name, req.text, label, ans.text,
                             ans.error, kept=kept, kind=plan_row.kind)
         rows.append(row)
@@ -109,3 +143,55 @@ def with_model(client, template, drawn, generation: str, gate: Gate, bar=None,
         truth.append({"id": row["id"], "true_label": true,
                       "error_kind": "teacher_error" if ans.error else ("" if label == true else "model_label")})
     return pd.DataFrame(rows, columns=store.GENERATED.names), pd.DataFrame(truth, columns=store.TRUTH.names)
+
+
+def _skills(request: str, label: str, catalog: Catalog) -> list[str]:
+    try:
+        return skills_of(request, C.loads(label), catalog) if label else []
+    except (KeyError, AttributeError, TypeError, ValueError):  # a call of no function of the catalog
+        return []
+
+
+WRITER_PARSER = "toolcall-written-request-v1"
+
+
+def parse_written(text: str) -> tuple[str, str]:
+    """A teacher's {"request": ..., "calls": [...]} as (request, canonical label); ValueError if not one."""
+    from flywheel.llm.judge import extract_json
+
+    value = extract_json(text)
+    if not isinstance(value, dict) or not isinstance(value.get("request"), str) or not value["request"].strip():
+        raise ValueError('not an object with a "request" and its "calls"')
+    return " ".join(value["request"].split()), C.canonical(value.get("calls", []))
+
+
+def written(client, template, plan: pd.DataFrame, generation: str, gate: Gate, catalog: Catalog, bar=None,
+            twice: tuple[str, ...] = ("skill_synth",)) -> pd.DataFrame:
+    """Requests and their calls written by the teacher model from the plan rows (a catalog
+    of your own has no request generator). A row varied from a failure shows the failure
+    (request, the student's answer, the verified calls) and asks for a request like it.
+    A request the gate refuses or an answer that cannot be read is not kept (counted in
+    `gate.refused`); rows of the kinds in `twice` are kept only when a second answer writes
+    the same calls for the same request."""
+    rows_in = [r for r in plan.itertuples(index=False) if r.kind != TRAFFIC]
+    prompts = [Prompt(template.render(catalog=catalog.describe(), functions=list(r.functions), skills=list(r.skills),
+                                      example_request=r.parent_request, student_answer=r.parent_output,
+                                      example_label=r.parent_label), template.version, WRITER_PARSER)
+               for r in rows_in]
+    answers = client.ask(prompts, parse_written, on_done=bar.advance if bar else None)
+    synth = [i for i, r in enumerate(rows_in) if r.kind in twice]
+    second = dict(zip(synth, client.ask([prompts[i] for i in synth], parse_written, sample=1))) if synth else {}
+    rows = []
+    for i, (plan_row, ans) in enumerate(zip(rows_in, answers)):
+        if ans.error:
+            gate.refused["unreadable"] += 1
+            continue
+        request, label = ans.value
+        if i in second and second[i].value != ans.value:
+            gate.refused["inconsistent"] += 1
+            continue
+        if not gate.admit(request):
+            continue
+        rows.append(generated_row(generation, plan_row.parent_id, _skills(request, label, catalog), client.name,
+                                  request, label, ans.text, kind=plan_row.kind))
+    return pd.DataFrame(rows, columns=store.GENERATED.names)
