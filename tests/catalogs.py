@@ -191,3 +191,33 @@ def library_brain(truth: dict[str, list], *, wrong_every: int = 0):
                                                    else v) for k, v in calls[0]["arguments"].items()})] + calls[1:]
         return f"Here are the calls:\n```json\n{json.dumps(calls)}\n```"
     return brain
+
+
+def library_folder(project: Path, *, redact: bool = True, logged: int = 300, held_out: int = 60,
+                   seed: int = 30) -> dict[str, list]:
+    """domains/library in `project`: the prompt templates of domains/toolcall, the library
+    catalog, `logged` requests in traffic.jsonl, `held_out` labelled ones in eval.jsonl and
+    `seed` in seed.jsonl. Returns the calls of every request, keyed as the teacher receives
+    it (redacted when `redact`)."""
+    import json
+    import random
+    import shutil
+
+    from flywheel.redact import DEFAULT_PATTERNS, Redactor
+
+    def jsonl(path: Path, rows: list[dict]) -> None:
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    folder = project / "domains" / "library"
+    shutil.copytree(project / "domains" / "toolcall", folder,
+                    ignore=shutil.ignore_patterns("user.jsonl", "traffic_*.jsonl"))  # the shipped catalog's data
+    write_library(folder)
+    traffic = library_traffic(random.Random(26), logged)
+    jsonl(folder / "traffic.jsonl", [{"request": r["request"], "timestamp": r["timestamp"], "response": "ok"}
+                                     for r in traffic])
+    evals = library_traffic(random.Random(27), held_out, canaries=False)
+    jsonl(folder / "eval.jsonl", [{"input": r["request"], "output": r["calls"]} for r in evals])
+    seeds = library_traffic(random.Random(28), seed, canaries=False)
+    jsonl(folder / "seed.jsonl", [{"input": r["request"], "output": r["calls"]} for r in seeds])
+    red = Redactor(dict(DEFAULT_PATTERNS)) if redact else (lambda t: t)
+    return {" ".join(red(r["request"]).split()): r["calls"] for r in traffic + evals + seeds}

@@ -29,7 +29,8 @@ Brain = Callable[[list, dict], str]
 
 class FakeLLM:
     def __init__(self, brain: Brain, *, latency: float = 0.0, fault_rate: float = 0.0,
-                 fault_kinds: tuple[str, ...] = ("500", "429:0", "badbody", "garbage"), seed: int = 0):
+                 fault_kinds: tuple[str, ...] = ("500", "429:0", "badbody", "garbage"), seed: int = 0,
+                 port: int = 0):
         self.brain, self.latency = brain, latency
         self.faults: deque[str] = deque()
         self.fault_rate, self.fault_kinds, self._rng = fault_rate, fault_kinds, random.Random(seed)
@@ -39,7 +40,7 @@ class FakeLLM:
         self.headers: list[dict] = []
         self.bodies: list[bytes] = []
         self.lock = threading.Lock()
-        self._listen(0)
+        self._listen(port)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
 
     def _listen(self, port: int) -> None:
@@ -251,15 +252,12 @@ def main() -> None:
         if line.strip():
             rec = json.loads(line)
             truth[" ".join(rec["request"].split())] = json.dumps(rec["calls"])
-    fake = FakeLLM(toolcall_brain(truth, wrong_every=args.wrong_every))
-    fake.down()
-    fake.url = f"http://127.0.0.1:{args.port}/v1"
-    fake.up()
-    print(f"serving {fake.url} ({len(truth)} known requests); Ctrl-C stops", flush=True)
-    try:
-        fake.thread.join()
-    except KeyboardInterrupt:
-        fake.down()
+    with FakeLLM(toolcall_brain(truth, wrong_every=args.wrong_every), port=args.port) as fake:
+        print(f"serving {fake.url} ({len(truth)} known requests); Ctrl-C stops", flush=True)
+        try:
+            fake.thread.join()
+        except KeyboardInterrupt:
+            pass
 
 
 if __name__ == "__main__":

@@ -8,18 +8,15 @@ held-out file, the traffic never in evaluation, and no canary anywhere but data/
 from __future__ import annotations
 
 import json
-import random
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
-from catalogs import CANARIES, library_brain, library_traffic, write_library
+from catalogs import CANARIES, library_brain, library_folder
 from conftest import SMALL, make_project, merge, run
 from flywheel import layout, store
 from flywheel.decontam import NearDuplicates
-from flywheel.redact import DEFAULT_PATTERNS, Redactor
 from flywheel.verdicts import WRONG
 from llm_server import FakeLLM
 
@@ -27,13 +24,10 @@ GENERATIONS = ("gen-000", "gen-001")
 TRAFFIC_ROWS = 120
 
 
-def _jsonl(path: Path, rows: list[dict]) -> None:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-
-
 def library_workspace(dest: Path, url: str, *, redact: bool = True) -> tuple[Path, dict]:
     """A project whose domain folder holds the library catalog, 300 logged requests, a
-    held-out file of 60 labelled ones and 30 seed rows; returns it and the truth."""
+    held-out file of 60 labelled ones and 30 seed rows (catalogs.library_folder); returns
+    it and the truth."""
     model = {"backend": "openai", "base_url": url, "concurrency": 4}
     params = merge(SMALL, {
         "domain": {"path": "domains/library", "tools": "library.yaml", "traffic": "traffic.jsonl",
@@ -45,19 +39,7 @@ def library_workspace(dest: Path, url: str, *, redact: bool = True) -> tuple[Pat
         "expand": {"budget": 120},
     })
     project = make_project(dest, params)
-    folder = project / "domains" / "library"
-    shutil.copytree(project / "domains" / "toolcall", folder)
-    (folder / "user.jsonl").unlink()  # the shipped catalog's hand-written split: not this catalog's
-    write_library(folder)
-    traffic = library_traffic(random.Random(26), 300)
-    _jsonl(folder / "traffic.jsonl", [{"request": r["request"], "timestamp": r["timestamp"],
-                                       "response": "ok"} for r in traffic])
-    held_out = library_traffic(random.Random(27), 60, canaries=False)
-    _jsonl(folder / "eval.jsonl", [{"input": r["request"], "output": r["calls"]} for r in held_out])
-    seed = library_traffic(random.Random(28), 30, canaries=False)
-    _jsonl(folder / "seed.jsonl", [{"input": r["request"], "output": r["calls"]} for r in seed])
-    red = Redactor(dict(DEFAULT_PATTERNS)) if redact else (lambda t: t)
-    truth = {" ".join(red(r["request"]).split()): r["calls"] for r in traffic + held_out + seed}
+    truth = library_folder(project, redact=redact)
     run(["git", "add", "-A"], project)
     run(["git", "commit", "-qm", "init"], project)
     return project, truth

@@ -27,8 +27,9 @@ class Toolcall(Domain):
     # example_*: a row varied from a failure (plan.parquet): the failed request, the student's answer, the label
     teacher_variables = frozenset({"request", "catalog", "example_request", "student_answer", "example_label"})
     # the writer (a catalog of your own): the plan row's functions and skills, and the failure it varies
-    writer_variables = frozenset({"catalog", "functions", "skills", "example_request", "student_answer",
-                                  "example_label"})
+    # (variation: the row's number; reference_*: a pool row calling the same functions)
+    writer_variables = frozenset({"catalog", "functions", "skills", "variation", "reference_request",
+                                  "reference_calls", "example_request", "student_answer", "example_label"})
 
     @cached_property
     def toolset(self) -> K.Catalog:
@@ -153,8 +154,8 @@ class Toolcall(Domain):
         rows, truth = teach.with_model(teacher.client, teacher.template, drawn, generation, gate, bar, twice=twice,
                                        catalog=self.toolset)
         if self.own_catalog:
-            written = teach.written(teacher.client, teacher.writer, composed, generation, gate, self.toolset, bar,
-                                    twice=twice)
+            written = teach.written(teacher.client, teacher.writer, composed, pool, generation, gate, self.toolset,
+                                    rng, bar, twice=twice)
             rows = pd.concat([rows, written], ignore_index=True)
         return rows, truth
 
@@ -247,4 +248,16 @@ class Toolcall(Domain):
             (verdicts["verdict"].isin(WRONG) & verdicts["final_label"].isna())
 
     def judge_report(self, verdicts: pd.DataFrame, truth: pd.DataFrame) -> dict:
-        return judge.quality(verdicts, truth)
+        """Precision and recall on the rows whose truth is known (the generator's); logged
+        requests and requests a teacher model wrote have none and are only counted."""
+        from flywheel.verdicts import VERDICTS
+
+        known = verdicts["id"].isin(set(truth["id"]))
+        counts = {v: int((verdicts["verdict"] == v).sum()) for v in VERDICTS}
+        if not known.any():
+            return {"verdicts": counts, "rows": len(verdicts), "kept": int(verdicts["final_label"].notna().sum())}
+        report = judge.quality(verdicts[known], truth)
+        if not known.all():
+            report["verdicts"] = counts
+            report["rows_without_truth"] = int((~known).sum())
+        return report

@@ -165,19 +165,33 @@ def parse_written(text: str) -> tuple[str, str]:
     return " ".join(value["request"].split()), C.canonical(value.get("calls", []))
 
 
-def written(client, template, plan: pd.DataFrame, generation: str, gate: Gate, catalog: Catalog, bar=None,
-            twice: tuple[str, ...] = ("skill_synth",)) -> pd.DataFrame:
+def _references(rng: random.Random, rows: list, pool: pd.DataFrame) -> list[tuple[str | None, str | None]]:
+    """Per plan row, a pool row that calls the same functions (None where none does): an
+    example of the task, so that rows asking for the same functions do not share a prompt."""
+    by_functions: dict[tuple, list[tuple[str, str]]] = {}
+    for request, label in zip(pool["request"], pool["label"]):
+        by_functions.setdefault(tuple(c["name"] for c in C.loads(label)), []).append((request, label))
+    return [rng.choice(by_functions[tuple(r.functions)]) if by_functions.get(tuple(r.functions)) else (None, None)
+            for r in rows]
+
+
+def written(client, template, plan: pd.DataFrame, pool: pd.DataFrame, generation: str, gate: Gate,
+            catalog: Catalog, rng: random.Random, bar=None, twice: tuple[str, ...] = ("skill_synth",)) -> pd.DataFrame:
     """Requests and their calls written by the teacher model from the plan rows (a catalog
-    of your own has no request generator). A row varied from a failure shows the failure
-    (request, the student's answer, the verified calls) and asks for a request like it.
-    A request the gate refuses or an answer that cannot be read is not kept (counted in
-    `gate.refused`); rows of the kinds in `twice` are kept only when a second answer writes
-    the same calls for the same request."""
+    of your own has no request generator). Each prompt shows a pool row calling the same
+    functions as a reference and carries the row's number (`variation`), so no two rows
+    share a prompt (and an answer from the cache). A row varied from a failure shows the
+    failure (request, the student's answer, the verified calls) and asks for a request
+    like it. A request the gate refuses or an answer that cannot be read is not kept
+    (counted in `gate.refused`); rows of the kinds in `twice` are kept only when a second
+    answer writes the same calls for the same request."""
     rows_in = [r for r in plan.itertuples(index=False) if r.kind != TRAFFIC]
+    refs = _references(rng, rows_in, pool)
     prompts = [Prompt(template.render(catalog=catalog.describe(), functions=list(r.functions), skills=list(r.skills),
+                                      variation=i, reference_request=ref[0], reference_calls=ref[1],
                                       example_request=r.parent_request, student_answer=r.parent_output,
                                       example_label=r.parent_label), template.version, WRITER_PARSER)
-               for r in rows_in]
+               for i, (r, ref) in enumerate(zip(rows_in, refs))]
     answers = client.ask(prompts, parse_written, on_done=bar.advance if bar else None)
     synth = [i for i, r in enumerate(rows_in) if r.kind in twice]
     second = dict(zip(synth, client.ask([prompts[i] for i in synth], parse_written, sample=1))) if synth else {}
