@@ -27,7 +27,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 # tools/venv.py: uv (from the package index, into the venv) installs the lock, with the
 # sources pip is configured with; pip where uv cannot be had (FLYWHEEL_INSTALLER=pip forces
 # it). torch==2.13.0 is named explicitly: only the CPU build lies on this machine's disk.
-$(STAMP): requirements.lock pyproject.toml tools/venv.py
+$(STAMP): requirements.lock pyproject.toml tests/domains/shout/pyproject.toml tools/venv.py
 	$(PYTHON) tools/venv.py $(VENV)
 	touch $@
 

@@ -330,10 +330,10 @@ def main(argv: list[str] | None = None) -> int:
                 res = json.loads(text.split("RESULT ", 1)[1].splitlines()[0])
                 for arm, curve in res.items():
                     data["runs"][f"{arm}/{s}"] = {"arm": arm, "seed": s, "arm_hash": arm_hash(arm),
-                                                  "curve": curve}
+                                                  "commit": _commit(), "curve": curve}
                     print(f"{arm} seed {s}: user " + " ".join(f"{r['user']:.3f}" for r in curve)
                           + f" ({curve[-1]['seconds']:.0f} s)", flush=True)
-                data["meta"] = {"date": time.strftime("%Y-%m-%d"), "commit": _commit(), "cpu": _cpu(),
+                data["meta"] = {"date": time.strftime("%Y-%m-%d"), "commit": _commit(), "cpu": _cpu(), "arms": list(ARMS),
                                 "machine": f"{platform.machine()}, "
                                 f"{os.cpu_count()} cores", "seeds": sorted(set(data["meta"].get("seeds", [])) | set(seeds)),
                                 "generations": max(args.generations, data["meta"].get("generations", 0)),

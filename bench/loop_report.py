@@ -14,10 +14,10 @@ DISCUSSION = "## What this says"  # loop.md from here on is written by hand afte
 MAIN = ("full", "static", "random", "oracle", "tags", "no_judge", "error_only", "replace")
 
 
-def order(arm: str) -> int:
-    from bench.loop import ARMS
-
-    return list(ARMS).index(arm) if arm in ARMS else len(ARMS)
+def order(data: dict):
+    """The arms in the order bench/loop.py defines them (its `meta.arms`), others last."""
+    arms = data["meta"].get("arms", [])
+    return lambda arm: arms.index(arm) if arm in arms else len(arms)
 
 
 def runs(data: dict, arm: str) -> dict[int, list[dict]]:
@@ -54,7 +54,7 @@ def at(curves: dict[int, list[dict]], seed: int, n: int) -> dict | None:
 def summary(data: dict) -> dict:
     """Every number the tables show, per arm. Differences and rows-to-static compare an arm
     with `full` and `static` at the arm's own last generation."""
-    arms = sorted(dict.fromkeys(r["arm"] for r in data["runs"].values()), key=order)
+    arms = sorted(dict.fromkeys(r["arm"] for r in data["runs"].values()), key=order(data))
     full, static = runs(data, "full"), runs(data, "static")
     out = {}
     for arm in arms:
@@ -97,20 +97,25 @@ def efficiency_cell(ratios: list[float | None]) -> str:
     return text if len(got) == len(ratios) else f"{text} ({len(got)} of {len(ratios)} seeds; others not reached)"
 
 
-def write(data: dict, out: Path, stem: str = "loop") -> dict:
-    import matplotlib
+TITLE = "# The loop experiment: does the closed loop beat static data?"
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
+def markdown(data: dict, stem: str = "loop") -> str:
+    """The experiment's tables, from its JSON (the block flows/docs.py keeps current)."""
     if not data["runs"]:
-        raise SystemExit(f"{out / (stem + '.json')}: no results yet; run `make experiment`")
+        raise SystemExit(f"{stem}.json: no results yet; run `make experiment`")
     s = summary(data)
     meta = data["meta"]
     size = meta["size"]
     walls = meta.get("wall_seconds", [])
-    lines = ["# The loop experiment: does the closed loop beat static data?", "",
-             f"Made by `make experiment` (`python -m bench.loop`) at commit {meta.get('commit', '?')} on "
+    commits: dict[str, set[str]] = {}
+    for r in data["runs"].values():  # a run made before runs recorded their commit: the file's
+        commits.setdefault(r.get("commit", meta.get("commit", "?")), set()).add(r["arm"])
+    main = max(commits, key=lambda c: len(commits[c]))
+    others = "; ".join(f"{', '.join(f'`{a}`' for a in sorted(arms, key=order(data)))}: {c}" for c, arms in commits.items()
+                       if c != main)
+    lines = [f"Made by `make experiment` (`python -m bench.loop`) at commit {main}" + (f" ({others})" if others else "")
+             + " on "
              f"{meta.get('cpu', '')} ({meta['machine']}), {meta['date']}: "
              f"up to {len(meta['seeds'])} seeds × {meta['generations']} generations (the table says how many each arm "
              f"ran), {size['expand']['budget']} generated "
@@ -143,8 +148,24 @@ def write(data: dict, out: Path, stem: str = "loop") -> dict:
             du, de = [-d for d in e["d_user"]], [-d for d in e["d_eval"]]
             lines.append(f"| `{arm}` | {len(du)} | {cell(du, True)} | {detectable(du):.3f} | {cell(de, True)} | "
                          f"{detectable(de):.3f} |")
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
+    lines += ["", f"![accuracy against rows generated, mean over seeds; dashed: levers]({stem}.png)", "",
+              "Per generation (mean over seeds, `user` accuracy):", "",
+              "| arm | " + " | ".join(f"gen-{i:03d}" for i in range(meta["generations"])) + " |",
+              "|---|" + "---|" * meta["generations"]]
     for arm, e in s.items():
+        values = [f"{v:.3f}" for v in e["by_generation"]["user"]]
+        lines.append(f"| `{arm}` | " + " | ".join(values + ["–"] * (meta["generations"] - len(values))) + " |")
+    return "\n".join(lines)
+
+
+def plot(data: dict, out: Path, stem: str = "loop") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
+    for arm, e in summary(data).items():
         style = "-" if arm in MAIN else "--"
         for ax, key in zip(axes, ("user", "eval")):
             ax.plot(e["generated_rows"], e["by_generation"][key], style, marker="o", label=arm)
@@ -156,16 +177,16 @@ def write(data: dict, out: Path, stem: str = "loop") -> dict:
     fig.tight_layout()
     fig.savefig(out / f"{stem}.png", dpi=110)
     plt.close(fig)
-    lines += ["", f"![accuracy against rows generated, mean over seeds; dashed: levers]({stem}.png)", "",
-              "Per generation (mean over seeds, `user` accuracy):", "",
-              "| arm | " + " | ".join(f"gen-{i:03d}" for i in range(meta["generations"])) + " |",
-              "|---|" + "---|" * meta["generations"]]
-    for arm, e in s.items():
-        values = [f"{v:.3f}" for v in e["by_generation"]["user"]]
-        lines.append(f"| `{arm}` | " + " | ".join(values + ["–"] * (meta["generations"] - len(values))) + " |")
+
+
+def write(data: dict, out: Path, stem: str = "loop") -> dict:
+    """<stem>.png, and <stem>.md's generated block (tools/docs.py keeps it current), the
+    hand-written rest kept; a new file gets the title, the block and an empty discussion."""
     md = out / f"{stem}.md"
-    old = md.read_text() if md.exists() else ""
-    discussion = old[old.index(DISCUSSION):] if DISCUSSION in old else ""
+    old = md.read_text() if md.exists() else \
+        f"{TITLE}\n\n<!-- generated: loop -->\n<!-- end generated: loop -->\n\n{DISCUSSION}\n"
+    text = store.replace_block(old, "loop", markdown(data, stem), where=str(md))
+    plot(data, out, stem)
     with store.atomic_file(md) as tmp:
-        tmp.write_text("\n".join(lines) + "\n\n" + discussion)
-    return s
+        tmp.write_text(text)
+    return summary(data)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-BEGIN, END = "<!-- bench:begin (written by `python -m bench`) -->", "<!-- bench:end -->"
 
 
 def _met(ok: bool | None) -> str:
@@ -123,18 +122,16 @@ def tables(results: dict) -> str:
 
 
 def write_markdown(results: dict, path: Path) -> None:
+    """docs/benchmarks.md's generated block `bench` (tools/docs.py keeps it current)."""
     import sys
 
     from bench import ROOT
 
     sys.path.insert(0, str(ROOT))
-    from flywheel.store import atomic_file
+    from flywheel.store import atomic_file, replace_block
 
-    block = f"{BEGIN}\n{tables(results)}\n{END}"
-    text = path.read_text(encoding="utf-8") if path.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
-    if BEGIN not in text or END not in text:
-        text = text.rstrip("\n") + f"\n\n{BEGIN}\n{END}\n"
-    head, rest = text.split(BEGIN, 1)
-    tail = rest.split(END, 1)[1]
+    old = path.read_text(encoding="utf-8") if path.exists() else \
+        "# Benchmarks\n\n<!-- generated: bench -->\n<!-- end generated: bench -->\n"
+    text = replace_block(old, "bench", tables(results), where=str(path))
     with atomic_file(path) as tmp:
-        tmp.write_text(head + block + tail, encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")

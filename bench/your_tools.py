@@ -74,8 +74,8 @@ def main() -> None:
             out["generations"].append({
                 "generation": gen, "rows": dict(sorted(train["source"].value_counts().to_dict().items())),
                 "traffic_labelled": len(v), "traffic_wrong_labels": sum(wrong),
-                "judge_precision": round(tp / max(sum(flagged), 1), 4),
-                "judge_recall": round(tp / max(sum(wrong), 1), 4),
+                "judge_precision": round(tp / sum(flagged), 4) if any(flagged) else None,
+                "judge_recall": round(tp / sum(wrong), 4) if any(wrong) else None,
                 "held_out_accuracy": metrics["per_split"]["user"],
                 "traffic_dev_failure_rate": profile.get("sources", {}).get("traffic", {}).get("failure_rate")})
         out["wall_s"] = round(time.monotonic() - start)

@@ -5,10 +5,13 @@ A domain says how to make the first data (`prepare`), how the teacher writes row
 scored, which verdicts its own checks can give and which rows need the LLM committee,
 and what the loop plans from a failure. Stages call these methods and never test which
 domain is running. Two ship: `toolcall` (flywheel/toolcall/domain.py) and `llm`
-(flywheel/llm_domain.py). A domain of your own is one module, `domain.py` in its
-`domain.path` folder beside its templates, that subclasses `Domain` and applies
-`@register`; `dvc.yaml` already lists `${domain.path}` as a dependency of every stage
-that uses the domain, so editing the module reruns them.
+(flywheel/llm_domain.py). Domains register through the `flywheel.domains` entry-point
+group (importlib.metadata), the built-in ones in this project's pyproject.toml, so this
+module imports none of them. A domain of your own is a package that declares its class
+there (tests/domains/ holds a test plug-in), or a `domain.py` in its `domain.path` folder beside its
+templates that subclasses `Domain` and applies `@register`; `dvc.yaml` lists
+`${domain.path}` as a dependency of every stage that uses the domain, so editing that
+module reruns them.
 
 `register` checks the contract when a class is registered (every method of the protocol
 implemented with the protocol's parameters, a name, the metrics it scores by), so a
@@ -219,9 +222,34 @@ def register(cls: type[Domain]) -> type[Domain]:
     return cls
 
 
-def _builtin() -> None:
-    import flywheel.llm_domain  # noqa: F401  (registers `llm`)
-    import flywheel.toolcall.domain  # noqa: F401  (registers `toolcall`)
+GROUP = "flywheel.domains"  # the entry-point group domains register in (pyproject.toml)
+
+
+def _entry_point(name: str) -> None:
+    """Load the domain an installed package declares under `name` in the `flywheel.domains`
+    entry-point group (the built-in ones included); registering checks its contract."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=GROUP):
+        if ep.name != name:
+            continue
+        try:
+            cls = ep.load()
+        except (ImportError, AttributeError, TypeError, SyntaxError) as exc:
+            raise ConfigError(f"entry point {GROUP}:{name} ({ep.value}): {' '.join(str(exc).split())}") from None
+        if _REGISTRY.get(name) is not cls:
+            try:
+                register(cls)
+            except TypeError as exc:
+                raise ConfigError(f"entry point {GROUP}:{name} ({ep.value}): {exc}") from None
+        return
+
+
+def available() -> list[str]:
+    """The domains installed packages declare, and those registered so far."""
+    from importlib.metadata import entry_points
+
+    return sorted({ep.name for ep in entry_points(group=GROUP)} | set(_REGISTRY))
 
 
 def _plugin(cfg: "DomainConfig", root: Path) -> None:
@@ -238,13 +266,15 @@ def _plugin(cfg: "DomainConfig", root: Path) -> None:
 
 
 def get(cfg: "DomainConfig", root: Path = Path(".")) -> Domain:
-    """The domain `cfg.name`, checked against `cfg.metric`."""
-    _builtin()
+    """The domain `cfg.name`, checked against `cfg.metric`: registered already, declared by
+    an installed package's entry point, or defined by a domain.py under `cfg.path`."""
+    if cfg.name not in _REGISTRY:
+        _entry_point(cfg.name)
     if cfg.name not in _REGISTRY:
         _plugin(cfg, Path(root))
     cls = _REGISTRY.get(cfg.name)
     if cls is None:
-        raise ConfigError(f"params.yaml: domain.name: {cfg.name!r} is not a domain ({', '.join(sorted(_REGISTRY))}, "
+        raise ConfigError(f"params.yaml: domain.name: {cfg.name!r} is not a domain ({', '.join(available())}, "
                           f"or one registered by {Path(cfg.path) / PLUGIN})")
     if cfg.metric not in cls.metrics:
         raise ConfigError(f"params.yaml: domain.metric: {cfg.metric!r} does not fit domain {cfg.name!r} "

@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -152,6 +153,17 @@ def atomic_file(path: Path, suffix: str = "") -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def replace_block(text: str, name: str, body: str, where: str = "") -> str:
+    """`text` with the generated block `name` (between `<!-- generated: name ... -->` and
+    `<!-- end generated: name -->`) holding `body`; a text without the block is an error."""
+    begin = re.search(rf"<!-- generated: {re.escape(name)}\b[^>]*-->\n", text)
+    end = f"<!-- end generated: {name} -->"
+    if begin is None or end not in text[begin.end():]:
+        raise DataError(f"{where or 'text'}: no generated block {name!r} (<!-- generated: {name} --> ... {end})")
+    stop = text.index(end, begin.end())
+    return text[:begin.end()] + body.rstrip("\n") + "\n" + text[stop:]
 
 
 def write_table(df: pd.DataFrame, path: Path, schema: pa.Schema) -> None:

@@ -69,15 +69,35 @@ def imported_files(path: Path) -> set[Path]:
     return out
 
 
+def entry_point_files() -> set[Path]:
+    """The modules pyproject.toml's `flywheel.domains` entry points name: the registry
+    (flywheel/domain.py) loads them, so they run wherever it does."""
+    import tomllib
+
+    group = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]["flywheel.domains"]
+    out = set()
+    for target in group.values():
+        module = target.split(":")[0]
+        for i in range(1, len(module.split(".")) + 1):
+            found = _module_file(".".join(module.split(".")[:i]))
+            if found is not None:
+                out.add(found)
+    return out
+
+
 def closure(path: Path) -> set[Path]:
-    """Every project file that runs when `python -m <path>` does."""
+    """Every project file that runs when `python -m <path>` does (with the registry, the
+    built-in domains its entry points load)."""
     todo, seen = [path, path.parent / "__init__.py"], set()
+    registry = ROOT / "flywheel" / "domain.py"
     while todo:
         current = todo.pop()
         if current in seen:
             continue
         seen.add(current)
         todo += sorted(imported_files(current) - seen)
+        if current == registry:
+            todo += sorted(entry_point_files() - seen)
     return seen
 
 
@@ -168,3 +188,30 @@ def test_committed_lock_records_every_declared_code_dependency():
         recorded = {d["path"] for d in entry.get("deps", [])}
         missing += [f"{stage}: {d}" for d in declared if d not in recorded]
     assert not missing, f"dvc.lock lacks declared deps (run `dvc repro` or `dvc commit`): {missing}"
+
+
+def test_no_import_circle_in_the_project():
+    """No module imports one that imports it back, directly or around a circle, at module
+    level or inside a function (the domain registry loads its implementations by entry
+    point, so it does not import them)."""
+    files = [p for d in ("flywheel", "tasks", "flows", "bench", "tools") for p in sorted((ROOT / d).rglob("*.py"))
+             if "__pycache__" not in p.parts]
+    graph = {f: {g for g in imported_files(f) if g != f and g.name != "__init__.py"} for f in files}
+    state: dict[Path, int] = {}
+    path: list[Path] = []
+
+    def visit(node: Path) -> None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                circle = path[path.index(nxt):] + [nxt]
+                raise AssertionError("import circle: " + " -> ".join(str(p.relative_to(ROOT)) for p in circle))
+            if nxt not in state:
+                visit(nxt)
+        path.pop()
+        state[node] = 2
+
+    for f in files:
+        if f not in state:
+            visit(f)

@@ -1,7 +1,7 @@
 """The domain protocol and the stage's view of the config.
 
 - Domains are registered by name and checked when registered; stages call the protocol.
-- A third domain is one module plus its templates: `tests/domains/shout` runs through
+- A third domain is a package of its own, found by entry point: `tests/domains/shout` runs through
   every stage of a generation without a line of it anywhere else.
 - A stage reads only the params its dvc.yaml entry declares (config.ConfigView).
 - Code defaults agree with params.yaml.
@@ -19,6 +19,7 @@ from conftest import ROOT, SMALL, make_project, merge
 from flywheel import config, domain, layout, store
 from flywheel.config import ConfigError, DomainConfig, load, stage_view
 
+ROOT = Path(__file__).resolve().parents[1]
 SHOUT = Path(__file__).parent / "domains" / "shout"
 
 
@@ -45,7 +46,7 @@ def test_registration_checks_the_contract():
 
 
 def test_unknown_domain_and_unfit_metric_are_one_line_errors():
-    with pytest.raises(ConfigError, match=r"domain.name: 'vision' is not a domain \(llm, toolcall"):
+    with pytest.raises(ConfigError, match=r"domain.name: 'vision' is not a domain \(llm, (shout, )?toolcall"):
         domain.get(DomainConfig(name="vision", path="nowhere"))
     with pytest.raises(ConfigError, match=r"domain.metric: 'exact' does not fit domain 'toolcall'"):
         domain.get(DomainConfig(metric="exact"))
@@ -108,17 +109,27 @@ def test_code_defaults_agree_with_params_yaml():
     assert not wrong
 
 
-def test_a_third_domain_is_one_module_plus_its_templates(tmp_path, monkeypatch):
-    """`shout` lives in tests/domains/shout (domain.py + templates) and runs every stage of a
-    generation, in order, each through its own dvc.yaml declarations."""
+def test_a_plug_in_package_adds_a_domain_by_entry_point(tmp_path, monkeypatch):
+    """`shout` is a package of its own (tests/domains/shout: pyproject.toml, one module,
+    templates) that `make setup` installs with `pip install -e`. Nothing in the project
+    names it: the registry finds it through the `flywheel.domains` entry point, and it
+    runs every stage of a generation, each through its own dvc.yaml declarations."""
     import importlib
+    from importlib.metadata import entry_points
+
+    (ep,) = [e for e in entry_points(group=domain.GROUP) if e.name == "shout"]
+    assert ep.value == "flywheel_shout:Shout" and ep.dist.name == "flywheel-shout"
+    for path in sorted(ROOT.glob("flywheel/**/*.py")) + sorted(ROOT.glob("tasks/*.py")) + sorted(ROOT.glob("flows/*.py")):
+        assert "shout" not in path.read_text().lower(), path
 
     params = merge(SMALL, {"domain": {"name": "shout", "path": "domains/shout", "metric": "exact"},
                            "generations": {"gen-000": {"prev": "seed"}},
                            "prepare": {"seed_rows": 30, "eval_rows": 40, "plan_rows": 60},
                            "train": {"steps": 15}, "expand": {"budget": 60}})
     project = make_project(tmp_path / "p", params, git=False)
-    shutil.copytree(SHOUT, project / "domains" / "shout", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(SHOUT, project / "domains" / "shout", ignore=shutil.ignore_patterns("__pycache__", "*.py", "*.toml",
+                                                                                        "*.egg-info"))
+    assert not (project / "domains" / "shout" / domain.PLUGIN).exists()  # the templates only: no path plug-in
     monkeypatch.chdir(project)
     cfg = load(Path("params.yaml"))
     assert type(domain.check(cfg)).__name__ == "Shout"

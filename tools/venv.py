@@ -25,6 +25,7 @@ UV = "uv==0.13.8"
 TORCH = "torch==2.13.0"
 ROOT = Path(__file__).resolve().parents[1]
 LOCK = ROOT / "requirements.lock"
+PLUGIN = ROOT / "tests" / "domains" / "shout"  # the test plug-in domain, installed as a package (tests/test_domain.py)
 
 
 def say(message: str) -> None:
@@ -83,7 +84,7 @@ def install_with_uv(python: Path) -> bool:
     # the .pyc of what the project imports, once, on first use.
     uv = [str(python.parent / "uv"), "pip", "install", "--quiet", "--python", str(python)] + args
     run(uv + [TORCH, "-r", str(LOCK)], env)
-    run(uv + ["--no-deps", "-e", str(ROOT)], env)
+    run(uv + ["--no-deps", "-e", str(ROOT), "-e", str(PLUGIN)], env)
     return True
 
 
@@ -91,7 +92,7 @@ def install_with_pip(python: Path) -> None:
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     run(pip + [TORCH])  # first and alone: the CPU build on disk, before anything can ask for another
     run(pip + ["-r", str(LOCK)])
-    run(pip + ["--no-deps", "--no-build-isolation", "-e", str(ROOT)])
+    run(pip + ["--no-deps", "--no-build-isolation", "-e", str(ROOT), "-e", str(PLUGIN)])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,149 @@
+"""Tables in the docs that are generated from committed files, so they cannot go stale.
+
+`python tools/docs.py` rewrites each block between `<!-- generated: NAME ... -->` and
+`<!-- end generated: NAME -->` (flywheel/store.py `replace_block`); `python tools/docs.py
+--check` only names the files that differ (exit status 1), and
+`tests/test_docs_current.py` fails when one does. The blocks:
+
+- README.md `results`: the committed reference run, from `data/<gen>/metrics.json` and
+  `judge.json`, stamped with `data/reference.json` (the commit and CPU that made them);
+- docs/architecture.md `stages`: what each stage of `dvc.yaml` reads and writes;
+- docs/loop.md and docs/loop_default.md `loop`: the experiment's tables, from
+  `docs/loop.json` and `docs/loop_default.json` (bench/loop_report.py);
+- docs/benchmarks.md `bench`: the benchmark tables, from `bench/results.json`
+  (bench/report.py).
+
+Everything else in those files is written by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from flywheel.store import atomic_file, replace_block  # noqa: E402
+
+REFERENCE = Path("data/reference.json")
+
+
+def results(root: Path) -> str:
+    """The reference run's table: accuracy per split, the judge, by generation."""
+    from flywheel.config import load
+
+    cfg = load(root / "params.yaml")
+    ref = json.loads((root / REFERENCE).read_text())
+    gens = [g for g in cfg.generations if (root / "data" / g / "metrics.json").exists()]
+    metrics = {g: json.loads((root / "data" / g / "metrics.json").read_text()) for g in gens}
+    judge = {g: json.loads((root / "data" / g / "judge.json").read_text()) for g in gens}
+    splits = sorted({s for m in metrics.values() for s in m["per_split"]}, key=lambda s: (s == "user", s))
+    head = ["generation", "eval accuracy", *(s.replace("_", " ") for s in splits), "judge precision", "judge recall",
+            "kept labels right"]
+    lines = [f"Made by `{ref['command']}` at commit {ref['commit']} on {ref['cpu']}, {ref['date']} "
+             f"(`data/reference.json`).", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for g in gens:
+        m, j = metrics[g], judge[g]
+        cells = [g, f"{m['accuracy']:.3f}", *(f"{m['per_split'][s]:.3f}" if s in m["per_split"] else "–"
+                                              for s in splits)]
+        cells += [f"{j[k]:.3f}" if k in j else "–" for k in ("precision", "recall", "kept_label_accuracy")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _data(paths: list[str]) -> str:
+    return ", ".join(f"`{p.replace('${key}', '<gen>').replace('${item.prev}', '<prev>')}`" for p in paths) or "–"
+
+
+def stages(root: Path) -> str:
+    """Per stage of dvc.yaml: its command, the data it reads, the params it declares, what it writes."""
+    doc = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+    lines = ["| stage | runs | reads (data) | params | writes |", "|---|---|---|---|---|"]
+    for name, stage in doc.items():
+        body = stage.get("do", stage)
+        deps = [d for d in body.get("deps", []) if str(d).startswith("data/")]
+        outs = []
+        for key in ("outs", "metrics", "plots"):
+            outs += [next(iter(o)) if isinstance(o, dict) else o for o in body.get(key, [])]
+        cmd = body["cmd"].replace("${key}", "<gen>")
+        each = " (per generation)" if "foreach" in stage else " (once)"
+        lines.append(f"| `{name}`{each} | `{cmd}` | {_data(deps)} | {', '.join(f'`{p}`' for p in body.get('params', []))}"
+                     f" | {_data(outs)} |")
+    return "\n".join(lines)
+
+
+def _loop(stem: str) -> Callable[[Path], str]:
+    def render(root: Path) -> str:
+        from bench.loop_report import markdown
+
+        return markdown(json.loads((root / "docs" / f"{stem}.json").read_text()), stem)
+    return render
+
+
+def _bench(root: Path) -> str:
+    from bench.report import tables
+
+    return tables(json.loads((root / "bench" / "results.json").read_text()))
+
+
+BLOCKS: dict[str, dict[str, Callable[[Path], str]]] = {
+    "README.md": {"results": results},
+    "docs/architecture.md": {"stages": stages},
+    "docs/loop.md": {"loop": _loop("loop")},
+    "docs/loop_default.md": {"loop": _loop("loop_default")},
+    "docs/benchmarks.md": {"bench": _bench},
+}
+
+
+def rendered(root: Path, name: str, text: str) -> str:
+    """`text` (a file's contents) with each of its generated blocks rewritten."""
+    for block, render in BLOCKS[name].items():
+        text = replace_block(text, block, render(root), where=name)
+    return text
+
+
+def stale(root: Path = ROOT) -> list[str]:
+    """The files whose generated blocks differ from what their committed sources give."""
+    out = []
+    for name in BLOCKS:
+        text = (root / name).read_text(encoding="utf-8")
+        if rendered(root, name, text) != text:
+            out.append(name)
+    return out
+
+
+def write(root: Path = ROOT) -> list[str]:
+    """Rewrite every generated block; returns the files that changed."""
+    changed = []
+    for name in BLOCKS:
+        path = root / name
+        old = path.read_text(encoding="utf-8")
+        new = rendered(root, name, old)
+        if new != old:
+            with atomic_file(path) as tmp:
+                tmp.write_text(new, encoding="utf-8")
+            changed.append(name)
+    return changed
+
+
+def main(argv: list[str]) -> int:
+    if argv == ["--check"]:
+        bad = stale()
+        for name in bad:
+            print(f"{name}: a generated block differs from its sources; run `python tools/docs.py`", file=sys.stderr)
+        return 1 if bad else 0
+    if argv:
+        print("usage: python tools/docs.py [--check]", file=sys.stderr)
+        return 2
+    for name in write():
+        print(f"rewrote {name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
