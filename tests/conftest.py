@@ -163,7 +163,7 @@ def shared_prefect(harness):
 SHARED_FIXTURES = {"small_run": ("small_run", "small_project"), "unkilled_run": ("unkilled_run",)}
 
 # The units that take longest start first, so that the short files fill in at the end
-# (serial seconds by file in docs/tests.md's table); the rest keep collection order.
+# (serial seconds by file in docs/testing.md's table); the rest keep collection order.
 START_FIRST = ("small_run", "tests/test_hf_student.py", "unkilled_run", "tests/test_bench.py",
                "tests/test_llm_stages.py", "tests/test_llm_flow.py")
 
