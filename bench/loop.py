@@ -67,6 +67,7 @@ from pathlib import Path
 import yaml
 
 from bench import ROOT
+from flywheel.config import load as load_config
 from bench import workspace as W
 from flywheel import store
 
@@ -76,7 +77,7 @@ from flywheel import store
 FULL = {"judge": {"verify": True}, "compose": {"policy": "accumulate"},
         "expand": {"strategy": {"error_driven": 0.45, "borderline": 0.25, "random": 0.3},
                    "failure_order": "hardest", "keep_factors": True}}
-_RATES = yaml.safe_load((ROOT / "params.yaml").read_text())["generate"]["skill_error_rates"]
+_RATES = load_config(ROOT / "params.yaml").generate.skill_error_rates
 ARMS = {
     "full": {},
     "static": {"expand": {"strategy": {"static": 1.0}}},

@@ -85,8 +85,9 @@ def e2e(work: Path, overrides: dict, log=print) -> dict:
     if res["exit_code"]:
         raise RuntimeError(f"flywheel run failed; see {work / 'e2e.log'}:\n{text[-2000:]}")
     stages, walls = parse_log(text)
-    cfg = yaml.safe_load((project / "params.yaml").read_text())
-    gens = list(cfg["generations"])
+    from flywheel.config import load
+
+    gens = list(load(project / "params.yaml").generations)
     names = ("prepare", *_stage_names())
     res |= {"generations": len(gens), "stage_seconds": stages, "stage_seconds_total": round(sum(stages.values()), 1),
             "by_stage": {s: round(sum(v for k, v in stages.items() if k.split("@")[0] == s), 1) for s in names},
@@ -129,7 +130,9 @@ def direct(work: Path, overrides: dict, log=print) -> dict:
     if res["exit_code"]:
         raise RuntimeError("direct run failed:\n" + "\n".join(lines[-20:]))
     res |= json.loads(lines[-1])
-    gens = list(yaml.safe_load((project / "params.yaml").read_text())["generations"])
+    from flywheel.config import load
+
+    gens = list(load(project / "params.yaml").generations)
     res["accuracy"] = _outputs(project, gens)
     log(f"direct: {res['seconds']}s")
     return res
@@ -187,7 +190,9 @@ def dvc(work: Path, overrides: dict, generations: int = 10, repeats: int = 3, lo
             raise RuntimeError(f"the no-op dvc repro ran a stage:\n{out[-1500:]}")
         noop.append(round(seconds, 2))
     status_s, _ = _dvc(project, "status")
-    stages = len(yaml.safe_load((project / "dvc.lock").read_text())["stages"])
+    from flows.results import lock_stages
+
+    stages = len(lock_stages(project))
     log(f"dvc: no-op repro {min(noop)}s")
     reruns = {}
     params = yaml.safe_load((project / "params.yaml").read_text())

@@ -19,7 +19,6 @@ import os
 import random
 import time
 
-import yaml
 
 from bench import ROOT
 from flywheel import kernels
@@ -34,7 +33,9 @@ def _pairs(n: int, seed: int):
     from flywheel.vocab import train_bpe_tokenizer
 
     rng = random.Random(seed)
-    vocab = yaml.safe_load((ROOT / "params.yaml").read_text())["domain"].get("tokenizer_vocab", 2000)
+    from flywheel.config import load
+
+    vocab = load(ROOT / "params.yaml").domain.tokenizer_vocab
     codec = student.Codec(train_bpe_tokenizer(lexicon(rng), vocab))
     reqs = [P.make_request(rng, P.spec_for_skill(rng, SKILLS[i % len(SKILLS)])) for i in range(n)]
     return codec, [(codec.prompt(r.text), codec.target(C.render(r.calls))) for r in reqs]
@@ -86,8 +87,10 @@ def measure(*, steps: int = 60, rounds: int = 3, rows: int = 2000) -> dict:
 
     from flywheel import student
 
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    tc, arch = params["train"], params["prepare"]["model"]
+    from flywheel.config import load
+
+    cfg = load(ROOT / "params.yaml")
+    tc, arch = cfg.train.model_dump(), cfg.prepare.model.model_dump()
     student.set_threads(tc["threads"])
     codec, pairs = _pairs(rows, seed=0)
     vocab = codec.tok.get_vocab_size()
@@ -151,8 +154,9 @@ def measure_hf(*, steps: int = 40, rounds: int = 2, rows: int = 800, width: int 
     from flywheel.toolcall import phrasings as P
     from flywheel.toolcall.catalog import SKILLS
 
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    tc = params["train"]
+    from flywheel.config import load
+
+    tc = load(ROOT / "params.yaml").train.model_dump()
     student.set_threads(tc["threads"])
     rng = random.Random(0)
     reqs = [P.make_request(rng, P.spec_for_skill(rng, SKILLS[i % len(SKILLS)])) for i in range(rows)]

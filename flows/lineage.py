@@ -20,7 +20,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from flows.health import loop_health
-from flows.results import Results, lock_md5s
+from flows.results import Results, lock_md5s, lock_stages
 from flows.student_model import requirements
 from flywheel.hf_student import MANIFEST
 from flywheel import failures, layout, store
@@ -220,9 +220,7 @@ def student_manifest(root: Path, generation: str) -> dict | None:
 
 def base_md5(root: Path, generation: str) -> str:
     """The md5 dvc.lock records for models/ (the base model folder) as train's dependency."""
-    import yaml
-
-    lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"].get(f"train@{generation}", {})
+    lock = lock_stages(root).get(f"train@{generation}", {})
     return next((d["md5"] for d in lock.get("deps", []) if d["path"] == "models"), "")
 
 

@@ -15,10 +15,15 @@ from flywheel import layout, store
 from flywheel.config import Config
 
 
+def lock_stages(root: Path) -> dict[str, dict]:
+    """dvc.lock's stages (`judge@gen-001` -> its deps, params and outs): the one reader of
+    the lock (flows/recover.py only checks that its text loads)."""
+    return yaml.safe_load((root / "dvc.lock").read_text())["stages"]
+
+
 def lock_md5s(root: Path) -> dict[str, str]:
     """path -> md5 of every output recorded in dvc.lock."""
-    stages = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
-    return {o["path"]: o["md5"] for s in stages.values() for o in s.get("outs", [])}
+    return {o["path"]: o["md5"] for s in lock_stages(root).values() for o in s.get("outs", [])}
 
 
 def new_rows(root: Path, generation: str) -> pd.DataFrame:
