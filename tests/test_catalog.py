@@ -94,6 +94,21 @@ def test_the_verifier_checks_schema_types_enums_and_grounding_from_the_file(libr
     assert wrong == ["enums"]
 
 
+def test_json_schema_habits_a_catalog_may_have(tmp_path):
+    """An enum without a type, an ISO date, an enum value in capitals; a dash in a name is refused."""
+    tools = [{"name": "book_desk", "parameters": {"type": "object", "required": ["desk", "day"], "properties": {
+        "desk": {"enum": ["A1", "B2"]}, "day": {"type": "string", "format": "date"}}}}]
+    cat = K.load(write_library(tmp_path, "desk.yaml", tools))
+    assert cat.functions["book_desk"].arg("desk").type == K.ENUM
+    label = [call("book_desk", desk="A1", day="2026-12-05")]
+    assert check("book desk a1 on 2026-12-05", label, cat) == []
+    assert check("book desk a1 on december 5, 2026", label, cat) == []
+    assert check("book desk a1 on december 6, 2026", label, cat)[0].startswith("grounding: book_desk.day")
+    assert C.parse("book_desk ( day = 2026-12-05 , desk = a1 )".split(), cat) == label  # the catalog's case
+    with pytest.raises(store.DataError, match="name 'book-desk' is not a function name"):
+        K.load(write_library(tmp_path, "dash.yaml", [{"name": "book-desk", "parameters": {}}]))
+
+
 def test_the_scorer_matches_calls_typed_by_the_new_schema(library):
     dom = _library_domain(library)
     label = C.dumps([call("renew_loan", loan_id=4521, weeks=2)])

@@ -97,8 +97,8 @@ def _coerce(catalog: Catalog, fn_name: str, arg: str, words: list[str]) -> Any:
         return text.lower() == "true"
     if kind in (DATE, TIME):
         return compact.lower()
-    if kind == ENUM:  # a copied word keeps the request's case; enum values are lower case
-        return text.lower()
+    if kind == ENUM:  # a copied word keeps the request's case: the catalog's value, whatever the case
+        return next((v for v in spec.enum if v.lower() == text.lower()), text.lower())
     return text
 
 

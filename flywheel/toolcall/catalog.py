@@ -66,8 +66,10 @@ _JSON_TYPES = {STR: "string", NUMBER: "number", INT: "integer", ENUM: "string", 
                BOOL: "boolean"}
 _FROM_JSON = {"string": STR, "number": NUMBER, "integer": INT, "boolean": BOOL}
 _FORMATS = {DATE: "MM-DD, or today, tomorrow, +Nd, next_<weekday>", TIME: "HH:MM, 24-hour"}
-# A name the student writes as one token of `fn ( a = v )`.
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
+# A name the student writes as one word of `fn ( a = v )`: its tokenizer splits at dots
+# and dashes, so a name has none.
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_NAME_RULE = "letters, digits and _, starting with a letter or _"
 
 
 @dataclass(frozen=True)
@@ -157,11 +159,11 @@ def _read(path: Path) -> Any:
 
 def _arg(where: str, name: str, prop: Any, required: bool, enum_words: dict, bool_words: dict) -> Arg:
     if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise DataError(f"{where}: argument name {name!r} is not a name (letters, digits, _ . -)")
+        raise DataError(f"{where}: argument name {name!r} is not a name ({_NAME_RULE})")
     where = f"{where}.{name}"
     if not isinstance(prop, dict):
         raise DataError(f"{where}: a property is a JSON Schema object, not {type(prop).__name__}")
-    kind = prop.get("type")
+    kind = prop.get("type", "string" if "enum" in prop else None)  # JSON Schema: an enum needs no type
     if kind not in _FROM_JSON:
         raise DataError(f"{where}: unknown type {kind!r} (string, number, integer, boolean, or a string enum)")
     description = str(prop.get("description", ""))
@@ -199,7 +201,7 @@ def _function(where: str, tool: Any, enum_words: dict, bool_words: dict) -> Func
         raise DataError(f"{where}: a tool is an object with name and parameters")
     name = tool.get("name")
     if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise DataError(f"{where}: name {name!r} is not a function name (letters, digits, _ . -)")
+        raise DataError(f"{where}: name {name!r} is not a function name ({_NAME_RULE})")
     where = f"{where.rsplit(':', 1)[0]}: {name}"
     params = tool.get("parameters", {"type": "object", "properties": {}})
     if not isinstance(params, dict) or params.get("type", "object") != "object":

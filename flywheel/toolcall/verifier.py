@@ -20,8 +20,10 @@ from flywheel.toolcall import surface
 from flywheel.toolcall.calls import Call
 from flywheel.toolcall.catalog import BOOL, DATE, ENUM, INT, NUMBER, SHIPPED, STR, TIME, WEEKDAYS, Catalog
 
-_DATE_VALUE = re.compile(r"(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])|today|tomorrow|\+[2-9]d|next_("
+# The flywheel's date values, and ISO 8601 dates (YYYY-MM-DD) as catalogs of your own use them.
+_DATE_VALUE = re.compile(r"(\d{4}-)?(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])|today|tomorrow|\+[2-9]d|next_("
                          + "|".join(WEEKDAYS) + ")")
+_ISO = re.compile(r"\d{4}-\d\d-\d\d")
 _TIME_VALUE = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
 
 
@@ -69,7 +71,9 @@ def _grounded(catalog: Catalog, text: str, name: str, kind: str, value: Any) -> 
         return float(value) in surface.numbers_in(text)
     if kind == ENUM:
         return any(_has_phrase(text, surface.normalise(w)) for w in catalog.words_for(value))
-    if kind == DATE:
+    if kind == DATE:  # an ISO date: its year said in the request, and its day as any notation says it
+        if _ISO.fullmatch(value):
+            return value in text or (value[:4] in text and value[5:] in surface.dates_in(text))
         return value in surface.dates_in(text)
     if kind == TIME:
         return value in surface.times_in(text)
