@@ -284,8 +284,9 @@ def get(cfg: "DomainConfig", root: Path = Path(".")) -> Domain:
 
 def require_teacher(dom: Domain, teacher) -> None:
     if dom.needs_model_teacher and teacher == "embedded":
+        why = getattr(dom, "why_model_teacher", "")
         raise ConfigError(f"params.yaml: generate.teacher: the {dom.name} domain needs an openai or transformers "
-                          "teacher")
+                          "teacher" + (f" ({why})" if why else ""))
 
 
 def require_committee(dom: Domain, committee: list) -> None:

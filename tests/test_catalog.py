@@ -220,3 +220,12 @@ def test_flywheel_run_refuses_a_bad_catalog_before_writing_anything(workspace, c
     assert len(lines) == 1 and lines[0].startswith("error:") and names in lines[0], proc.stderr[-2000:]
     print(f"BADCATALOG {case} => {lines[0]}")
     assert _snapshot(workspace) == before, f"{case}: the workspace changed"
+
+
+def test_a_catalog_of_your_own_with_the_embedded_teacher_is_refused_with_the_reason(library):
+    from flywheel.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"generate.teacher: .* \(a catalog of your own \(domain.tools\): the embedded "
+                                          r"teacher knows only the shipped catalog"):
+        domain.require_teacher(_library_domain(library), "embedded")
+    domain.require_teacher(domain.get(DomainConfig()), "embedded")  # the shipped catalog: fine

@@ -48,6 +48,11 @@ class Toolcall(Domain):
         return self.own_catalog or bool(self.cfg.traffic)
 
     @property
+    def why_model_teacher(self) -> str:
+        what = "a catalog of your own (domain.tools)" if self.own_catalog else "traffic (domain.traffic)"
+        return f"{what}: the embedded teacher knows only the shipped catalog and the requests it writes itself"
+
+    @property
     def needs_writer(self) -> bool:
         return self.own_catalog
 
