@@ -23,7 +23,7 @@ from flows.health import loop_health
 from flows.results import Results, lock_md5s, lock_stages
 from flows.student_model import requirements
 from flywheel.hf_student import MANIFEST
-from flywheel import failures, layout, store
+from flywheel import domain, failures, layout, store
 from flywheel.config import Config
 
 # (context, stage that writes it, path) of the datasets each generation's model used.
@@ -62,7 +62,7 @@ def setup_mlflow(cfg: Config, root: Path) -> str:
             "go there; set lineage.experiment to a new name to keep them here")
 
 
-__all__ = ["lock_md5s", "log_generation", "gate", "chain", "champion", "setup_mlflow"]
+__all__ = ["lock_md5s", "log_generation", "champion_gate", "chain", "champion", "setup_mlflow"]
 
 
 def git_revision(root: Path) -> str | None:
@@ -95,17 +95,15 @@ def champion(client: MlflowClient, name: str):
         return None
 
 
-GATED_SPLITS = ("user",)  # evaluation splits a champion may not drop on by more than the margin
-
-
-def gate(new: dict, old: dict | None, margin: float) -> tuple[bool, str]:
-    """Promote when accuracy is not below the champion's, and no skill and no gated split
-    (the hand-written `user` requests) drops by more than `margin`."""
+def champion_gate(new: dict, old: dict | None, margin: float, gated: tuple[str, ...] = ("user",)) -> tuple[bool, str]:
+    """The champion gate: promote when accuracy is not below the champion's, and no skill
+    and no gated split (the domain's `gated_splits`: the hand-written `user` requests)
+    drops by more than `margin`."""
     if old is None:
         return True, "first model"
     if new["accuracy"] < old["accuracy"]:
         return False, f"accuracy {new['accuracy']:.4f} below champion's {old['accuracy']:.4f}"
-    for split in GATED_SPLITS:
+    for split in gated:
         was, now = old.get("per_split", {}).get(split), new.get("per_split", {}).get(split)
         if was is not None and now is not None and was - now > margin:
             return False, f"split {split} drops {was - now:.4f} (> margin {margin})"
@@ -283,7 +281,7 @@ def log_generation(cfg: Config, root: Path, r: Results, parent_run_id: str | Non
                      "student.base_md5": base_md5(root, generation)})
     current = champion(client, lc.registered_model)
     old = json.loads(current.tags["metrics"]) if current is not None and "metrics" in current.tags else None
-    promoted, reason = gate(r.metrics, old, lc.gate_margin)
+    promoted, reason = champion_gate(r.metrics, old, lc.gate_margin, domain.get(cfg.domain, root).gated_splits)
     tags.update({"gate": "promoted" if promoted else "refused", "gate_reason": reason})
     for k, v in tags.items():
         client.set_model_version_tag(lc.registered_model, version, k, v)

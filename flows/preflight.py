@@ -48,7 +48,7 @@ def reachable(where: str, backend: BackendConfig) -> None:
 
 def check(root: Path, *, offline: bool = False) -> Config:
     """Everything above, in `root`; returns the config. Raises ConfigError or DataError."""
-    from flywheel import domain, llm_domain
+    from flywheel import domain
     from flywheel.llm import templates
     from flywheel.llm.judge import JUDGE_VARIABLES
 
@@ -73,7 +73,7 @@ def check(root: Path, *, offline: bool = False) -> Config:
         except StudentError as e:
             raise ConfigError(f"params.yaml: {e}") from None
     if cfg.judge.calibration.gold:
-        llm_domain.read_examples(folder / cfg.judge.calibration.gold, dom.label_format(), split="gold")
+        dom.read_gold(folder / cfg.judge.calibration.gold)
     if not offline:
         for where, backend in backends:
             reachable(where, backend)

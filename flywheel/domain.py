@@ -69,6 +69,9 @@ class Domain(ABC):
     needs_model_teacher: ClassVar[bool] = False  # no embedded teacher
     needs_committee: ClassVar[bool] = False  # no deterministic checks: every label goes to the committee
     needs_writer: ClassVar[bool] = False  # a teacher model writes the requests too (generate.writer)
+    # evaluation splits a new champion may not drop on by more than lineage.gate_margin:
+    # the requests people wrote, where a domain has them
+    gated_splits: ClassVar[tuple[str, ...]] = ("user",)
     writer_variables: ClassVar[frozenset[str]] = frozenset()  # what the writer template is rendered with
 
     def __init__(self, cfg: "DomainConfig", root: Path = Path(".")):
@@ -86,6 +89,13 @@ class Domain(ABC):
     @abstractmethod
     def check_files(self) -> None:
         """Preflight: the domain's own input files read cleanly (DataError otherwise)."""
+
+    def read_gold(self, path: Path) -> pd.DataFrame:
+        """The gold-labelled rows the judge is calibrated on (`judge.calibration.gold`): a
+        JSONL or Parquet file of `input` and `output` (flywheel/examples.py)."""
+        from flywheel.examples import read_examples
+
+        return read_examples(path, self.label_format(), split="gold")
 
     def traffic_plan(self, index: int, evals: pd.DataFrame, seed: int) -> pd.DataFrame:
         """Plan rows (store.PLAN) of kind `traffic` for generation `index`: logged requests

@@ -155,6 +155,39 @@ def atomic_file(path: Path, suffix: str = "") -> Iterator[Path]:
         raise
 
 
+def read_records(path: Path, key: str = "") -> list[tuple[str, dict]]:
+    """The records of a JSONL file (one object a line; blank lines skipped) or a Parquet
+    file, each with where it is (`<path>: line 7`, `<path>: row 7`) for the caller's
+    one-line errors. The file's own faults are `DataError`s here: not found (naming the
+    config `key` that points at it), not readable Parquet, not UTF-8, a line that is not
+    JSON or not an object. The one reader of the user's example, label and log files."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: not found" + (f" ({key})" if key else ""))
+    if path.suffix.lower() == ".parquet":
+        try:
+            rows = pq.read_table(path).to_pylist()
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise DataError(f"{path}: not a readable Parquet file ({' '.join(str(exc).split())[:120]})") from None
+        return [(f"{path}: row {i}", r) for i, r in enumerate(rows, 1)]
+    try:
+        lines = path.read_bytes().decode("utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    out = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}: line {n}: not valid JSON ({exc.msg})") from None
+        if not isinstance(rec, dict):
+            raise DataError(f"{path}: line {n}: expected a JSON object")
+        out.append((f"{path}: line {n}", rec))
+    return out
+
+
 def replace_block(text: str, name: str, body: str, where: str = "") -> str:
     """`text` with the generated block `name` (between `<!-- generated: name ... -->` and
     `<!-- end generated: name -->`) holding `body`; a text without the block is an error."""

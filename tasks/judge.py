@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from flywheel import domain, hf_student, layout, llm_domain, stage, store
+from flywheel import domain, hf_student, layout, stage, store
 from flywheel.config import TARGETED, ConfigView
 from flywheel.student import student_answers
 from flywheel.llm import LLMError, templates
@@ -34,7 +34,7 @@ def calibrate(dom: domain.Domain, jc, team, template, rubric: str) -> dict:
     """The committee's precision and recall at flagging wrong labels on the gold set."""
     cal = jc.calibration
     path = dom.path / cal.gold
-    gold = llm_domain.read_examples(path, dom.label_format(), split="gold")
+    gold = dom.read_gold(path)
     raw = pd.read_json(path, lines=True) if path.suffix != ".parquet" else pd.read_parquet(path)
     if "label_correct" not in raw or raw["label_correct"].isna().any():
         raise store.DataError(f"{path}: every gold row needs a boolean 'label_correct'")

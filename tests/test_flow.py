@@ -15,7 +15,7 @@ from mlflow import MlflowClient
 
 from conftest import changed_params, run
 from flows.cli import main as cli
-from flows.lineage import gate, lock_md5s, setup_mlflow
+from flows.lineage import champion_gate, lock_md5s, setup_mlflow
 from flywheel.config import load
 
 
@@ -27,16 +27,16 @@ def client_for(project):
 
 def test_gate_rules():
     old = {"accuracy": 0.5, "per_skill": {"a": 0.5, "b": 0.5}}
-    assert gate({"accuracy": 0.6, "per_skill": {"a": 0.7, "b": 0.47}}, old, 0.05)[0]
-    ok, why = gate({"accuracy": 0.6, "per_skill": {"a": 0.9, "b": 0.3}}, old, 0.05)
+    assert champion_gate({"accuracy": 0.6, "per_skill": {"a": 0.7, "b": 0.47}}, old, 0.05)[0]
+    ok, why = champion_gate({"accuracy": 0.6, "per_skill": {"a": 0.9, "b": 0.3}}, old, 0.05)
     assert not ok and "skill b drops" in why
-    ok, why = gate({"accuracy": 0.49, "per_skill": {"a": 0.5, "b": 0.5}}, old, 0.05)
+    ok, why = champion_gate({"accuracy": 0.49, "per_skill": {"a": 0.5, "b": 0.5}}, old, 0.05)
     assert not ok and "below champion" in why
-    assert gate({"accuracy": 0.0, "per_skill": {}}, None, 0.05) == (True, "first model")
+    assert champion_gate({"accuracy": 0.0, "per_skill": {}}, None, 0.05) == (True, "first model")
     with_user = dict(old, per_split={"user": 0.7})
-    ok, why = gate({"accuracy": 0.6, "per_skill": {"a": 0.5, "b": 0.5}, "per_split": {"user": 0.6}}, with_user, 0.05)
+    ok, why = champion_gate({"accuracy": 0.6, "per_skill": {"a": 0.5, "b": 0.5}, "per_split": {"user": 0.6}}, with_user, 0.05)
     assert not ok and "split user drops" in why
-    assert gate({"accuracy": 0.6, "per_skill": {"a": 0.5, "b": 0.5}, "per_split": {"user": 0.68}}, with_user, 0.05)[0]
+    assert champion_gate({"accuracy": 0.6, "per_skill": {"a": 0.5, "b": 0.5}, "per_split": {"user": 0.68}}, with_user, 0.05)[0]
 
 
 def test_the_lineage_parts_are_pure_functions_of_the_results(small_run):

@@ -10,7 +10,7 @@ from flywheel.config import ConfigError
 from flywheel.llm import templates
 from flywheel.llm.client import Answer
 from flywheel.llm.judge import JudgeAnswer, decide, fleiss_kappa
-from flywheel.llm_domain import canon, read_examples
+from flywheel.examples import canon, read_examples
 from flywheel.store import DataError
 
 

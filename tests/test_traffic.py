@@ -83,7 +83,7 @@ BAD = [
     ("not JSON", [{"request": "ok"}, b'{"request": "x", '], "traffic.jsonl: line 2: not valid JSON"),
     ("no request", [{"request": "ok"}, {"text": "x"}], "traffic.jsonl: line 2: 'request' must be a non-empty string"),
     ("empty request", [{"request": "  "}], "traffic.jsonl: line 1: 'request' must be a non-empty string"),
-    ("not an object", [["a", "list"]], "traffic.jsonl: line 1: not an object with a 'request'"),
+    ("not an object", [["a", "list"]], "traffic.jsonl: line 1: expected a JSON object"),
     ("bad timestamp", [{"request": "x", "timestamp": "yesterday"}],
      "traffic.jsonl: line 1: 'timestamp' 'yesterday' is not a time"),
     ("response not text", [{"request": "x", "response": 3}], "traffic.jsonl: line 1: 'response' must be a string"),

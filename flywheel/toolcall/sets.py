@@ -12,7 +12,6 @@ values only, and never repeats an evaluation request.
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
@@ -111,29 +110,23 @@ def skills_of(request: str, calls: list, catalog: Catalog = SHIPPED) -> list[str
 
 
 def labelled_set(path: Path, split: str, catalog: Catalog = SHIPPED, *, key: str = "domain.user_file") -> pd.DataFrame:
-    """Labelled requests, {"input": request, "output": [calls]} per line, checked against
-    `catalog`, as rows of `split`; one-line errors name the file and line."""
+    """Labelled requests, {"input": request, "output": [calls]} per JSONL line or Parquet
+    row (store.read_records), checked against `catalog`, as rows of `split`; one-line
+    errors name the file and line."""
     rows = []
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise store.DataError(f"{path}: not found ({key})") from None
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
+    for where, rec in store.read_records(path, key):
         try:
-            rec = json.loads(line)
             request, label = rec["input"], C.canonical(rec["output"])
             if not isinstance(request, str) or not request.strip():
                 raise ValueError("input is not a request")
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise store.DataError(f"{path}: line {n}: not a request with a call list ({exc})") from None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise store.DataError(f"{where}: not a request with a call list ({exc})") from None
         for call in C.loads(label):
             fn = catalog.functions.get(call["name"])
             bad = fn is None or any(fn.arg(k) is None or not _type_ok(fn.arg(k).type, v, fn.arg(k).enum)
                                     for k, v in call["arguments"].items())
             if bad or any(a.required and a.name not in call["arguments"] for a in fn.args):
-                raise store.DataError(f"{path}: line {n}: {call['name']}: not a valid call of the catalog")
+                raise store.DataError(f"{where}: {call['name']}: not a valid call of the catalog")
         rows.append({"id": store.row_id(request, label), "request": request, "label": label,
                      "skills": skills_of(request, C.loads(label), catalog), "split": split})
     if not rows:

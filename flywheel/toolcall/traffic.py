@@ -17,7 +17,6 @@ the request in `parent_request`), so DVC versions it with the plan.
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
@@ -32,39 +31,11 @@ KIND = "traffic"  # the plan kind and the training rows' source
 
 def read(path: Path, redactor: Redactor) -> pd.DataFrame:
     """id, request, timestamp (UTC or NaT), response: checked, redacted, distinct."""
-    path = Path(path)
-    if not path.is_file():
-        raise store.DataError(f"{path}: not found (domain.traffic)")
-    if path.suffix.lower() == ".parquet":
-        try:
-            df = pd.read_parquet(path)
-        except Exception as exc:  # noqa: BLE001 (pyarrow raises several kinds)
-            raise store.DataError(f"{path}: not a readable Parquet file ({' '.join(str(exc).split())[:120]})") from None
-        records, where = df.to_dict("records"), "row"
-    else:
-        try:
-            lines = path.read_bytes().decode("utf-8").splitlines()
-        except UnicodeDecodeError as exc:
-            raise store.DataError(f"{path}: not UTF-8 (byte {exc.start})") from None
-        records, where = [], "line"
-        for n, line in enumerate(lines, 1):
-            if not line.strip():
-                records.append(None)
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                raise store.DataError(f"{path}: line {n}: not valid JSON") from None
-            if not isinstance(rec, dict):
-                raise store.DataError(f"{path}: line {n}: not an object with a 'request'")
-            records.append(rec)
     rows, seen = [], set()
-    for n, rec in enumerate(records, 1):
-        if rec is None:
-            continue
+    for where, rec in store.read_records(path, "domain.traffic"):
         request = rec.get("request")
         if not isinstance(request, str) or not request.strip():
-            raise store.DataError(f"{path}: {where} {n}: 'request' must be a non-empty string")
+            raise store.DataError(f"{where}: 'request' must be a non-empty string")
         stamp = rec.get("timestamp")
         if stamp is None or (isinstance(stamp, float) and pd.isna(stamp)):
             stamp = pd.NaT
@@ -73,10 +44,10 @@ def read(path: Path, redactor: Redactor) -> pd.DataFrame:
                 stamp = pd.Timestamp(stamp)
                 stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
             except (ValueError, TypeError):
-                raise store.DataError(f"{path}: {where} {n}: 'timestamp' {stamp!r} is not a time") from None
+                raise store.DataError(f"{where}: 'timestamp' {stamp!r} is not a time") from None
         response = rec.get("response")
         if response is not None and not isinstance(response, str):
-            raise store.DataError(f"{path}: {where} {n}: 'response' must be a string")
+            raise store.DataError(f"{where}: 'response' must be a string")
         text = " ".join(redactor(request).split())
         key = store.request_key(text)
         if key in seen:
