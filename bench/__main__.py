@@ -69,7 +69,7 @@ def efficiency(path: Path) -> dict:
     each arm generates to reach the static arm's final `user` accuracy, over static's rows."""
     if not path.exists():
         return {"error": f"{path} not found: run `make experiment` first"}
-    from bench import loop_report
+    from experiments import loop_report
 
     data = json.loads(path.read_text())
     arms = {}

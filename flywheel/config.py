@@ -155,7 +155,7 @@ class JudgeConfig(_Section):
     batch_size: int = Field(256, ge=1, description="student decoding batch")
     verify: bool = Field(True, description=(
         "false: no checks, no committee; every label the teacher gave is kept as it came (the no-judge arm of "
-        "bench/loop.py); the truth still measures what was kept"))
+        "experiments/loop.py); the truth still measures what was kept"))
     committee_rows: int = Field(0, ge=0, description=(
         "most undecided rows put to the committee per run, targeted rows (error_driven, borderline, skill_synth, "
         "skill_weighted) first; the rest keep the embedded verdict. 0: every undecided row"))

@@ -4,7 +4,7 @@ Why not transformers' `GPT2LMHeadModel`: importing it costs about 6 s per stage 
 (torch.distributed.tensor, torch._dynamo and scipy.optimize come with
 `transformers.modeling_utils`), paid by `train`, `judge`, `evaluate` and `probe` in every
 generation, and its per-call overhead (cache objects, mask building) was most of a
-decoding step at this size. bench/stage_starts.py and bench/train_speed.py measure both.
+decoding step at this size. experiments/stage_starts.py and bench/train_speed.py measure both.
 
 The layers, their parameter names and the math are GPT-2's as transformers writes it
 (eager attention, tanh GELU, tied output head), so a checkpoint folder (`config.json`,

@@ -2,7 +2,7 @@
 any x86-64 CPU: the one place this is set is `tasks/__init__.py`, which runs before a
 stage module imports torch (ATen and MKL read these variables once, when they start).
 
-What each variable does in torch 2.13.0+cpu was measured, not read (bench/kernels.py,
+What each variable does in torch 2.13.0+cpu was measured, not read (experiments/kernels.py,
 docs/reproducibility.md): the same inputs hashed after each kernel, natively on an AMD
 EPYC (Zen 3, AVX2) and under QEMU emulating an Intel Haswell (AVX2) and an AMD EPYC-Rome.
 

@@ -25,7 +25,7 @@ from bench.workspace import env, make_project, merge, run  # noqa: E402,F401  (t
 
 # Two torch processes at once (two pytest-xdist workers, `make test`) take 2.5 to 4 times
 # as long each while idle OpenMP threads spin; with sleeping ones each takes about as long
-# as one alone (bench/omp_contention.py). Sleeping costs a process alone about 30%, so
+# as one alone (experiments/omp_contention.py). Sleeping costs a process alone about 30%, so
 # only a run with several workers asks for it; stage processes inherit it.
 if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -73,7 +73,7 @@ def test_ablation_runs_its_arms_on_a_tiny_size(tmp_path):
     same teacher, every split scored. (The `old` arms read the old teacher from git
     history, which a shallow clone lacks.) The numbers mean nothing at this size."""
     out = tmp_path / "ablation.json"
-    run([sys.executable, "-m", "bench.ablation", "--rows", "200", "--steps", "3", "--seeds", "0",
+    run([sys.executable, "-m", "experiments.ablation", "--rows", "200", "--steps", "3", "--seeds", "0",
          "--arms", "teacher,both", "--out", str(out)], ROOT)
     results = json.loads(out.read_text())["results"]
     assert [r["arm"] for r in results] == ["teacher", "both"]
@@ -85,6 +85,6 @@ def test_ablation_runs_its_arms_on_a_tiny_size(tmp_path):
 
 
 def test_ablation_refuses_an_unknown_arm(tmp_path):
-    proc = run([sys.executable, "-m", "bench.ablation", "--arms", "both,bigger", "--out", str(tmp_path / "a.json")],
+    proc = run([sys.executable, "-m", "experiments.ablation", "--arms", "both,bigger", "--out", str(tmp_path / "a.json")],
                ROOT, check=False)
     assert proc.returncode != 0 and "unknown arm 'bigger'" in proc.stderr

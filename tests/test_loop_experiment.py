@@ -1,4 +1,4 @@
-"""The loop experiment (bench/loop.py) on a toy size: every arm runs the real stages and
+"""The loop experiment (experiments/loop.py) on a toy size: every arm runs the real stages and
 is measured, the no-judge arm keeps the teacher's labels as they come, an interrupted or
 extended run keeps what it has, and the report is written. Its accuracies mean nothing at
 this size and are not asserted."""
@@ -16,7 +16,7 @@ TINY = ["--tiny", "--seeds", "2", "--generations", "2", "--parallel", "2"]
 
 
 def test_the_arms_run_at_equal_budget_and_a_second_run_adds_only_what_is_missing(tmp_path):
-    run([sys.executable, "-m", "bench.loop", *TINY, "--arms", "full,no_judge,static", "--out", str(tmp_path)], ROOT)
+    run([sys.executable, "-m", "experiments.loop", *TINY, "--arms", "full,no_judge,static", "--out", str(tmp_path)], ROOT)
     data = json.loads((tmp_path / "loop.json").read_text())
     assert sorted(data["runs"]) == sorted(f"{a}/{s}" for a in ("full", "no_judge", "static")
                                           for s in (20261121, 20261122))
@@ -35,7 +35,7 @@ def test_the_arms_run_at_equal_budget_and_a_second_run_adds_only_what_is_missing
         assert [static[0][k] for k in ("user", "eval", "kept_label_accuracy")] == \
             [on[0][k] for k in ("user", "eval", "kept_label_accuracy")]
     before = {k: v for k, v in data["runs"].items()}
-    run([sys.executable, "-m", "bench.loop", *TINY, "--arms", "full,random", "--out", str(tmp_path)], ROOT)
+    run([sys.executable, "-m", "experiments.loop", *TINY, "--arms", "full,random", "--out", str(tmp_path)], ROOT)
     after = json.loads((tmp_path / "loop.json").read_text())["runs"]
     assert {k: after[k] for k in before} == before  # kept, not rerun
     assert {"random/20261121", "random/20261122"} <= set(after)
@@ -46,6 +46,6 @@ def test_the_arms_run_at_equal_budget_and_a_second_run_adds_only_what_is_missing
 
 
 def test_an_unknown_arm_is_refused(tmp_path):
-    proc = run([sys.executable, "-m", "bench.loop", "--arms", "full,psychic", "--out", str(tmp_path)], ROOT,
+    proc = run([sys.executable, "-m", "experiments.loop", "--arms", "full,psychic", "--out", str(tmp_path)], ROOT,
                check=False)
     assert proc.returncode != 0 and "unknown arm 'psychic'" in proc.stderr

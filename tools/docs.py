@@ -9,7 +9,7 @@
   `judge.json`, stamped with `data/reference.json` (the commit and CPU that made them);
 - docs/architecture.md `stages`: what each stage of `dvc.yaml` reads and writes;
 - docs/loop.md and docs/loop_default.md `loop`: the experiment's tables, from
-  `docs/loop.json` and `docs/loop_default.json` (bench/loop_report.py);
+  `docs/loop.json` and `docs/loop_default.json` (experiments/loop_report.py);
 - docs/benchmarks.md `bench`: the benchmark tables, from `bench/results.json`
   (bench/report.py).
 
@@ -79,7 +79,7 @@ def stages(root: Path) -> str:
 
 def _loop(stem: str) -> Callable[[Path], str]:
     def render(root: Path) -> str:
-        from bench.loop_report import markdown
+        from experiments.loop_report import markdown
 
         return markdown(json.loads((root / "docs" / f"{stem}.json").read_text()), stem)
     return render

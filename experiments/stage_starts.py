@@ -3,10 +3,10 @@
 Each is the least of `rounds` fresh interpreters, after one untimed start that writes
 the .pyc files.
 
-    python -m bench.stage_starts [--root DIR] [--rounds N] [--out FILE]
+    python -m experiments.stage_starts [--root DIR] [--rounds N] [--out FILE]
 
 `--root` is a checkout to measure (another commit's worktree, for a before/after), run
-with this venv's interpreter. bench/stage_starts.json holds two such runs, `before`
+with this venv's interpreter. experiments/stage_starts.json holds two such runs, `before`
 (a worktree of 690d6ec) and `after`, put side by side.
 """
 

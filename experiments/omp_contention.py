@@ -3,12 +3,12 @@ OpenMP's idle threads spinning (its default) and sleeping (`OMP_WAIT_POLICY=PASS
 
 Each stage sets torch to `train.threads` (2) threads. Two such processes on two cores
 with spinning idle threads take their turns badly; with sleeping ones they share the
-cores. Measured 2026-12-01, 3 turns (bench/omp_contention.json): spinning, 14.7-15.7 s
+cores. Measured 2026-12-01, 3 turns (experiments/omp_contention.json): spinning, 14.7-15.7 s
 alone and 40-65 s each for two at once; sleeping, 19.1-21.2 s alone and 17.4-19.1 s
 each for two at once. So the test suite's two workers (tests/conftest.py) set PASSIVE
 and a flywheel run, whose stages run one at a time, does not.
 
-    python -m bench.omp_contention [--steps 400] [--repeat 3] [--out bench/omp_contention.json]
+    python -m experiments.omp_contention [--steps 400] [--repeat 3] [--out experiments/omp_contention.json]
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--repeat", type=int, default=3, help="measurements of each policy, taken in turn")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "omp_contention.json")
+    ap.add_argument("--out", type=Path, default=ROOT / "experiments" / "omp_contention.json")
     args = ap.parse_args(argv)
     results = measure(args.steps, args.repeat)
     for policy, r in results["runs"].items():

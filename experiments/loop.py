@@ -40,7 +40,7 @@ generation 0's probe share that prefix (computed once per seed). A job is one se
 group of arms; `--parallel` jobs run at once with one torch thread each (train.threads 1,
 OMP_WAIT_POLICY=PASSIVE), so a result does not depend on the schedule.
 
-    python -m bench.loop [--size small|default] [--seeds 5] [--generations 5] [--parallel 2] [--arms a,b]
+    python -m experiments.loop [--size small|default] [--seeds 5] [--generations 5] [--parallel 2] [--arms a,b]
                          [--out docs]
 
 Results accumulate in <out>/loop.json (`small`) or <out>/loop_default.json, one entry per
@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
         print("RESULT " + json.dumps(res), flush=True)
         return 0
-    from bench import loop_report
+    from experiments import loop_report
 
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     unknown = [a for a in arms if a not in ARMS]
@@ -309,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         while todo or running:
             while todo and len(running) < max(1, args.parallel):
                 s, group = todo.pop(0)
-                cmd = [sys.executable, "-m", "bench.loop", "--job", f"{s}:{','.join(group)}",
+                cmd = [sys.executable, "-m", "experiments.loop", "--job", f"{s}:{','.join(group)}",
                        "--generations", str(args.generations), "--out", str(out), "--size", args.size] + \
                     (["--tiny"] if args.tiny else [])
                 log = logs / f"{s}-{group[0]}.log"
@@ -326,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
                 if proc.returncode:
                     for p, *_ in running:
                         p.kill()
-                    raise SystemExit(f"bench.loop: seed {s} arms {','.join(group)} failed "
+                    raise SystemExit(f"experiments.loop: seed {s} arms {','.join(group)} failed "
                                      f"({proc.returncode}), log {log}:\n{text[-3000:]}")
                 res = json.loads(text.split("RESULT ", 1)[1].splitlines()[0])
                 for arm, curve in res.items():
@@ -346,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
             data["meta"]["wall_seconds"] = data["meta"].get("wall_seconds", []) + [round(time.monotonic() - start)]
             store.write_json(data, path)
         shutil.rmtree(logs, ignore_errors=True)  # kept only when a job fails
-        print(f"bench.loop: {time.monotonic() - start:.0f} s", flush=True)
+        print(f"experiments.loop: {time.monotonic() - start:.0f} s", flush=True)
     loop_report.write(data, out, STEMS[size_name])
     return 0
 

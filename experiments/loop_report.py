@@ -1,5 +1,5 @@
 """The loop experiment's report: docs/loop.md (tables) and docs/loop.png (plot), from
-docs/loop.json (bench/loop.py). Mean with a 95% t-interval over seeds; differences from
+docs/loop.json (experiments/loop.py). Mean with a 95% t-interval over seeds; differences from
 `full` are paired by seed (same seed: same seed set, evaluation set and generation 0)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ MAIN = ("full", "static", "random", "oracle", "tags", "no_judge", "error_only", 
 
 
 def order(data: dict):
-    """The arms in the order bench/loop.py defines them (its `meta.arms`), others last."""
+    """The arms in the order experiments/loop.py defines them (its `meta.arms`), others last."""
     arms = data["meta"].get("arms", [])
     return lambda arm: arms.index(arm) if arm in arms else len(arms)
 
@@ -114,7 +114,7 @@ def markdown(data: dict, stem: str = "loop") -> str:
     main = max(commits, key=lambda c: len(commits[c]))
     others = "; ".join(f"{', '.join(f'`{a}`' for a in sorted(arms, key=order(data)))}: {c}" for c, arms in commits.items()
                        if c != main)
-    lines = [f"Made by `make experiment` (`python -m bench.loop`) at commit {main}" + (f" ({others})" if others else "")
+    lines = [f"Made by `make experiment` (`python -m experiments.loop`) at commit {main}" + (f" ({others})" if others else "")
              + " on "
              f"{meta.get('cpu', '')} ({meta['machine']}), {meta['date']}: "
              f"up to {len(meta['seeds'])} seeds × {meta['generations']} generations (the table says how many each arm "

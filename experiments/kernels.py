@@ -5,7 +5,7 @@ natively or under QEMU's user-mode emulation of another CPU (Debian's `qemu-user
 this machine is). Two settings that give the same hashes everywhere are the same
 kernels; a hash that moves with the CPU is a kernel the pin does not hold.
 
-    python -m bench.kernels [--qemu Haswell,EPYC-Rome] [--out bench/kernels.json]
+    python -m experiments.kernels [--qemu Haswell,EPYC-Rome] [--out experiments/kernels.json]
 
 flywheel/kernels.py chose its pin from this (docs/reproducibility.md). Under emulation
 an interpreter takes a minute to import torch and the student's three training steps
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--qemu", default="", help="comma-separated QEMU CPU models to emulate as well")
     ap.add_argument("--qemu-settings", default=",".join(SETTINGS),
                     help="comma-separated settings to run under emulation (natively every setting runs)")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "kernels.json")
+    ap.add_argument("--out", type=Path, default=ROOT / "experiments" / "kernels.json")
     args = ap.parse_args(argv)
     cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
     model = next((l.split(":", 1)[1].strip() for l in cpu.splitlines() if l.startswith("Model name")), "")

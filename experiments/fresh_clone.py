@@ -5,7 +5,7 @@ uv and pip caches of its own) or warm (the machine's). Then whether the run repr
 the committed reference: the outputs whose md5 in the clone's dvc.lock differs from the
 committed one (none, when it reproduced), and the `user` accuracy it reached.
 
-    python -m bench.fresh_clone --cache cold|warm [--out bench/fresh_clone.json]
+    python -m experiments.fresh_clone --cache cold|warm [--out experiments/fresh_clone.json]
 
 Each run appends to the output file (runs are 6 to 10 minutes; nothing else should run
 beside one).
@@ -74,7 +74,7 @@ def measure(cache: str, work: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cache", choices=("cold", "warm"), required=True)
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "fresh_clone.json")
+    ap.add_argument("--out", type=Path, default=ROOT / "experiments" / "fresh_clone.json")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="flywheel-clone-") as tmp:
         result = measure(args.cache, Path(tmp))

