@@ -69,11 +69,11 @@ def efficiency(path: Path) -> dict:
     each arm generates to reach the static arm's final `user` accuracy, over static's rows."""
     if not path.exists():
         return {"error": f"{path} not found: run `make experiment` first"}
-    from experiments import loop_report
+    from bench.stats import summary
 
     data = json.loads(path.read_text())
     arms = {}
-    for arm, e in loop_report.summary(data).items():
+    for arm, e in summary(data).items():
         if arm == "static":
             continue
         ratios = e["rows_to_static"]

@@ -7,7 +7,8 @@
 
 - README.md `results`: the committed reference run, from `data/<gen>/metrics.json` and
   `judge.json`, stamped with `data/reference.json` (the commit and CPU that made them);
-- docs/architecture.md `stages`: what each stage of `dvc.yaml` reads and writes;
+- docs/architecture.md `layers`: which package imports which, from the import
+  statements; `stages`: what each stage of `dvc.yaml` reads and writes;
 - docs/loop.md and docs/loop_default.md `loop`: the experiment's tables, from
   `docs/loop.json` and `docs/loop_default.json` (experiments/loop_report.py);
 - docs/benchmarks.md `bench`: the benchmark tables, from `bench/results.json`
@@ -56,6 +57,29 @@ def results(root: Path) -> str:
     return "\n".join(lines)
 
 
+PACKAGES = ("flows", "tasks", "flywheel", "bench", "experiments", "tools")
+
+
+def layers(root: Path) -> str:
+    """Which top-level package imports which (module level or inside a function), read
+    from the code's import statements."""
+    import ast
+
+    uses: dict[str, set[str]] = {p: set() for p in PACKAGES}
+    for package in PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                    [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+                uses[package] |= {n.split(".")[0] for n in names if n.split(".")[0] in PACKAGES} - {package}
+    lines = ["| package | imports | imported by |", "|---|---|---|"]
+    for package in PACKAGES:
+        by = sorted(p for p in PACKAGES if package in uses[p])
+        lines.append(f"| `{package}/` | {', '.join(f'`{u}`' for u in sorted(uses[package])) or '–'} | "
+                     f"{', '.join(f'`{b}`' for b in by) or '–'} |")
+    return "\n".join(lines)
+
+
 def _data(paths: list[str]) -> str:
     return ", ".join(f"`{p.replace('${key}', '<gen>').replace('${item.prev}', '<prev>')}`" for p in paths) or "–"
 
@@ -93,7 +117,7 @@ def _bench(root: Path) -> str:
 
 BLOCKS: dict[str, dict[str, Callable[[Path], str]]] = {
     "README.md": {"results": results},
-    "docs/architecture.md": {"stages": stages},
+    "docs/architecture.md": {"layers": layers, "stages": stages},
     "docs/loop.md": {"loop": _loop("loop")},
     "docs/loop_default.md": {"loop": _loop("loop_default")},
     "docs/benchmarks.md": {"bench": _bench},
