@@ -34,6 +34,7 @@ GENERATE_METRICS = "generate.json"
 GENERATE_CALLS = "generate_calls.parquet"  # the teacher answers this generation used
 JUDGE_CALLS = "judge_calls.parquet"  # the judge answers this generation used
 EVALUATE_CALLS = "evaluate_calls.parquet"  # judge-scored metric only
+CALLS = {"generate": GENERATE_CALLS, "judge": JUDGE_CALLS, "evaluate": EVALUATE_CALLS}  # per stage that asks a model
 
 
 def gen_dir(generation: str) -> Path:

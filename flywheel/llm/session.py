@@ -24,7 +24,7 @@ class Session:
     def __init__(self, stage: str, generation: str, budget: Budget, *, offline: bool, secrets: Mapping[str, str],
                  cache_path: Path = layout.LLM_CACHE):
         self.stage, self.offline, self._secrets = stage, offline, secrets
-        self.calls_file = layout.path(generation, f"{stage}_calls.parquet")
+        self.calls_file = layout.path(generation, layout.CALLS[stage])
         self.report_file = layout.llm_report(generation, stage)
         self.cache = Cache(cache_path)
         self.imported = self.cache.load(self.calls_file)
