@@ -79,8 +79,11 @@ def cached(project: Path) -> int:
     db = project / ".llm-cache" / "responses.sqlite"
     if not db.exists():
         return 0
-    with sqlite3.connect(db) as con:
-        return con.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+    try:
+        with sqlite3.connect(db) as con:
+            return con.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+    except sqlite3.OperationalError:  # the stage has made the file and not yet its table: nothing cached
+        return 0
 
 
 def locked_stages(project: Path) -> set[str]:
