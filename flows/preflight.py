@@ -65,13 +65,12 @@ def check(root: Path, *, offline: bool = False) -> Config:
     if cfg.judge.committee:
         templates.load(folder / cfg.judge.template).check(JUDGE_VARIABLES)
     dom.check_files()
-    if cfg.student.model:
-        from flywheel.hf_student import StudentError, check_base
+    from flywheel.student import StudentError, kind_for
 
-        try:
-            check_base(cfg.student, dom, root)
-        except StudentError as e:
-            raise ConfigError(f"params.yaml: {e}") from None
+    try:
+        kind_for(cfg.student).check(cfg.student, dom, root)
+    except StudentError as e:
+        raise ConfigError(f"params.yaml: {e}") from None
     if cfg.judge.calibration.gold:
         dom.read_gold(folder / cfg.judge.calibration.gold)
     if not offline:

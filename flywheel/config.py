@@ -190,6 +190,8 @@ class LoraConfig(_Section):
 class StudentConfig(_Section):
     """The student: the built-in GPT-2 (`model: ""`, sized by prepare.model) or a Hugging
     Face causal LM of your own (flywheel/hf_student.py, docs/student.md)."""
+    kind: str = Field("", description="the student kind (flywheel/student.py's registry): '' picks `hf` when `model` "
+                                      "is set, else `builtin`")
     model: str = Field("", description="'': built-in; a folder under models/ (save_pretrained); or a hub id")
     revision: str = Field("", description="with a hub id: the commit to load")
     lora: LoraConfig = Field(default_factory=LoraConfig)

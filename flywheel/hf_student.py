@@ -35,8 +35,7 @@ IGNORE = -100
 BASE_DIR = Path("models")  # where a local base model lives, so dvc.yaml can list it as a dependency
 
 
-class StudentError(ValueError):
-    """A student configuration or checkpoint that cannot work; the message is one line."""
+from flywheel.student import StudentError  # noqa: E402  (one error for every kind)
 
 
 def is_hf(folder: Path) -> bool:
@@ -147,7 +146,29 @@ def _lora_config(cfg: "StudentConfig", model):
 
 
 class HFStudent:
-    """A Hugging Face causal LM with its tokenizer and chat format."""
+    """A Hugging Face causal LM with its tokenizer and chat format (kind `hf`)."""
+    kind = "hf"
+    random_at_start = False  # generation 0 starts from the base model's weights
+
+    @staticmethod
+    def check(student: "StudentConfig", dom: "Domain", root: Path = Path(".")) -> None:
+        check_base(student, dom, root)
+
+    @staticmethod
+    def claims(folder: Path) -> bool:
+        return is_hf(folder)
+
+    @classmethod
+    def make(cls, folder: Path, *, dom, tokenizer, prepare, student, seed: int) -> str:
+        """prepare's student: the manifest and the base's tokenizer (no weights)."""
+        cls.untrained(student, dom, folder)
+        return f"student {student.model}"
+
+    def describe(self, rows: int, seconds: float) -> str:
+        trained = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        loss = self._history[-1][1] if self._history else float("nan")
+        return f"{self._steps} steps on {rows} rows in {seconds:.1f}s, {trained:,} of " \
+               f"{self.parameters:,} parameters trained, final loss {loss:.4f}"
 
     def __init__(self, model, tokenizer, manifest: dict, dom: "Domain"):
         self.model, self.tok, self.manifest, self.dom = model, tokenizer, manifest, dom
@@ -171,12 +192,27 @@ class HFStudent:
         (folder / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
 
     @classmethod
-    def load(cls, folder: Path, dom: "Domain", *, trainable: bool = False,
-             lora_cfg: "StudentConfig | None" = None, base: str | None = None) -> "HFStudent":
+    def load(cls, folder: Path, dom: "Domain", *, trainable: bool = False, student: "StudentConfig | None" = None,
+             seed: int | None = None, threads: int | None = None, base: str | None = None,
+             lora_cfg: "StudentConfig | None" = None) -> "HFStudent":
         """The checkpoint at `folder`: base weights (the manifest's base, `base` if given,
         or this folder's own full weights) plus, for LoRA, the adapter; `trainable` readies
-        it for training (`lora_cfg`: a new adapter on a base that has none yet)."""
+        it for training (`student`, or `lora_cfg`: the config a new adapter on a base that
+        has none yet is made from; with `seed`, the draws are seeded and deterministic, the
+        adapter's initial weights included, with `threads` torch threads)."""
+        import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        lora_cfg = lora_cfg or student
+        if trainable and seed is not None:
+            # Its layers' products run in torch (MKL, vendor-neutral under the pin:
+            # flywheel/kernels.py), whose bytes are the same for 1 to 3 threads.
+            import transformers
+
+            if threads is not None:
+                torch.set_num_threads(threads)
+            torch.use_deterministic_algorithms(True)
+            transformers.set_seed(seed)  # a new LoRA adapter's initial weights are drawn here, before Trainer seeds
 
         folder = Path(folder)
         manifest = json.loads((folder / MANIFEST).read_text())
@@ -288,7 +324,7 @@ class HFStudent:
     # --- training -----------------------------------------------------------------------
 
     def fit(self, requests: list[str], labels: list[str], *, train: "TrainConfig", student: "StudentConfig",
-            seed: int, on_log: Callable[[int, float], None] | None = None) -> list[tuple[int, float]]:
+            seed: int, progress: Callable[[int, float], None] | None = None) -> list[tuple[int, float]]:
         """transformers' Trainer on (prompt, answer) rows, loss on the answer tokens only;
         returns the (step, loss) points it logged."""
         from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
@@ -306,8 +342,8 @@ class HFStudent:
             def on_log(self, args, state, control, logs=None, **kwargs):
                 if logs and "loss" in logs:
                     history.append((state.global_step, float(logs["loss"])))
-                    if on_log:
-                        on_log(state.global_step, float(logs["loss"]))
+                    if progress:
+                        progress(state.global_step, float(logs["loss"]))
 
         device = str(next(self.model.parameters()).device.type)
         bf16 = next(self.model.parameters()).dtype.__repr__().endswith("bfloat16")
@@ -328,6 +364,7 @@ class HFStudent:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         self.model.eval()
+        self._history, self._steps = history, train.steps
         return history
 
 

@@ -224,6 +224,9 @@ def train(model: GPT2, pairs: list[tuple[list[int], list[int]]], *, steps: int, 
     return history
 
 
+run_steps = train  # the training loop, by a name a method whose `train` is the config can call
+
+
 @torch.no_grad()
 def greedy(model: GPT2, prompts: list[list[int]], *, eos: int, max_new_tokens: int,
            batch_size: int, on_batch: Callable[[int], None] | None = None, temperature: float = 0.0,
@@ -302,10 +305,13 @@ def load_model(model_dir: Path) -> GPT2:
 
 @dataclass
 class Student:
-    """A checkpoint that describes itself: the network and the tokenizer it reads with."""
+    """The built-in student (kind `builtin`): a checkpoint that describes itself, the
+    network and the tokenizer it reads with."""
     model: GPT2
     codec: Codec
     dom: Any = None  # the domain whose labels label_losses reads (set by `load`)
+    kind = "builtin"
+    random_at_start = True  # prepare's network is random: the judge does not ask it
 
     @classmethod
     def build(cls, tokenizer: Tokenizer, *, seed: int, n_layer: int, n_embd: int, n_head: int,
@@ -317,8 +323,46 @@ class Student:
         return cls(model, codec)
 
     @classmethod
-    def load(cls, folder: Path) -> "Student":
-        return cls(load_model(folder), Codec(Tokenizer.from_file(str(Path(folder) / TOKENIZER))))
+    def check(cls, student, dom, root: Path = Path(".")) -> None:
+        """Nothing to check: prepare.model sizes it, and the config validated that."""
+
+    @classmethod
+    def claims(cls, folder: Path) -> bool:
+        return (Path(folder) / TOKENIZER).exists()
+
+    @classmethod
+    def make(cls, folder: Path, *, dom, tokenizer: Tokenizer, prepare, student, seed: int) -> str:
+        """prepare's student: a random network sized by `prepare.model`, and the tokenizer."""
+        built = cls.build(tokenizer, seed=seed, **prepare.model.model_dump())
+        built.save(folder)
+        return f"student {built.parameters:,} parameters, vocabulary {tokenizer.get_vocab_size()}"
+
+    @classmethod
+    def load(cls, folder: Path, dom=None, *, trainable: bool = False, student=None, seed: int | None = None,
+             threads: int | None = None, base: str | None = None) -> "Student":
+        if threads is not None:
+            set_threads(threads)
+        return cls(load_model(folder), Codec(Tokenizer.from_file(str(Path(folder) / TOKENIZER))), dom)
+
+    def fit(self, requests: list[str], labels: list[str], *, train, student, seed: int,
+            progress: Callable[[int, float], None] | None = None) -> list[tuple[int, float]]:
+        """`train.steps` steps of AdamW on the answer tokens; returns the loss every
+        `train.log_every` steps and at the last."""
+        pairs = self.pairs(requests, [self.dom.target(label) for label in labels])
+        limit = self.model.config.n_positions
+        too_long = [i for i, (p, t) in enumerate(pairs) if len(p) + len(t) > limit]
+        if too_long:
+            raise StudentError(f"row {too_long[0] + 1} is longer than prepare.model.n_positions={limit} tokens")
+        history = run_steps(self.model, pairs, steps=train.steps, batch_size=train.batch_size, lr=train.lr,
+                            warmup_steps=train.warmup_steps, weight_decay=train.weight_decay, seed=seed,
+                            pad=self.codec.pad, on_step=progress)
+        self._fitted = (sum(len(p) + len(t) for p, t in pairs) / len(pairs) * train.batch_size * train.steps,
+                        train.steps, history[-1][1])
+        return [(step, loss) for step, loss in history if step % train.log_every == 0 or step == train.steps]
+
+    def describe(self, rows: int, seconds: float) -> str:
+        tokens, steps, loss = self._fitted
+        return f"{steps} steps on {rows} rows in {seconds:.1f}s ({tokens / seconds:,.0f} tokens/s), final loss {loss:.4f}"
 
     def save(self, folder: Path) -> None:
         """Config, safetensors weights and tokenizer into `folder` (a new directory)."""
@@ -350,18 +394,78 @@ class Student:
         return self.losses(requests, [self.dom.target(label) for label in labels], batch_size=batch_size)
 
 
-def load(folder: Path, dom, *, base: str | None = None) -> "Student":
-    """The checkpoint at `folder`, whichever kind: a Hugging Face student (its folder has
-    hf_student.MANIFEST; `base` overrides where its base model is) or the built-in one.
-    Both answer and rank rows the same way."""
-    from flywheel import hf_student
+# -- the student interface: every kind of student, one registry ------------------------------
 
-    if hf_student.is_hf(Path(folder)):
-        return hf_student.HFStudent.load(Path(folder), dom, base=base)
-    student = Student.load(folder)
-    student.dom = dom
-    return student
+GROUP = "flywheel.students"  # the entry-point group student kinds register in (pyproject.toml)
+PROTOCOL = ("check", "claims", "make", "load", "fit", "answer", "label_losses", "save", "describe")
+_KINDS: dict[str, type] = {}
 
+
+class StudentError(ValueError):
+    """A student configuration or checkpoint that cannot work; the message is one line."""
+
+
+def register_kind(cls: type) -> type:
+    """Add a student kind under `cls.kind`, after checking it has the whole interface:
+    `check(student, dom, root)` (refuse a config that cannot work, before any work: a
+    `StudentError`), `claims(folder)` (is this checkpoint mine?), `make(folder, *, dom, tokenizer, prepare,
+    student, seed)` (prepare's untrained student; returns what the log says of it),
+    `load(folder, dom, *, trainable, student, seed, threads, base)`, and on an instance
+    `fit(requests, labels, *, train, student, seed, progress)` (returns the (step, loss)
+    curve to plot), `answer`, `label_losses`, `save(folder)`, `describe(rows, seconds)`
+    (the train log's line), plus `random_at_start` (prepare's student knows nothing, so
+    the judge does not ask it)."""
+    where = f"student kind {cls.__module__}.{cls.__qualname__}"
+    name = getattr(cls, "kind", None)
+    if not isinstance(name, str) or not name.isidentifier():
+        raise TypeError(f"{where}: 'kind' must be an identifier, not {name!r}")
+    missing = [m for m in PROTOCOL if not callable(getattr(cls, m, None))]
+    if missing:
+        raise TypeError(f"{where}: does not implement {', '.join(missing)}")
+    if not isinstance(getattr(cls, "random_at_start", None), bool):
+        raise TypeError(f"{where}: 'random_at_start' must be a bool")
+    if name in _KINDS and _KINDS[name] is not cls:
+        raise TypeError(f"{where}: the kind {name!r} is taken by {_KINDS[name].__module__}")
+    _KINDS[name] = cls
+    return cls
+
+
+def kinds() -> dict[str, type]:
+    """Every kind: registered so far, or declared by an installed package's entry point."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=GROUP):
+        if ep.name not in _KINDS:
+            register_kind(ep.load())
+    return dict(_KINDS)
+
+
+def kind_for(cfg) -> type:
+    """The kind `student:` asks for: `kind`, else a Hugging Face model when `model` is set,
+    else the built-in student."""
+    name = cfg.kind or ("hf" if cfg.model else "builtin")
+    found = kinds().get(name)
+    if found is None:
+        raise StudentError(f"student.kind: {name!r} is not a student kind ({', '.join(sorted(kinds()))})")
+    return found
+
+
+def kind_of(folder: Path) -> type:
+    """The kind whose checkpoint `folder` is (the one switch between kinds): a kind of
+    your own or `hf` when it claims the folder, else the built-in student."""
+    for cls in kinds().values():
+        if cls.kind != "builtin" and cls.claims(Path(folder)):
+            return cls
+    return _KINDS["builtin"]
+
+
+def load(folder: Path, dom, *, trainable: bool = False, student=None, seed: int | None = None,
+         threads: int | None = None, base: str | None = None):
+    """The checkpoint at `folder`, of whichever kind it is: ready to answer, or with
+    `trainable` to `fit` (`student`: the config a new adapter is made from; `seed` and
+    `threads`: what training draws with)."""
+    return kind_of(folder).load(Path(folder), dom, trainable=trainable, student=student, seed=seed, threads=threads,
+                                base=base)
 
 
 def student_answers(stage: str, model_dir: Path, requests: list[str], *, dom, batch_size: int,
@@ -375,3 +479,6 @@ def student_answers(stage: str, model_dir: Path, requests: list[str], *, dom, ba
     outputs = student.answer(requests, batch_size=batch_size, max_new_tokens=max_new_tokens, on_batch=bar.advance)
     bar.close()
     return student, outputs
+
+
+register_kind(Student)

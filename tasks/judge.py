@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from flywheel import domain, hf_student, layout, stage, store
+from flywheel import domain, layout, stage, store
+from flywheel import student as S
 from flywheel.config import TARGETED, ConfigView
 from flywheel.student import student_answers
 from flywheel.llm import LLMError, templates
@@ -114,7 +115,7 @@ def main(cfg: ConfigView, generation: str) -> None:
     model_dir = layout.path(prev, layout.MODEL)
     # The built-in student `prepare` writes has never been trained: its answers say nothing
     # (a Hugging Face student's base model, also generation 0's, does answer).
-    untrained = prev == layout.SEED and not hf_student.is_hf(model_dir)
+    untrained = prev == layout.SEED and S.kind_of(model_dir).random_at_start
     if jc.use_student and jc.verify and not untrained:
         _, outputs = student_answers("judge", model_dir, list(rows["request"]), dom=dom, batch_size=jc.batch_size)
     verdicts = dom.first_verdicts(rows, outputs, use_repair=jc.repair) if jc.verify else unverified(rows)

@@ -13,9 +13,9 @@ import random
 
 import pandas as pd
 
-from flywheel import domain, hf_student, layout, stage, store
+from flywheel import domain, layout, stage, store
+from flywheel import student as S
 from flywheel.config import ConfigView
-from flywheel.student import Student
 
 
 def first_plan(seed: pd.DataFrame, n: int, dom: domain.Domain, rng: random.Random) -> pd.DataFrame:
@@ -38,31 +38,23 @@ def main(cfg: ConfigView, _: str) -> None:
     pc = cfg.prepare
     rng = random.Random(stage.stage_seed(cfg.seed, layout.SEED, "prepare"))
     dom = domain.get(cfg.domain)
-    own = bool(cfg.student.model)  # a Hugging Face student of your own: generation 0 starts from its weights
-    if own:
-        try:
-            hf_student.check_base(cfg.student, dom)
-        except hf_student.StudentError as e:
-            raise store.DataError(f"params.yaml: {e}") from None
+    try:
+        kind = S.kind_for(cfg.student)
+        kind.check(cfg.student, dom)  # a student of your own that cannot be one stops here, before any work
+    except S.StudentError as e:
+        raise store.DataError(f"params.yaml: {e}") from None
     made = dom.prepare(rng, pc)
     plan = first_plan(made.seed, pc.plan_rows, dom, rng)
     logged = dom.traffic_plan(0, made.evals, cfg.seed)  # generation 0's slice of the traffic, if any
     if len(logged):
         plan = pd.concat([logged, plan], ignore_index=True)
-    if not own:
-        student = Student.build(made.tokenizer, seed=stage.stage_seed(cfg.seed, layout.SEED, "model"),
-                                **pc.model.model_dump())
     store.write_table(made.evals, layout.EVAL, store.EVALSET)
     store.write_table(made.seed, layout.path(layout.SEED, layout.TRAIN), store.TRAINSET)
     store.write_table(plan, layout.path(layout.SEED, layout.PLAN), store.PLAN)
     store.write_table(pd.DataFrame(columns=store.PROBE.names), layout.path(layout.SEED, layout.PROBE), store.PROBE)
     with store.atomic_dir(layout.path(layout.SEED, layout.MODEL)) as tmp:
-        if own:
-            hf_student.HFStudent.untrained(cfg.student, dom, tmp)
-        else:
-            student.save(tmp)
-    who = f"student {cfg.student.model}" if own else f"student {student.parameters:,} parameters, vocabulary " \
-        f"{made.tokenizer.get_vocab_size()}"
+        who = kind.make(tmp, dom=dom, tokenizer=made.tokenizer, prepare=pc, student=cfg.student,
+                        seed=stage.stage_seed(cfg.seed, layout.SEED, "model"))
     stage.log("prepare", f"eval {len(made.evals)} rows {made.evals['split'].value_counts().to_dict()}, seed "
               f"{len(made.seed)} rows, plan {len(plan)} rows, {who}")
 

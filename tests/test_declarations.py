@@ -69,12 +69,15 @@ def imported_files(path: Path) -> set[Path]:
     return out
 
 
-def entry_point_files() -> set[Path]:
-    """The modules pyproject.toml's `flywheel.domains` entry points name: the registry
-    (flywheel/domain.py) loads them, so they run wherever it does."""
+REGISTRIES = {"flywheel/domain.py": "flywheel.domains", "flywheel/student.py": "flywheel.students"}
+
+
+def entry_point_files(group_name: str) -> set[Path]:
+    """The modules pyproject.toml's entry points of `group_name` name: the registry that
+    loads them (REGISTRIES) runs them wherever it runs."""
     import tomllib
 
-    group = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]["flywheel.domains"]
+    group = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"][group_name]
     out = set()
     for target in group.values():
         module = target.split(":")[0]
@@ -89,15 +92,15 @@ def closure(path: Path) -> set[Path]:
     """Every project file that runs when `python -m <path>` does (with the registry, the
     built-in domains its entry points load)."""
     todo, seen = [path, path.parent / "__init__.py"], set()
-    registry = ROOT / "flywheel" / "domain.py"
     while todo:
         current = todo.pop()
         if current in seen:
             continue
         seen.add(current)
         todo += sorted(imported_files(current) - seen)
-        if current == registry:
-            todo += sorted(entry_point_files() - seen)
+        group = REGISTRIES.get(current.relative_to(ROOT).as_posix())
+        if group:
+            todo += sorted(entry_point_files(group) - seen)
     return seen
 
 

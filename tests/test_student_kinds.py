@@ -1,0 +1,112 @@
+"""One student interface (issue 27): every kind of student is a class registered with
+flywheel/student.py (`register_kind`, or the `flywheel.students` entry point: `builtin`
+and `hf` ship), and the stages call only the interface. A third kind, a lookup table
+that answers what it was trained on, runs through a generation here."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import SMALL, make_project, merge
+from flywheel import layout, store
+from flywheel import student as S
+from flywheel.config import load, stage_view
+
+ROOT = Path(__file__).resolve().parents[1]
+TABLE = "lookup.json"
+
+
+class Lookup:
+    """A student that remembers every training row and answers nothing else."""
+    kind = "lookup"
+    random_at_start = True  # an empty table knows nothing: the judge does not ask it
+
+    def __init__(self, table: dict[str, str], dom):
+        self.table, self.dom = table, dom
+
+    @classmethod
+    def check(cls, student, dom, root=Path(".")):
+        pass
+
+    @classmethod
+    def claims(cls, folder: Path) -> bool:
+        return (Path(folder) / TABLE).exists()
+
+    @classmethod
+    def make(cls, folder: Path, *, dom, tokenizer, prepare, student, seed: int) -> str:
+        cls({}, dom).save(folder)
+        return "student: an empty lookup table"
+
+    @classmethod
+    def load(cls, folder: Path, dom, *, trainable=False, student=None, seed=None, threads=None, base=None):
+        return cls(json.loads((Path(folder) / TABLE).read_text()), dom)
+
+    def fit(self, requests, labels, *, train, student, seed, progress=None):
+        self.table.update({r: self.dom.target(label) for r, label in zip(requests, labels)})
+        if progress:
+            progress(train.steps, 0.0)
+        return [(train.steps, 0.0)]
+
+    def answer(self, requests, *, batch_size, max_new_tokens=64, on_batch=None, temperature=0.0, seed=0):
+        if on_batch:
+            on_batch(len(requests))
+        return [self.table.get(r, "") for r in requests]
+
+    def label_losses(self, requests, labels, *, batch_size):
+        return np.array([0.0 if self.table.get(r) == self.dom.target(lab) else 10.0 for r, lab in zip(requests, labels)])
+
+    def save(self, folder: Path) -> None:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / TABLE).write_text(json.dumps(self.table, sort_keys=True))
+
+    def describe(self, rows: int, seconds: float) -> str:
+        return f"{len(self.table)} rows remembered"
+
+
+def test_the_registry_checks_the_interface():
+    class Half:
+        kind = "half"
+        random_at_start = False
+
+        @classmethod
+        def claims(cls, folder):
+            return False
+
+    with pytest.raises(TypeError, match="does not implement check, make, load, fit, answer, label_losses, save"):
+        S.register_kind(Half)
+    assert {"builtin", "hf"} <= set(S.kinds())  # the shipped kinds, by entry point
+    with pytest.raises(S.StudentError, match="student.kind: 'nope' is not a student kind"):
+        S.kind_for(type("Cfg", (), {"kind": "nope", "model": ""})())
+
+
+def test_no_stage_branches_on_the_students_kind():
+    for path in sorted((ROOT / "tasks").glob("*.py")):
+        text = path.read_text()
+        assert "hf_student" not in text and "is_hf" not in text and "HFStudent" not in text, path
+
+
+def test_a_third_kind_runs_through_a_generation(tmp_path, monkeypatch):
+    S.register_kind(Lookup)
+    params = merge(SMALL, {"student": {"kind": "lookup"}, "generations": {"gen-000": {"prev": "seed"}},
+                           "prepare": {"seed_rows": 30, "eval_rows": 60, "plan_rows": 60}, "expand": {"budget": 60}})
+    project = make_project(tmp_path / "p", params, git=False)
+    monkeypatch.chdir(project)
+    cfg = load(Path("params.yaml"))
+    for stage in ("prepare", *layout.STAGES):
+        importlib.import_module(f"tasks.{stage}").main(stage_view(cfg, stage), "" if stage == "prepare" else "gen-000")
+    model = layout.path("gen-000", layout.MODEL)
+    assert S.kind_of(model) is Lookup and S.kind_of(layout.path(layout.SEED, layout.MODEL)) is Lookup
+    train = store.read_table(layout.path("gen-000", layout.TRAIN), store.TRAINSET)
+    assert len(json.loads((model / TABLE).read_text())) == train["request"].nunique()
+    profile = store.read_json(layout.path("gen-000", layout.FAILURE_PROFILE))
+    # it answers every training row right and no held-out row: what a lookup table can do
+    assert profile["splits"]["train"]["failure_rate"] == 0.0 and profile["splits"]["dev"]["failure_rate"] == 1.0
+    metrics = store.read_json(layout.path("gen-000", layout.METRICS))
+    assert metrics["accuracy"] == 0.0  # no evaluation request is ever a training request
+    verdicts = store.read_table(layout.path("gen-000", layout.VERDICTS), store.VERDICTS)
+    assert (verdicts["student_output"] == "").all()  # prepare's table is empty: the judge did not ask it
