@@ -34,12 +34,11 @@ def _cpu() -> str:
 def main() -> None:
     sys.path.insert(0, str(ROOT))
     sys.path.insert(0, str(ROOT / "tests"))
-    from catalogs import library_brain, library_folder
+    from catalogs import judge_on_traffic, library_brain, library_folder
     from llm_server import FakeLLM
 
     from bench.workspace import generations, make_project, run
     from flywheel import layout, store
-    from flywheel.verdicts import WRONG
 
     truth: dict = {}
     start = time.monotonic()
@@ -62,20 +61,13 @@ def main() -> None:
                                         text=True).stdout.strip(), "cpu": _cpu(), "generations": []}
         for gen in ("gen-000", "gen-001", "gen-002"):
             train = store.read_table(project / layout.path(gen, layout.TRAIN), store.TRAINSET)
-            v = store.read_table(project / layout.path(gen, layout.VERDICTS), store.VERDICTS)
-            v = v[(v["source"] == "traffic") & v["request"].isin(truth)]
-            true = [json.dumps(truth[r], sort_keys=True) for r in v["request"]]
-            label = [json.dumps(json.loads(x), sort_keys=True) if x else "" for x in v["label"]]
-            wrong = [a != b for a, b in zip(label, true)]
-            flagged = list(v["verdict"].isin(WRONG) | v["final_label"].isna())
-            tp = sum(w and f for w, f in zip(wrong, flagged))
+            q = judge_on_traffic(store.read_table(project / layout.path(gen, layout.VERDICTS), store.VERDICTS), truth)
             metrics = store.read_json(project / layout.path(gen, layout.METRICS))
             profile = store.read_json(project / layout.path(gen, layout.FAILURE_PROFILE))
             out["generations"].append({
                 "generation": gen, "rows": dict(sorted(train["source"].value_counts().to_dict().items())),
-                "traffic_labelled": len(v), "traffic_wrong_labels": sum(wrong),
-                "judge_precision": round(tp / sum(flagged), 4) if any(flagged) else None,
-                "judge_recall": round(tp / sum(wrong), 4) if any(wrong) else None,
+                "traffic_labelled": q["rows"], "traffic_wrong_labels": q["wrong"],
+                "judge_precision": q["precision"], "judge_recall": q["recall"],
                 "held_out_accuracy": metrics["per_split"]["user"],
                 "traffic_dev_failure_rate": profile.get("sources", {}).get("traffic", {}).get("failure_rate")})
         out["wall_s"] = round(time.monotonic() - start)

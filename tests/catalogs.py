@@ -221,3 +221,27 @@ def library_folder(project: Path, *, redact: bool = True, logged: int = 300, hel
     jsonl(folder / "seed.jsonl", [{"input": r["request"], "output": r["calls"]} for r in seeds])
     red = Redactor(dict(DEFAULT_PATTERNS)) if redact else (lambda t: t)
     return {" ".join(red(r["request"]).split()): r["calls"] for r in traffic + evals + seeds}
+
+
+def judge_on_traffic(verdicts, truth: dict[str, list]) -> dict:
+    """The judge on the logged requests it verified (verdicts of `source: traffic`), against
+    the calls the test server knows: rows, wrong teacher labels, precision and recall at
+    flagging them (a flagged row is refused or dropped; None with nothing to count), and
+    the share of kept labels that are right."""
+    import json
+
+    from flywheel.verdicts import WRONG
+
+    def canon(text: str) -> str:
+        return json.dumps(json.loads(text), sort_keys=True) if text else ""
+
+    v = verdicts[(verdicts["source"] == "traffic") & verdicts["request"].isin(truth)]
+    true = [json.dumps(truth[r], sort_keys=True) for r in v["request"]]
+    wrong = [canon(label) != t for label, t in zip(v["label"], true)]
+    flagged = list(v["verdict"].isin(WRONG) | v["final_label"].isna())
+    hits = sum(w and f for w, f in zip(wrong, flagged))
+    kept = [canon(f) == t for f, t in zip(v["final_label"], true) if f is not None and f == f]
+    return {"rows": len(v), "wrong": sum(wrong),
+            "precision": round(hits / sum(flagged), 4) if any(flagged) else None,
+            "recall": round(hits / sum(wrong), 4) if any(wrong) else None,
+            "kept_right": sum(kept) / len(kept) if kept else None}

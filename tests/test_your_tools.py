@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from catalogs import CANARIES, library_brain, library_folder
+from catalogs import CANARIES, judge_on_traffic, library_brain, library_folder
 from conftest import SMALL, make_project, merge, run
 from flywheel import layout, store
 from flywheel.decontam import NearDuplicates
-from flywheel.verdicts import WRONG
 from llm_server import FakeLLM
 
 GENERATIONS = ("gen-000", "gen-001")
@@ -92,21 +91,10 @@ def test_two_generations_train_on_written_and_logged_requests(own_run):
 def test_the_judge_verifies_the_logged_requests_labels(own_run):
     project, _, _, truth = own_run
     for gen in GENERATIONS:
-        v = _table(project, gen, layout.VERDICTS, store.VERDICTS)
-        v = v[v["source"] == "traffic"]
-        true = [json.dumps(truth[r], sort_keys=True) if r in truth else None for r in v["request"]]
-        known = [t is not None for t in true]
-        v = v[known].assign(true=[t for t in true if t is not None])
-        wrong = v["label"].map(lambda x: json.dumps(json.loads(x), sort_keys=True) if x else "") != v["true"]
-        flagged = v["verdict"].isin(WRONG) | v["final_label"].isna()
-        precision = (wrong & flagged).sum() / max(flagged.sum(), 1)
-        recall = (wrong & flagged).sum() / max(wrong.sum(), 1)
-        kept = v[v["final_label"].notna()]
-        kept_right = (kept["final_label"].map(lambda x: json.dumps(json.loads(x), sort_keys=True))
-                      == kept["true"]).mean()
-        print(f"JUDGE {gen} traffic rows {len(v)}, wrong labels {int(wrong.sum())}, precision {precision:.3f}, "
-              f"recall {recall:.3f}, kept labels right {kept_right:.3f}")
-        assert wrong.sum() > 0 and recall >= 0.9 and kept_right >= 0.95
+        q = judge_on_traffic(_table(project, gen, layout.VERDICTS, store.VERDICTS), truth)
+        print(f"JUDGE {gen} traffic rows {q['rows']}, wrong labels {q['wrong']}, precision {q['precision']}, "
+              f"recall {q['recall']}, kept labels right {q['kept_right']}")
+        assert q["wrong"] > 0 and q["recall"] >= 0.9 and q["kept_right"] >= 0.95
 
 
 def test_traffic_is_trained_on_and_never_in_evaluation(own_run):

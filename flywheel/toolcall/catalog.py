@@ -122,8 +122,6 @@ class Catalog:
         generator of its own (the teacher model writes the request)."""
         names = list(self.functions)
         fits = {
-            "two_calls": None,
-            "no_call": None,
             "optional_args": [n for n in names if any(not a.required for a in self.functions[n].args)],
             "enums": [n for n in names if any(a.type == ENUM for a in self.functions[n].args)],
         }

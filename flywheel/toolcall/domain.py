@@ -11,6 +11,7 @@ from functools import cached_property
 
 import pandas as pd
 
+from flywheel import layout, store
 from flywheel.domain import Domain, Prepared, Teacher, register
 from flywheel.toolcall import calls as C
 from flywheel.toolcall import judge, phrasings, sets, teach, traffic
@@ -61,17 +62,15 @@ class Toolcall(Domain):
 
         return from_config(self.cfg.redact)
 
-    def _traffic(self, evals: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    def _traffic(self, evals: pd.DataFrame) -> pd.DataFrame:
         """The traffic file, redacted, without requests equal or near to an evaluation one."""
         return traffic.decontaminate(traffic.read(self.path / self.cfg.traffic, self.redactor()),
-                                     list(evals["request"]))
+                                     list(evals["request"]))[0]
 
     def traffic_plan(self, index: int, evals: pd.DataFrame, seed: int) -> pd.DataFrame:
-        from flywheel import store
-
         if not self.cfg.traffic or not self.cfg.traffic_rows:
             return super().traffic_plan(index, evals, seed)
-        part = traffic.take(self._traffic(evals)[0], index, self.cfg.traffic_rows, self.cfg.traffic_slice, seed)
+        part = traffic.take(self._traffic(evals), index, self.cfg.traffic_rows, self.cfg.traffic_slice, seed)
         rows = [store.plan_row(store.row_id("traffic-plan", str(index), i), None, [], [], traffic.KIND,
                                parent_request=text) for i, text in zip(part["id"], part["request"])]
         return pd.DataFrame(rows, columns=store.PLAN.names)
@@ -80,7 +79,6 @@ class Toolcall(Domain):
         return C.parse(output.split(), self.toolset)
 
     def prepare(self, rng, cfg) -> Prepared:
-        from flywheel import store
         from flywheel.vocab import train_copy_tokenizer
 
         if self.own_catalog:
@@ -97,7 +95,6 @@ class Toolcall(Domain):
         labelled by hand), the seed set `domain.seed_file` if there is one, and the student's
         tokenizer learns from the catalog, the seed set and the traffic (never the
         evaluation file)."""
-        from flywheel import layout, store
         from flywheel.decontam import NearDuplicates
         from flywheel.vocab import train_copy_tokenizer
 
@@ -112,7 +109,7 @@ class Toolcall(Domain):
                                                      teacher="seed", judge="none")[store.TRAINSET.names]
         texts = [t + " " + C.render(C.loads(label)) for t, label in zip(seed["request"], seed["label"])]
         if self.cfg.traffic:
-            texts += list(self._traffic(evals)[0]["request"])
+            texts += list(self._traffic(evals)["request"])
         names = " ".join([*self.toolset.functions, *(a.name for f in self.toolset.functions.values() for a in f.args),
                           *(w for ws in self.toolset.enum_words.values() for w in ws), "true false none ( ) = , ;",
                           *(f"<{k.upper()}>" for k in self.redactor().patterns)])
@@ -130,8 +127,6 @@ class Toolcall(Domain):
         rows["label"] = [C.dumps([{"name": c["name"], "arguments": {k: red(v) if isinstance(v, str) else v
                                                                     for k, v in c["arguments"].items()}}
                                   for c in C.loads(label)]) for label in rows["label"]]
-        from flywheel import store
-
         rows["id"] = [store.row_id(r, label) for r, label in zip(rows["request"], rows["label"])]
         return rows
 
