@@ -54,10 +54,6 @@ class Redactor:
         kinds = [k for k in ORDER if k in self.patterns] + sorted(k for k in self.patterns if k not in ORDER)
         self._compiled = [(k, re.compile(self.patterns[k])) for k in kinds]
 
-    @property
-    def active(self) -> bool:
-        return bool(self._compiled)
-
     def __call__(self, text: str) -> str:
         for kind, pattern in self._compiled:
             placeholder = f"<{kind.upper()}>"
