@@ -100,7 +100,7 @@ def measure(*, steps: int = 60, rounds: int = 3, rows: int = 2000) -> dict:
     for _ in range(steps):
         if not todo:
             todo = student.bucketed(rng, lengths, tc["batch_size"])
-        batches.append(student._pad_batch([pairs[i] for i in todo.pop()], codec.pad))
+        batches.append(student.pad_batch([pairs[i] for i in todo.pop()], codec.pad))
     tokens = sum(int(mask.sum()) for _, _, mask in batches)
     answer_tokens = sum(int((labels != student.IGNORE).sum()) for _, labels, _ in batches)
 
@@ -175,13 +175,12 @@ def measure_hf(*, steps: int = 40, rounds: int = 2, rows: int = 800, width: int 
         hf_student.HFStudent.untrained(cfg, dom, seed_dir)
 
         def fresh():
-            return hf_student.HFStudent.load(seed_dir, dom, trainable=True, lora_cfg=cfg)
+            return hf_student.HFStudent.load(seed_dir, dom, trainable=True)
 
         probe = fresh()
         pairs = [probe.pair(r, label) for r, label in zip(requests, labels)]
         order = random.Random(1)
-        batches = [hf_student.collate([{"input_ids": p + t, "labels": [hf_student.IGNORE] * len(p) + t}
-                                       for p, t in order.sample(pairs, batch)], probe.tok.pad_token_id)
+        batches = [hf_student.collate(order.sample(pairs, batch), probe.tok.pad_token_id)
                    for _ in range(steps)]
         tokens = sum(int(b["attention_mask"].sum()) for b in batches)
         mean_len = sum(len(p) + len(t) for p, t in pairs) / len(pairs)

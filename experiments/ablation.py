@@ -232,7 +232,7 @@ def train_with_encoder(student, encoder: Encoder, requests, targets, *, steps: i
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from flywheel.student import _pad_batch, bucketed
+    from flywheel.student import bucketed, pad_batch
 
     config = GPT2Config(**student.model.config.hf())  # the built-in network's own sizes, as transformers' GPT-2
     config.add_cross_attention = True
@@ -253,7 +253,7 @@ def train_with_encoder(student, encoder: Encoder, requests, targets, *, steps: i
         if not batches:
             batches = bucketed(rng, [len(p) + len(t) for p, t in pairs], OPT["batch_size"])
         rows = batches.pop()
-        ids, labels, mask = _pad_batch([pairs[i] for i in rows], student.codec.pad)
+        ids, labels, mask = pad_batch([pairs[i] for i in rows], student.codec.pad)
         enc, enc_mask = _pad_states([states[i] for i in rows])
         loss = decoder(input_ids=ids, attention_mask=mask, labels=labels, encoder_hidden_states=project(enc),
                        encoder_attention_mask=enc_mask).loss

@@ -22,8 +22,8 @@ from mlflow.exceptions import MlflowException
 from flows.health import loop_health
 from flows.results import Results, lock_md5s, lock_stages
 from flows.student_model import requirements
-from flywheel.hf_student import MANIFEST
 from flywheel import domain, failures, layout, store
+from flywheel import student as S
 from flywheel.config import Config
 
 # (context, stage that writes it, path) of the datasets each generation's model used.
@@ -209,13 +209,6 @@ def version_tags(r: Results, *, model_md5: str, run_id: str, parent_version: str
             **{f"dataset.{k}.path": v for k, v in dataset_paths(r.generation).items()}}
 
 
-def student_manifest(root: Path, generation: str) -> dict | None:
-    """A Hugging Face student's manifest (base model, revision, adapter or not), or None
-    for the built-in student."""
-    path = root / layout.path(generation, layout.MODEL) / MANIFEST
-    return json.loads(path.read_text()) if path.exists() else None
-
-
 def base_md5(root: Path, generation: str) -> str:
     """The md5 dvc.lock records for models/ (the base model folder) as train's dependency."""
     lock = lock_stages(root).get(f"train@{generation}", {})
@@ -262,7 +255,7 @@ def log_generation(cfg: Config, root: Path, r: Results, parent_run_id: str | Non
             mlflow.log_artifact(str(path), "plots")
         for name in (layout.METRICS, layout.JUDGE_METRICS, layout.FAILURE_PROFILE, layout.FACTOR_FAILURES):
             mlflow.log_artifact(str(root / layout.path(generation, name)), "metrics")
-        own = student_manifest(root, generation)
+        own = S.origin(root / layout.path(generation, layout.MODEL))
         artifacts = {"model": str(root / layout.path(generation, layout.MODEL))}
         if own and own["adapter"] and (root / own["base"]).is_dir():
             artifacts["base"] = str(root / own["base"])  # the adapter's base travels with it

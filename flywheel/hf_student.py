@@ -31,11 +31,10 @@ if TYPE_CHECKING:
     from flywheel.domain import Domain
 
 MANIFEST = "flywheel_student.json"
-IGNORE = -100
 BASE_DIR = Path("models")  # where a local base model lives, so dvc.yaml can list it as a dependency
 
 
-from flywheel.student import StudentError  # noqa: E402  (one error for every kind)
+from flywheel.student import StudentError, answer_positions, pad_batch, per_row  # noqa: E402  (shared by every kind)
 
 
 def is_hf(folder: Path) -> bool:
@@ -111,7 +110,7 @@ def check_base(cfg: "StudentConfig", dom: "Domain", root: Path = Path(".")) -> N
             except ValueError as e:
                 raise StudentError(f"{where}: not a causal LM transformers can build: {str(e).splitlines()[0]}") \
                     from None
-        config = _lora_config(cfg, model)
+        config = _lora_config(cfg.lora, cfg.model, model)
         from peft import get_peft_model
 
         try:
@@ -120,18 +119,22 @@ def check_base(cfg: "StudentConfig", dom: "Domain", root: Path = Path(".")) -> N
             raise StudentError(f"student.lora: peft cannot wrap {cfg.model!r}: {str(e).splitlines()[0]}") from None
 
 
-def _lora_config(cfg: "StudentConfig", model):
-    """peft's LoraConfig for `model`, after checking the target modules exist."""
+def _lora_config(lora, base: str, model):
+    """peft's LoraConfig for `model` (grown from `base`) from `student.lora` (`lora`: that
+    section, or the manifest's copy of it), after checking the target modules exist."""
     from peft import LoraConfig
 
+    from flywheel.config import LoraConfig as Section
+
+    lora = lora if isinstance(lora, Section) else Section(**lora)
     names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
-    targets = list(cfg.lora.target_modules) or None
+    targets = list(lora.target_modules) or None
     if targets:
         unknown = [t for t in targets if t not in names]
         if unknown:
             linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
                              if type(m).__name__ in ("Linear", "Conv1D")})
-            raise StudentError(f"student.lora.target_modules: {unknown[0]!r} is not a module of {cfg.model!r} "
+            raise StudentError(f"student.lora.target_modules: {unknown[0]!r} is not a module of {base!r} "
                                f"(its linear modules: {', '.join(linear)})")
     from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULTS
 
@@ -139,7 +142,7 @@ def _lora_config(cfg: "StudentConfig", model):
         raise StudentError(f"student.lora.target_modules: peft has no default for model type "
                            f"{model.config.model_type!r}; name the modules to adapt")
     try:
-        return LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+        return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                           target_modules=targets, task_type="CAUSAL_LM")
     except (ValueError, TypeError) as e:
         raise StudentError(f"student.lora: {str(e).splitlines()[0]}") from None
@@ -157,6 +160,12 @@ class HFStudent:
     @staticmethod
     def claims(folder: Path) -> bool:
         return is_hf(folder)
+
+    @staticmethod
+    def origin(folder: Path) -> dict:
+        """The base model (path or hub id), its revision, and whether this is an adapter."""
+        manifest = json.loads((Path(folder) / MANIFEST).read_text())
+        return {"base": manifest["base"], "revision": manifest["revision"], "adapter": manifest["adapter"]}
 
     @classmethod
     def make(cls, folder: Path, *, dom, tokenizer, prepare, student, seed: int) -> str:
@@ -180,7 +189,9 @@ class HFStudent:
 
     @staticmethod
     def untrained(cfg: "StudentConfig", dom: "Domain", folder: Path) -> None:
-        """`prepare`'s student: the manifest and the base's tokenizer (no weights)."""
+        """`prepare`'s student: the manifest and the base's tokenizer (no weights). The
+        manifest is where every later stage reads the base, its revision, LoRA, device and
+        dtype from: `student:` is read once, here."""
         from transformers import AutoTokenizer
 
         check_base(cfg, dom)
@@ -192,18 +203,16 @@ class HFStudent:
         (folder / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
 
     @classmethod
-    def load(cls, folder: Path, dom: "Domain", *, trainable: bool = False, student: "StudentConfig | None" = None,
-             seed: int | None = None, threads: int | None = None, base: str | None = None,
-             lora_cfg: "StudentConfig | None" = None) -> "HFStudent":
+    def load(cls, folder: Path, dom: "Domain", *, trainable: bool = False, seed: int | None = None,
+             threads: int | None = None, base: str | None = None) -> "HFStudent":
         """The checkpoint at `folder`: base weights (the manifest's base, `base` if given,
         or this folder's own full weights) plus, for LoRA, the adapter; `trainable` readies
-        it for training (`student`, or `lora_cfg`: the config a new adapter on a base that
-        has none yet is made from; with `seed`, the draws are seeded and deterministic, the
-        adapter's initial weights included, with `threads` torch threads)."""
+        it for training (a base that has no adapter yet gets one from the manifest's
+        `lora`; with `seed`, the draws are seeded and deterministic, the adapter's initial
+        weights included, with `threads` torch threads)."""
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        lora_cfg = lora_cfg or student
         if trainable and seed is not None:
             # Its layers' products run in torch (MKL, vendor-neutral under the pin:
             # flywheel/kernels.py), whose bytes are the same for 1 to 3 threads.
@@ -231,10 +240,10 @@ class HFStudent:
             from peft import PeftModel
 
             model = PeftModel.from_pretrained(model, str(folder), is_trainable=trainable)
-        elif trainable and lora_cfg is not None and lora_cfg.lora.r:
+        elif trainable and manifest["lora"]:
             from peft import get_peft_model
 
-            model = get_peft_model(model, _lora_config(lora_cfg, model))
+            model = get_peft_model(model, _lora_config(manifest["lora"], manifest["base"], model))
         model.to(device)
         if not trainable:
             model.eval()
@@ -310,16 +319,12 @@ class HFStudent:
         device = next(self.model.parameters()).device
         with torch.no_grad():
             for start in range(0, len(pairs), batch_size):
-                batch = collate([{"input_ids": p + t, "labels": [IGNORE] * len(p) + t}
-                                 for p, t in pairs[start: start + batch_size]], self.tok.pad_token_id)
-                logits = self.model(input_ids=batch["input_ids"].to(device),
-                                    attention_mask=batch["attention_mask"].to(device)).logits.float()
-                labels = batch["labels"].to(device)
-                loss = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), labels[:, 1:],
-                                                         ignore_index=IGNORE, reduction="none")
-                count = (labels[:, 1:] != IGNORE).sum(1).clamp(min=1)
-                out += (loss.sum(1) / count).tolist()
-        return np.array(out, dtype=float)
+                ids, labels, mask = pad_batch(pairs[start: start + batch_size], self.tok.pad_token_id)
+                logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
+                target, keep = answer_positions(labels.to(device))
+                ce = torch.nn.functional.cross_entropy(logits[:, :-1][keep], target[keep], reduction="none")
+                out.append(per_row(ce.cpu(), keep.cpu())[0])
+        return np.concatenate(out) if out else np.zeros(0)
 
     # --- training -----------------------------------------------------------------------
 
@@ -329,13 +334,12 @@ class HFStudent:
         returns the (step, loss) points it logged."""
         from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
-        rows = []
-        for i, (r, label) in enumerate(zip(requests, labels)):
-            p, t = self.pair(r, label)
-            if len(p) + len(t) > student.max_length:
-                raise StudentError(f"row {i}: {len(p) + len(t)} tokens, longer than student.max_length="
-                                   f"{student.max_length}")
-            rows.append({"input_ids": p + t, "labels": [IGNORE] * len(p) + t})
+        rows = [self.pair(r, label) for r, label in zip(requests, labels)]
+        too_long = [i for i, (p, t) in enumerate(rows) if len(p) + len(t) > student.max_length]
+        if too_long:
+            p, t = rows[too_long[0]]
+            raise StudentError(f"row {too_long[0] + 1}: {len(p) + len(t)} tokens, longer than student.max_length="
+                               f"{student.max_length}")
         history: list[tuple[int, float]] = []
 
         class Record(TrainerCallback):
@@ -379,31 +383,22 @@ def _sort_adapter_config(path: Path) -> None:
 
 
 class _Rows:
-    """A list of tokenized rows as the map-style dataset Trainer samples from."""
+    """A list of (prompt ids, answer ids) rows as the map-style dataset Trainer samples from."""
 
-    def __init__(self, rows: list[dict]):
+    def __init__(self, rows: list[tuple[list[int], list[int]]]):
         self.rows = rows
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, i: int) -> tuple[list[int], list[int]]:
         return self.rows[i]
 
 
-def collate(batch: list[dict], pad: int) -> dict:
-    """Right-padded training batch (input_ids, attention_mask, labels)."""
-    import torch
-
-    width = max(len(b["input_ids"]) for b in batch)
-    ids = torch.full((len(batch), width), pad, dtype=torch.long)
-    labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
-    mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for i, b in enumerate(batch):
-        n = len(b["input_ids"])
-        ids[i, :n] = torch.tensor(b["input_ids"])
-        labels[i, :n] = torch.tensor(b["labels"])
-        mask[i, :n] = 1
+def collate(batch: list[tuple[list[int], list[int]]], pad: int) -> dict:
+    """Trainer's batch of (prompt ids, answer ids) rows: the one padding every kind of
+    student uses (flywheel/student.py pad_batch), under the names the model's forward takes."""
+    ids, labels, mask = pad_batch(batch, pad)
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 

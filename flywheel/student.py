@@ -142,10 +142,11 @@ class Codec:
         return " ".join(out)
 
 
-def _pad_batch(pairs: list[tuple[list[int], list[int]]], pad: int):
-    """(ids, labels, attention mask) of a batch, right-padded to its longest row; labels
-    are IGNORE on the prompt and the padding. Built in numpy in one pass: a tensor per row
-    cost 5% of a training step."""
+def pad_batch(pairs: list[tuple[list[int], list[int]]], pad: int):
+    """(ids, labels, attention mask) of a batch of (prompt ids, answer ids), right-padded to
+    its longest row; labels are IGNORE on the prompt and the padding. Every kind of student
+    batches with it (the built-in loop, the Hugging Face student's Trainer collator and its
+    losses). Built in numpy in one pass: a tensor per row cost 5% of a training step."""
     prompt = np.fromiter((len(p) for p, _ in pairs), dtype=np.int64, count=len(pairs))
     total = prompt + np.fromiter((len(t) for _, t in pairs), dtype=np.int64, count=len(pairs))
     col = np.arange(int(total.max()))
@@ -154,6 +155,26 @@ def _pad_batch(pairs: list[tuple[list[int], list[int]]], pad: int):
     ids[mask] = [i for p, t in pairs for i in (*p, *t)]
     labels = np.where(mask & (col >= prompt[:, None]), ids, IGNORE)
     return torch.from_numpy(ids), torch.from_numpy(labels), torch.from_numpy(mask.astype(np.int64))
+
+
+def answer_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The next-token targets of a padded batch and where they are answer tokens: position
+    i predicts labels[:, i + 1]."""
+    target = labels[:, 1:]
+    return target, target != IGNORE
+
+
+def per_row(ce: torch.Tensor, keep: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and largest of each row's token losses, from `ce`: the losses at the `keep`
+    positions, flattened row by row (0 for a row with no answer tokens)."""
+    counts = keep.sum(1).tolist()
+    ends = np.cumsum(counts)
+    mean, worst = np.zeros(len(counts)), np.zeros(len(counts))
+    for row, (end, n) in enumerate(zip(ends, counts)):
+        if n:
+            part = ce[end - n: end]
+            mean[row], worst[row] = float(part.mean()), float(part.max())
+    return mean, worst
 
 
 BUCKET = 16  # batches whose rows are sorted by length together
@@ -180,15 +201,15 @@ def answer_losses(model: GPT2, ids: torch.Tensor, mask: torch.Tensor, labels: to
     row. The output head runs on those positions only (the prompt's logits are never
     used: a tenth of a training step's products)."""
     states = model(ids, mask)[0][:, :-1]
-    target = labels[:, 1:]
-    keep = target != IGNORE
+    target, keep = answer_positions(labels)
     return torch.nn.functional.cross_entropy(model.head(states[keep]), target[keep], reduction="none")
 
 
 def train(model: GPT2, pairs: list[tuple[list[int], list[int]]], *, steps: int, batch_size: int,
           lr: float, warmup_steps: int, weight_decay: float, seed: int, pad: int,
-          on_step: Callable[[int, float], None] | None = None) -> list[tuple[int, float]]:
-    """Train in place for `steps` steps; returns (step, loss) pairs. Cosine schedule to 10%."""
+          on_step: Callable[[int, float], None] | None = None, grad_accum: int = 1) -> list[tuple[int, float]]:
+    """Train in place for `steps` optimizer steps, each on `grad_accum` batches (their mean
+    gradient); returns (step, loss) pairs. Cosine schedule to 10%."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
     # fused: ATen's one AdamW kernel, whose square root is the CPU's exact instruction. The
@@ -207,16 +228,18 @@ def train(model: GPT2, pairs: list[tuple[list[int], list[int]]], *, steps: int, 
     batches: list[list[int]] = []
     history = []
     for step in range(steps):
-        if not batches:
-            batches = bucketed(rng, [len(p) + len(t) for p, t in pairs], batch_size)
-        ids, labels, mask = _pad_batch([pairs[i] for i in batches.pop()], pad)
-        loss = answer_losses(model, ids, mask, labels).mean()
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        value = 0.0
+        for _ in range(grad_accum):
+            if not batches:
+                batches = bucketed(rng, [len(p) + len(t) for p, t in pairs], batch_size)
+            ids, labels, mask = pad_batch([pairs[i] for i in batches.pop()], pad)
+            loss = answer_losses(model, ids, mask, labels).mean()
+            (loss / grad_accum if grad_accum > 1 else loss).backward()
+            value += loss.item() / grad_accum
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0, foreach=True)
         opt.step()
         sched.step()
-        value = loss.item()
         history.append((step + 1, value))
         if on_step:
             on_step(step + 1, value)
@@ -281,14 +304,8 @@ def token_losses(model: GPT2, pairs: list[tuple[list[int], list[int]]], *, pad: 
     order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))  # little padding
     for start in range(0, len(order), batch_size):
         rows = order[start: start + batch_size]
-        ids, labels, mask = _pad_batch([pairs[i] for i in rows], pad)
-        ce = answer_losses(model, ids, mask, labels)
-        counts = (labels[:, 1:] != IGNORE).sum(1)
-        ends = np.cumsum(counts.numpy())
-        for j, (row, end, n) in enumerate(zip(rows, ends, counts.tolist())):
-            if n:
-                part = ce[end - n: end]
-                mean[row], worst[row] = float(part.mean()), float(part.max())
+        ids, labels, mask = pad_batch([pairs[i] for i in rows], pad)
+        mean[rows], worst[rows] = per_row(answer_losses(model, ids, mask, labels), answer_positions(labels)[1])
     return mean, worst
 
 
@@ -324,7 +341,15 @@ class Student:
 
     @classmethod
     def check(cls, student, dom, root: Path = Path(".")) -> None:
-        """Nothing to check: prepare.model sizes it, and the config validated that."""
+        """prepare.model sizes it (the config validated that); what it would ignore is
+        refused: it is trained in full, in float32, on the CPU."""
+        if student.lora.r:
+            raise StudentError("student.lora.r: the built-in student is trained in full; LoRA needs a model of your "
+                               "own (student.model)")
+        if student.device not in ("auto", "cpu"):
+            raise StudentError(f"student.device: the built-in student runs on the CPU, not {student.device!r}")
+        if student.dtype not in ("auto", "float32"):
+            raise StudentError(f"student.dtype: the built-in student computes in float32, not {student.dtype!r}")
 
     @classmethod
     def claims(cls, folder: Path) -> bool:
@@ -338,7 +363,7 @@ class Student:
         return f"student {built.parameters:,} parameters, vocabulary {tokenizer.get_vocab_size()}"
 
     @classmethod
-    def load(cls, folder: Path, dom=None, *, trainable: bool = False, student=None, seed: int | None = None,
+    def load(cls, folder: Path, dom=None, *, trainable: bool = False, seed: int | None = None,
              threads: int | None = None, base: str | None = None) -> "Student":
         if threads is not None:
             set_threads(threads)
@@ -346,8 +371,8 @@ class Student:
 
     def fit(self, requests: list[str], labels: list[str], *, train, student, seed: int,
             progress: Callable[[int, float], None] | None = None) -> list[tuple[int, float]]:
-        """`train.steps` steps of AdamW on the answer tokens; returns the loss every
-        `train.log_every` steps and at the last."""
+        """`train.steps` steps of AdamW on the answer tokens, each on `student.grad_accum`
+        batches; returns the loss every `train.log_every` steps and at the last."""
         pairs = self.pairs(requests, [self.dom.target(label) for label in labels])
         limit = self.model.config.n_positions
         too_long = [i for i, (p, t) in enumerate(pairs) if len(p) + len(t) > limit]
@@ -355,14 +380,19 @@ class Student:
             raise StudentError(f"row {too_long[0] + 1} is longer than prepare.model.n_positions={limit} tokens")
         history = run_steps(self.model, pairs, steps=train.steps, batch_size=train.batch_size, lr=train.lr,
                             warmup_steps=train.warmup_steps, weight_decay=train.weight_decay, seed=seed,
-                            pad=self.codec.pad, on_step=progress)
-        self._fitted = (sum(len(p) + len(t) for p, t in pairs) / len(pairs) * train.batch_size * train.steps,
+                            pad=self.codec.pad, on_step=progress, grad_accum=student.grad_accum)
+        self._fitted = (sum(len(p) + len(t) for p, t in pairs) / len(pairs) * train.batch_size * train.steps * student.grad_accum,
                         train.steps, history[-1][1])
         return [(step, loss) for step, loss in history if step % train.log_every == 0 or step == train.steps]
 
     def describe(self, rows: int, seconds: float) -> str:
         tokens, steps, loss = self._fitted
         return f"{steps} steps on {rows} rows in {seconds:.1f}s ({tokens / seconds:,.0f} tokens/s), final loss {loss:.4f}"
+
+    @classmethod
+    def origin(cls, folder: Path) -> dict:
+        """Nothing: the built-in student grows from the random network prepare made."""
+        return {}
 
     def save(self, folder: Path) -> None:
         """Config, safetensors weights and tokenizer into `folder` (a new directory)."""
@@ -397,7 +427,7 @@ class Student:
 # -- the student interface: every kind of student, one registry ------------------------------
 
 GROUP = "flywheel.students"  # the entry-point group student kinds register in (pyproject.toml)
-PROTOCOL = ("check", "claims", "make", "load", "fit", "answer", "label_losses", "save", "describe")
+PROTOCOL = ("check", "claims", "make", "load", "fit", "answer", "label_losses", "save", "describe", "origin")
 _KINDS: dict[str, type] = {}
 
 
@@ -408,13 +438,16 @@ class StudentError(ValueError):
 def register_kind(cls: type) -> type:
     """Add a student kind under `cls.kind`, after checking it has the whole interface:
     `check(student, dom, root)` (refuse a config that cannot work, before any work: a
-    `StudentError`), `claims(folder)` (is this checkpoint mine?), `make(folder, *, dom, tokenizer, prepare,
-    student, seed)` (prepare's untrained student; returns what the log says of it),
-    `load(folder, dom, *, trainable, student, seed, threads, base)`, and on an instance
-    `fit(requests, labels, *, train, student, seed, progress)` (returns the (step, loss)
-    curve to plot), `answer`, `label_losses`, `save(folder)`, `describe(rows, seconds)`
-    (the train log's line), plus `random_at_start` (prepare's student knows nothing, so
-    the judge does not ask it)."""
+    `StudentError`), `claims(folder)` (is this checkpoint mine?), `make(folder, *, dom,
+    tokenizer, prepare, student, seed)` (prepare's untrained student, recording in the
+    folder whatever of `student:` later stages need; returns what the log says of it),
+    `load(folder, dom, *, trainable, seed, threads, base)` (reads the folder only),
+    `origin(folder)` (what it grew from, for the MLflow lineage: `{}`, or `base`,
+    `revision` and `adapter`), and on an instance `fit(requests, labels, *, train,
+    student, seed, progress)` (`student`: grad_accum and max_length; returns the (step,
+    loss) curve to plot), `answer`, `label_losses`, `save(folder)`, `describe(rows,
+    seconds)` (the train log's line), plus `random_at_start` (prepare's student knows
+    nothing, so the judge does not ask it)."""
     where = f"student kind {cls.__module__}.{cls.__qualname__}"
     name = getattr(cls, "kind", None)
     if not isinstance(name, str) or not name.isidentifier():
@@ -459,13 +492,17 @@ def kind_of(folder: Path) -> type:
     return _KINDS["builtin"]
 
 
-def load(folder: Path, dom, *, trainable: bool = False, student=None, seed: int | None = None,
-         threads: int | None = None, base: str | None = None):
+def load(folder: Path, dom, *, trainable: bool = False, seed: int | None = None, threads: int | None = None,
+         base: str | None = None):
     """The checkpoint at `folder`, of whichever kind it is: ready to answer, or with
-    `trainable` to `fit` (`student`: the config a new adapter is made from; `seed` and
-    `threads`: what training draws with)."""
-    return kind_of(folder).load(Path(folder), dom, trainable=trainable, student=student, seed=seed, threads=threads,
-                                base=base)
+    `trainable` to `fit` (`seed` and `threads`: what training draws with). Everything
+    else it needs (a Hugging Face student's base, LoRA, device, dtype) the folder records."""
+    return kind_of(folder).load(Path(folder), dom, trainable=trainable, seed=seed, threads=threads, base=base)
+
+
+def origin(folder: Path) -> dict:
+    """What the checkpoint at `folder` grew from (its kind's `origin`)."""
+    return kind_of(folder).origin(Path(folder))
 
 
 def student_answers(stage: str, model_dir: Path, requests: list[str], *, dom, batch_size: int,

@@ -24,8 +24,7 @@ def main(cfg: ConfigView, generation: str) -> None:
     if rows.empty:
         raise store.DataError(f"{layout.path(generation, layout.TRAIN)}: no training rows")
     seed = stage.stage_seed(cfg.seed, generation, "train")
-    student = S.load(layout.path(prev, layout.MODEL), dom, trainable=True, student=cfg.student, seed=seed,
-                     threads=tc.threads)
+    student = S.load(layout.path(prev, layout.MODEL), dom, trainable=True, seed=seed, threads=tc.threads)
     bar = stage.Progress("train", "steps", tc.steps)
     reached = [0]
 

@@ -32,13 +32,24 @@ def test_only_the_judge_reads_the_truth():
 # and judge-scored evaluation asks the judge committee.
 BORROWED = {"generate": {"judge.rubric"},
             "evaluate": {"judge.committee", "judge.consensus", "judge.template", "judge.rubric", "judge.budget"},
-            "train": {"student"}}  # which student to build or load; judge, evaluate and probe read the checkpoint
+            "train": {"student.grad_accum", "student.max_length"}}  # what fit reads of `student:`
+# prepare reads which student to build; everything after it reads that from the checkpoint
+PREPARE_STUDENT = {f"student.{k}" for k in ("kind", "model", "revision", "lora", "dtype", "device")}
 
 
 def test_stages_list_only_their_own_params_section():
     for name in ORDER:
         assert set(DVC[name]["do"]["params"]) <= {"seed", "domain", name} | BORROWED.get(name, set()), name
-    assert set(DVC["prepare"]["params"]) == {"seed", "domain", "prepare", "student"}
+    assert set(DVC["prepare"]["params"]) == {"seed", "domain", "prepare"} | PREPARE_STUDENT
+
+
+def test_each_student_value_is_a_param_of_one_stage():
+    """One source per value: the keys prepare records in the checkpoint and the keys fit
+    reads are apart, and together they are all of `student:`."""
+    from flywheel.config import StudentConfig
+
+    assert not PREPARE_STUDENT & BORROWED["train"]
+    assert PREPARE_STUDENT | BORROWED["train"] == {f"student.{k}" for k in StudentConfig.model_fields}
 
 
 def _files(entries):

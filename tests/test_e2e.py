@@ -86,10 +86,11 @@ def test_rows_carry_lineage_and_no_evaluation_request_is_trained_on(small_projec
 
 
 @pytest.mark.e2e
-def test_changing_a_train_key_reruns_only_train_and_what_follows(small_project):
-    with changed_params(small_project, "train", lr=0.002):
+@pytest.mark.parametrize("section,change", [("train", {"lr": 0.002}), ("student", {"grad_accum": 2})])
+def test_changing_a_train_key_reruns_only_train_and_what_follows(small_project, section, change):
+    with changed_params(small_project, section, **change):
         status = json.loads(run(DVC + ["status", "--json"], small_project).stdout)
-        assert set(status) == {"train@gen-000", "train@gen-001"}  # the stages that read `train`
+        assert set(status) == {"train@gen-000", "train@gen-001"}  # the stages that read it
         dry = run(DVC + ["repro", "--dry"], small_project).stdout
         ran = {line.split("'")[1] for line in dry.splitlines() if line.startswith("Running stage")}
         untouched = {"prepare", "generate@gen-000", "judge@gen-000", "compose@gen-000"}

@@ -289,7 +289,7 @@ base, manifest, out = map(Path, sys.argv[1:])
 cfg = StudentConfig(model=str(base), max_length=256, lora={"r": 4, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]})
 dom = domain.get(DomainConfig())
 hf_student.HFStudent.untrained(cfg, dom, manifest)
-hf_student.HFStudent.load(manifest, dom, trainable=True, lora_cfg=cfg).save(out)
+hf_student.HFStudent.load(manifest, dom, trainable=True).save(out)
 """
 
 

@@ -115,7 +115,7 @@ def test_the_checkpoint_is_a_hugging_face_gpt2(tmp_path):
     hf = GPT2LMHeadModel.from_pretrained(str(tmp_path), attn_implementation="eager").eval()
     hf_tok = AutoTokenizer.from_pretrained(str(tmp_path))
     assert hf_tok.convert_tokens_to_ids([PAD, EOS, SEP]) == [st.codec.pad, st.codec.eos, st.codec.sep]
-    ids, _, mask = student._pad_batch(st.pairs(requests[:8], targets[:8]), st.codec.pad)
+    ids, _, mask = student.pad_batch(st.pairs(requests[:8], targets[:8]), st.codec.pad)
     with torch.no_grad():
         ours = st.model.head(st.model(ids, mask)[0])
         theirs = hf(input_ids=ids, attention_mask=mask).logits
@@ -137,3 +137,38 @@ def test_row_losses_in_a_batch_equal_each_row_alone():
     for i, (m, w) in enumerate(alone):
         assert abs(mean[i] - m[0]) < 1e-5 and abs(worst[i] - w[0]) < 1e-5, i
         assert worst[i] >= mean[i]
+
+
+def test_grad_accum_averages_that_many_batches_a_step():
+    """With `grad_accum` 2 a step takes the next two batches of the same seeded order: at
+    learning rate 0 (the weights never move), its loss is the mean of two plain steps'."""
+    _, tok, requests, targets = setup(120)
+    st = fresh(tok)
+    pairs = st.pairs(requests, targets)
+
+    def losses(steps, accum):
+        return [loss for _, loss in student.train(fresh(tok).model, pairs, steps=steps, batch_size=16, lr=0.0,
+                                                  warmup_steps=0, weight_decay=0.0, seed=7, pad=st.codec.pad,
+                                                  grad_accum=accum)]
+
+    plain, accumulated = losses(4, 1), losses(2, 2)
+    assert len(set(plain)) == 4  # the batches differ
+    for k, loss in enumerate(accumulated):
+        assert abs(loss - (plain[2 * k] + plain[2 * k + 1]) / 2) < 1e-6, k
+
+
+def test_the_builtin_student_refuses_what_it_would_ignore():
+    from flywheel.config import StudentConfig
+
+    for change, message in (({"lora": {"r": 8}}, "student.lora.r: the built-in student is trained in full"),
+                            ({"device": "cuda"}, "student.device: the built-in student runs on the CPU"),
+                            ({"dtype": "bfloat16"}, "student.dtype: the built-in student computes in float32")):
+        cfg = StudentConfig(**change)
+        assert student.kind_for(cfg) is Student
+        try:
+            Student.check(cfg, None)
+        except student.StudentError as e:
+            assert str(e).startswith(message), e
+        else:
+            raise AssertionError(f"{change} was accepted")
+    Student.check(StudentConfig(device="cpu", dtype="float32", grad_accum=4), None)
