@@ -23,19 +23,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 from bench import ROOT
+from flows.results import lock_md5s
 
 
 def cpu() -> str:
     out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
     return next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), "")
-
-
-def outs(lock_text: str) -> dict[str, str]:
-    stages = yaml.safe_load(lock_text)["stages"]
-    return {o["path"]: o["md5"] for s in stages.values() for o in s.get("outs", [])}
 
 
 def timed(cmd: list[str], cwd: Path, env: dict, log: Path) -> float:
@@ -53,6 +47,7 @@ def measure(cache: str, work: Path) -> dict:
                             check=True).stdout.strip()
     clone = work / "clone"
     subprocess.run(["git", "clone", "-q", "--no-local", str(ROOT), str(clone)], check=True)
+    committed = lock_md5s(clone)  # the outputs the commit's dvc.lock records
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "UV_", "PIP_CACHE"))}
     env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if ".venv" not in p)
     if cache == "cold":
@@ -60,9 +55,7 @@ def measure(cache: str, work: Path) -> dict:
     log = work / "make.log"
     setup = timed(["make", "setup"], clone, env, log)
     run = timed(["make", "run"], clone, env, log)
-    committed = outs(subprocess.run(["git", "show", f"{commit}:dvc.lock"], cwd=clone, capture_output=True,
-                                    text=True, check=True).stdout)
-    made = outs((clone / "dvc.lock").read_text())
+    made = lock_md5s(clone)
     user = {g: json.loads((clone / "data" / g / "metrics.json").read_text())["per_split"]["user"]
             for g in sorted(p.name for p in (clone / "data").glob("gen-*"))}
     return {"date": dt.date.today().isoformat(), "commit": commit[:7], "cpu": cpu(), "cache": cache,
