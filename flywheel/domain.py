@@ -42,6 +42,14 @@ if TYPE_CHECKING:
 PLUGIN = "domain.py"  # a domain of your own, under its domain.path
 
 
+LENGTHS = ((6, "short"), (12, "medium"), (20, "long"))  # most words of each length bucket; longer: very_long
+
+
+def length_factor(words: int) -> str:
+    """The `length:` factor of a request of `words` words, for every domain."""
+    return "length:" + next((name for limit, name in LENGTHS if words <= limit), "very_long")
+
+
 @dataclass(frozen=True)
 class Prepared:
     """What `prepare` makes for a domain: the evaluation set, the seed set (training rows
@@ -146,8 +154,7 @@ class Domain(ABC):
         factor (tasks/probe.py, tasks/evaluate.py). Any domain: the request's length; a
         domain that knows how its requests are composed says more (toolcall: notations,
         dress, case, flywheel/toolcall/factors.py)."""
-        n = len(request.split())
-        return ["length:" + ("short" if n <= 6 else "medium" if n <= 12 else "long" if n <= 20 else "very_long")]
+        return [length_factor(len(request.split()))]
 
     @abstractmethod
     def random_spec(self, rng: random.Random, skill: str) -> tuple[list[str], list[str]]:

@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import re
 
+from flywheel.domain import length_factor
 from flywheel.toolcall import calls as C
 from flywheel.toolcall.catalog import BOOL, DATE, ENUM, INT, MONTHS, NUMBER, SHIPPED, STR, TIME, Catalog
 from flywheel.toolcall.phrasings import ASKS, GREETINGS, SUFFIXES
 from flywheel.toolcall.surface import MONTH_ABBR, number_words
 
 FUNCTION_WORDS = frozenset({"the", "a", "an", "to", "with", "for", "of", "at", "on", "in", "and", "my", "from"})
-LENGTHS = ((6, "short"), (12, "medium"), (20, "long"))
 
 
 def _words(text: str) -> list[str]:
@@ -115,7 +115,7 @@ def factors(request: str, label: str, catalog: Catalog = SHIPPED) -> list[str]:
     that does not parse gives only the factors of the text."""
     text = " ".join(request.lower().split())
     words = _words(text)
-    out = {"length:" + next((name for limit, name in LENGTHS if len(words) <= limit), "very_long")}
+    out = {length_factor(len(words))}
     letters = [c for c in request if c.isalpha()]
     out.add("case:" + ("upper" if letters and all(c.isupper() for c in letters) else
                        "lower" if not any(c.isupper() for c in letters) else
