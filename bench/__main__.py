@@ -23,7 +23,7 @@ from pathlib import Path
 
 import psutil
 
-from bench import ROOT
+from bench import ROOT, cpu_model
 from bench import report as R
 
 MEASUREMENTS = ("e2e", "overhead", "client", "scale", "dvc", "efficiency", "train", "train_hf")
@@ -51,15 +51,9 @@ SIZES = {
 
 
 def machine() -> dict:
-    cpu = "unknown"
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     import torch
 
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
             "os": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
             "torch_threads": torch.get_num_threads()}
 

@@ -23,13 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import ROOT
+from bench import ROOT, commit, cpu_model
 from flows.results import lock_md5s
-
-
-def cpu() -> str:
-    out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    return next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), "")
 
 
 def timed(cmd: list[str], cwd: Path, env: dict, log: Path) -> float:
@@ -43,8 +38,7 @@ def timed(cmd: list[str], cwd: Path, env: dict, log: Path) -> float:
 
 
 def measure(cache: str, work: Path) -> dict:
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                            check=True).stdout.strip()
+    made_by = commit()
     clone = work / "clone"
     subprocess.run(["git", "clone", "-q", "--no-local", str(ROOT), str(clone)], check=True)
     committed = lock_md5s(clone)  # the outputs the commit's dvc.lock records
@@ -58,7 +52,7 @@ def measure(cache: str, work: Path) -> dict:
     made = lock_md5s(clone)
     user = {g: json.loads((clone / "data" / g / "metrics.json").read_text())["per_split"]["user"]
             for g in sorted(p.name for p in (clone / "data").glob("gen-*"))}
-    return {"date": dt.date.today().isoformat(), "commit": commit[:7], "cpu": cpu(), "cache": cache,
+    return {"date": dt.date.today().isoformat(), "commit": made_by, "cpu": cpu_model(), "cache": cache,
             "seconds": {"setup": setup, "run": run, "total": round(setup + run, 1)},
             "outputs": len(made), "differ_from_committed": sorted(p for p in made if committed.get(p) != made[p]),
             "user": user}

@@ -21,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench import ROOT
+from bench import ROOT, cpu_model
 from flywheel import kernels
 
 PROBE = r"""
@@ -84,9 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="comma-separated settings to run under emulation (natively every setting runs)")
     ap.add_argument("--out", type=Path, default=ROOT / "experiments" / "kernels.json")
     args = ap.parse_args(argv)
-    cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    model = next((l.split(":", 1)[1].strip() for l in cpu.splitlines() if l.startswith("Model name")), "")
-    results = {"machine": model, "runs": []}
+    results = {"machine": cpu_model(), "runs": []}
     for where in [None] + [c for c in args.qemu.split(",") if c]:
         for name, settings in SETTINGS.items():
             if where is not None and name not in args.qemu_settings.split(","):

@@ -66,7 +66,7 @@ from pathlib import Path
 
 import yaml
 
-from bench import ROOT
+from bench import ROOT, commit, cpu_model
 from flywheel.config import load as load_config
 from bench import workspace as W
 from flywheel import store
@@ -236,18 +236,6 @@ def jobs_for(arms: list[str], seeds: list[int], parallel: int) -> list[tuple[int
     return out
 
 
-def _commit() -> str:
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    return out.stdout.strip() or "unknown"
-
-
-def _cpu() -> str:
-    try:
-        return next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
-
-
 def load_results(path: Path, tag: str) -> dict:
     if not path.exists():
         return {"design": tag, "meta": {}, "runs": {}}
@@ -331,10 +319,10 @@ def main(argv: list[str] | None = None) -> int:
                 res = json.loads(text.split("RESULT ", 1)[1].splitlines()[0])
                 for arm, curve in res.items():
                     data["runs"][f"{arm}/{s}"] = {"arm": arm, "seed": s, "arm_hash": arm_hash(arm),
-                                                  "commit": _commit(), "curve": curve}
+                                                  "commit": commit(), "curve": curve}
                     print(f"{arm} seed {s}: user " + " ".join(f"{r['user']:.3f}" for r in curve)
                           + f" ({curve[-1]['seconds']:.0f} s)", flush=True)
-                data["meta"] = {"date": time.strftime("%Y-%m-%d"), "commit": _commit(), "cpu": _cpu(), "arms": list(ARMS),
+                data["meta"] = {"date": time.strftime("%Y-%m-%d"), "commit": commit(), "cpu": cpu_model(), "arms": list(ARMS),
                                 "machine": f"{platform.machine()}, "
                                 f"{os.cpu_count()} cores", "seeds": sorted(set(data["meta"].get("seeds", [])) | set(seeds)),
                                 "generations": max(args.generations, data["meta"].get("generations", 0)),

@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import argparse
 import collections
-import platform
 import random
-import subprocess
 import sys
 
 import pandas as pd
 
-from bench import ROOT
+from bench import ROOT, commit, cpu_model
 from experiments.loop import FULL
 from flywheel import domain, layout, store
 from flywheel.config import load
@@ -54,10 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     cfg = load()
     dom = domain.get(cfg.domain)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-               platform.processor())
-    report = {"commit": commit.strip(), "cpu": cpu, "mix": FULL["expand"]["strategy"],
+    report = {"commit": commit(), "cpu": cpu_model(), "mix": FULL["expand"]["strategy"],
               "generations": {g: measure(g, cfg, dom) for g in cfg.generations}}
     store.write_json(report, args.out)
     for g, r in report["generations"].items():

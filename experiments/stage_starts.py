@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import ROOT
+from bench import ROOT, commit
 
 STAGES = ("prepare", "generate", "judge", "compose", "train", "evaluate", "probe", "expand")
 PROBE = "import sys, tasks.{stage}; print('torch' in sys.modules)"
@@ -41,8 +41,7 @@ def measure(root: Path = ROOT, *, rounds: int = 3) -> dict:
             seconds, torch = start(root, stage)
             times.append(seconds)
         stages[stage] = {"seconds": round(min(times), 2), "imports_torch": torch}
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True).stdout
-    return {"root": str(root), "commit": commit.strip(), "rounds": rounds, "stages": stages}
+    return {"root": str(root), "commit": commit(root), "rounds": rounds, "stages": stages}
 
 
 def main(argv: list[str] | None = None) -> int:
