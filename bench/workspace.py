@@ -13,7 +13,7 @@ import yaml
 
 from bench import ROOT
 
-CODE = ("flywheel", "tasks", "flows", "domains", "models")
+CODE = ("flywheel", "tasks", "flows", "domains", "models", "logs")
 
 
 def env() -> dict[str, str]:

@@ -12,23 +12,14 @@ student's accuracy on the held-out file. `python -m experiments.your_tools` (abo
 from __future__ import annotations
 
 import json
-import platform
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench import ROOT
+from bench import ROOT, commit, cpu_model
 
 OUT = ROOT / "experiments" / "your_tools.json"
-
-
-def _cpu() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def main() -> None:
@@ -46,7 +37,7 @@ def main() -> None:
         model = {"backend": "openai", "base_url": server.url, "concurrency": 8}
         project = make_project(Path(tmp) / "p", {
             "generations": generations(3),
-            "domain": {"path": "domains/library", "tools": "library.yaml", "traffic": "traffic.jsonl",
+            "domain": {"path": "domains/library", "tools": "library.yaml", "traffic": "logs/traffic.jsonl",
                        "eval_file": "eval.jsonl", "seed_file": "seed.jsonl", "traffic_rows": 300,
                        "traffic_slice": "time"},
             "prepare": {"plan_rows": 2000},
@@ -57,8 +48,7 @@ def main() -> None:
         }, git=False)
         truth.update(library_folder(project, logged=1200, held_out=200, seed=60))
         run([sys.executable, "-m", "dvc", "repro", "-q"], project)
-        out = {"commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                        text=True).stdout.strip(), "cpu": _cpu(), "generations": []}
+        out = {"commit": commit(), "cpu": cpu_model(), "generations": []}
         for gen in ("gen-000", "gen-001", "gen-002"):
             train = store.read_table(project / layout.path(gen, layout.TRAIN), store.TRAINSET)
             q = judge_on_traffic(store.read_table(project / layout.path(gen, layout.VERDICTS), store.VERDICTS), truth)

@@ -111,13 +111,22 @@ class DomainConfig(_Section):
     tools: str = Field("", description="toolcall: a catalog of your own (OpenAI-style function definitions, JSON or "
                                        "YAML) under path; empty: the shipped catalog (docs/your-tools.md)")
     traffic: str = Field("", description="toolcall: logged requests (JSONL or Parquet: request, optional timestamp "
-                                         "and response) under path, labelled by the teacher a slice a generation; "
-                                         "empty: none")
+                                         "and response), a file under logs/ (relative to the project), labelled by "
+                                         "the teacher a slice a generation; empty: none")
     traffic_rows: int = Field(200, ge=0, description="toolcall: traffic requests a generation takes")
     traffic_slice: Literal["sample", "time"] = Field("sample", description=(
         "toolcall: which: `sample`, the generation's share of a seeded shuffle; `time`, the next by timestamp"))
     redact: RedactConfig = Field(default_factory=RedactConfig, description="toolcall: what is replaced by a typed "
                                  "placeholder in the requests read from traffic, eval_file and seed_file")
+
+
+    @model_validator(mode="after")
+    def _traffic_under_logs(self) -> "DomainConfig":
+        parts = Path(self.traffic).parts
+        if self.traffic and (len(parts) < 2 or parts[0] != "logs" or ".." in parts):
+            raise ValueError(f"traffic: {self.traffic!r} is not a file under logs/ (the folder only prepare and expand "
+                             "depend on, so a log that grows reruns only the generations whose slice changed)")
+        return self
 
 
 class GenerateConfig(_Section):

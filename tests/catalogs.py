@@ -196,7 +196,7 @@ def library_brain(truth: dict[str, list], *, wrong_every: int = 0):
 def library_folder(project: Path, *, redact: bool = True, logged: int = 300, held_out: int = 60,
                    seed: int = 30) -> dict[str, list]:
     """domains/library in `project`: the prompt templates of domains/toolcall, the library
-    catalog, `logged` requests in traffic.jsonl, `held_out` labelled ones in eval.jsonl and
+    catalog, `logged` requests in logs/traffic.jsonl, `held_out` labelled ones in eval.jsonl and
     `seed` in seed.jsonl. Returns the calls of every request, keyed as the teacher receives
     it (redacted when `redact`)."""
     import json
@@ -213,7 +213,7 @@ def library_folder(project: Path, *, redact: bool = True, logged: int = 300, hel
                     ignore=shutil.ignore_patterns("user.jsonl", "traffic_*.jsonl"))  # the shipped catalog's data
     write_library(folder)
     traffic = library_traffic(random.Random(26), logged)
-    jsonl(folder / "traffic.jsonl", [{"request": r["request"], "timestamp": r["timestamp"], "response": "ok"}
+    jsonl(project / "logs" / "traffic.jsonl", [{"request": r["request"], "timestamp": r["timestamp"], "response": "ok"}
                                      for r in traffic])
     evals = library_traffic(random.Random(27), held_out, canaries=False)
     jsonl(folder / "eval.jsonl", [{"input": r["request"], "output": r["calls"]} for r in evals])

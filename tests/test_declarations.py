@@ -111,7 +111,7 @@ def stage_entry(name: str) -> dict:
     return DVC[name].get("do", DVC[name])
 
 
-INPUTS = ("data/", "${", "models")  # data, the domain's folder, a base model of your own: inputs, not code
+INPUTS = ("data/", "${", "models", "logs")  # data, the domain's folder, a base model of your own, request logs: inputs, not code
 
 
 def code_deps(entry: dict) -> list[str]:

@@ -64,6 +64,28 @@ def test_a_bad_pattern_is_refused_by_the_config(patterns, names):
     assert not isinstance(err.value, ConfigError) or "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize("where", ["traffic.jsonl", "domains/toolcall/traffic.jsonl", "logs/../traffic.jsonl", "logs"])
+def test_a_log_outside_logs_is_refused_in_one_line(tmp_path, where):
+    """Only prepare and expand depend on logs/: a log anywhere else would be read by them
+    without DVC seeing it change, or make every stage rerun."""
+    import yaml
+
+    from flywheel.config import load
+
+    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    params["domain"]["traffic"] = where
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    with pytest.raises(ConfigError) as err:
+        load(path)
+    assert str(err.value) == (f"{path}: domain: traffic: {where!r} is not a file under logs/ (the folder only "
+                              "prepare and expand depend on, so a log that grows reruns only the generations "
+                              "whose slice changed)")
+    params["domain"]["traffic"] = "logs/traffic.jsonl"
+    path.write_text(yaml.safe_dump(params))
+    assert load(path).domain.traffic == "logs/traffic.jsonl"
+
+
 def test_traffic_is_read_redacted_distinct_and_in_utc(tmp_path):
     path = _log(tmp_path, [
         {"request": "renew loan 4521, mail ada@example.org", "timestamp": "2026-11-02T10:00:00+01:00"},

@@ -3,17 +3,21 @@ built here (tests/catalogs.py), a file of logged requests with people's data in 
 hand-labelled held-out file, and the local test server as teacher (writing requests and
 labelling the logged ones) and judge; two generations through the Prefect flow with DVC
 and MLflow. Then: rows per source, the judge on the traffic it verified, accuracy on the
-held-out file, the traffic never in evaluation, and no canary anywhere but data/."""
+held-out file, the traffic never in evaluation, no canary anywhere but data/, and a log
+that grows rerunning only the generation whose slice it changes."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import random
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
-from catalogs import CANARIES, judge_on_traffic, library_brain, library_folder
+from catalogs import CANARIES, judge_on_traffic, library_brain, library_folder, library_traffic
 from conftest import SMALL, make_project, merge, run
 from flywheel import layout, store
 from flywheel.decontam import NearDuplicates
@@ -29,7 +33,7 @@ def library_workspace(dest: Path, url: str, *, redact: bool = True) -> tuple[Pat
     it and the truth."""
     model = {"backend": "openai", "base_url": url, "concurrency": 4}
     params = merge(SMALL, {
-        "domain": {"path": "domains/library", "tools": "library.yaml", "traffic": "traffic.jsonl",
+        "domain": {"path": "domains/library", "tools": "library.yaml", "traffic": "logs/traffic.jsonl",
                    "eval_file": "eval.jsonl", "seed_file": "seed.jsonl", "traffic_rows": TRAFFIC_ROWS,
                    "traffic_slice": "time", "redact": {"default": redact}},
         "prepare": {"plan_rows": 120},
@@ -142,6 +146,43 @@ def test_mlflow_logs_the_slice_and_the_redaction_counts_never_the_text(own_run):
         assert not any(r in str(text) for r in logged)
 
 
+def test_a_growing_log_reruns_only_the_generation_whose_slice_changed(own_run, tmp_path):
+    """New requests appended to the log, later than the old ones (`traffic_slice: time`):
+    DVC reruns the two stages that read logs/, `prepare` and `expand`, and after them only
+    the generation whose slice was not yet full. The run's log (168 distinct requests)
+    filled gen-000's slice of 120 and left gen-001's at 48, so gen-000 is not generated,
+    judged or trained again, and gen-001 is, on its grown slice."""
+    from flows.results import lock_md5s
+
+    project = shutil.copytree(own_run[0], tmp_path / "copy", symlinks=True)
+    dvc = [sys.executable, "-m", "dvc"]
+
+    def slices() -> list[int]:  # the traffic rows of each generation's plan: seed's is gen-000's slice
+        return [int((_table(project, g, layout.PLAN, store.PLAN)["kind"] == "traffic").sum())
+                for g in (layout.SEED, *GENERATIONS)]
+
+    before, sliced = lock_md5s(project), slices()
+    assert sliced[0] == TRAFFIC_ROWS and 0 < sliced[1] < TRAFFIC_ROWS, sliced
+    log = project / "logs" / "traffic.jsonl"
+    last = max(dt.datetime.fromisoformat(json.loads(line)["timestamp"]) for line in log.read_text().splitlines())
+    with log.open("a") as out:
+        for i, r in enumerate(library_traffic(random.Random(41), 40, canaries=False)):
+            stamp = (last + dt.timedelta(hours=1, minutes=i)).isoformat()
+            out.write(json.dumps({"request": r["request"], "timestamp": stamp, "response": "ok"}) + "\n")
+    status = json.loads(run(dvc + ["status", "--json"], project).stdout)
+    assert set(status) == {"prepare", "expand@gen-000", "expand@gen-001"}, status  # the stages that read logs/
+    ran = {line.split("'")[1] for line in run(dvc + ["repro"], project).stdout.splitlines()
+           if line.startswith("Running stage")}
+    assert ran == {"prepare", "expand@gen-000", "expand@gen-001"} | {f"{s}@gen-001" for s in layout.STAGES}
+    after, grown = lock_md5s(project), slices()
+    assert grown[0] == sliced[0] and grown[1] > sliced[1]
+    changed = {p for p in after if after[p] != before[p]}
+    assert str(layout.path("gen-000", layout.PLAN)) in changed
+    assert not {p for p in changed if p.startswith((str(layout.gen_dir(layout.SEED)), str(layout.EVAL)))}
+    assert not {p for p in changed if p.startswith(str(layout.gen_dir("gen-000")))} - {
+        str(layout.path("gen-000", layout.PLAN))}
+
+
 def _files(root: Path, skip: set[Path]):
     for p in root.rglob("*"):
         if p.is_file() and not any(s == p or s in p.parents for s in skip):
@@ -156,7 +197,7 @@ def test_no_canary_reaches_the_server_or_any_file(own_run, tmp_path):
     import os
 
     project, _, server, _ = own_run
-    traffic_file = project / "domains" / "library" / "traffic.jsonl"
+    traffic_file = project / "logs" / "traffic.jsonl"
     assert all(c.encode() in traffic_file.read_bytes() for c in CANARIES)  # they were there to leak
     needles = [c.encode() for c in CANARIES] + [c.replace(" ", "").encode() for c in CANARIES]
     for body in server.bodies:

@@ -90,7 +90,7 @@ def stages(root: Path) -> str:
     lines = ["| stage | runs | reads (data) | params | writes |", "|---|---|---|---|---|"]
     for name, stage in doc.items():
         body = stage.get("do", stage)
-        deps = [d for d in body.get("deps", []) if str(d).startswith("data/")]
+        deps = [d for d in body.get("deps", []) if str(d).startswith("data/") or d == "logs"]  # logs: request logs
         outs = []
         for key in ("outs", "metrics", "plots"):
             outs += [next(iter(o)) if isinstance(o, dict) else o for o in body.get(key, [])]

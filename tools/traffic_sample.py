@@ -1,6 +1,6 @@
 """Write the traffic sample of docs/your-tools.md's worked example.
 
-`python tools/traffic_sample.py` writes domains/toolcall/traffic_sample.jsonl (300 logged
+`python tools/traffic_sample.py` writes logs/traffic_sample.jsonl (300 logged
 requests: `request`, `timestamp`, `response`) and domains/toolcall/traffic_truth.jsonl
 (their calls, which only the stand-in teacher of tests/llm_server.py reads; a real teacher
 model labels the requests without them). The requests come from the embedded request
@@ -39,10 +39,10 @@ def main(n: int = 300, seed: int = 26) -> None:
         logged.append({"request": text, "timestamp": (start + dt.timedelta(minutes=11 * i)).isoformat(),
                        "response": ""})
         truth.append({"request": " ".join(redact(text).split()), "calls": req.calls})
-    folder = ROOT / "domains" / "toolcall"
-    for name, rows in (("traffic_sample.jsonl", logged), ("traffic_truth.jsonl", truth)):
-        (folder / name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    print(f"{n} requests -> {folder / 'traffic_sample.jsonl'}, {folder / 'traffic_truth.jsonl'}")
+    written = (ROOT / "logs" / "traffic_sample.jsonl", logged), (ROOT / "domains" / "toolcall" / "traffic_truth.jsonl", truth)
+    for path, rows in written:
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    print(f"{n} requests -> {written[0][0]}, {written[1][0]}")
 
 
 if __name__ == "__main__":

@@ -64,7 +64,7 @@ class Toolcall(Domain):
 
     def _traffic(self, evals: pd.DataFrame) -> pd.DataFrame:
         """The traffic file, redacted, without requests equal or near to an evaluation one."""
-        return traffic.decontaminate(traffic.read(self.path / self.cfg.traffic, self.redactor()),
+        return traffic.decontaminate(traffic.read(self.root / self.cfg.traffic, self.redactor()),
                                      list(evals["request"]))[0]
 
     def traffic_plan(self, index: int, evals: pd.DataFrame, seed: int) -> pd.DataFrame:
@@ -93,8 +93,9 @@ class Toolcall(Domain):
     def _prepare_own(self) -> Prepared:
         """A catalog of your own: the `user` split is `domain.eval_file` (requests people sent,
         labelled by hand), the seed set `domain.seed_file` if there is one, and the student's
-        tokenizer learns from the catalog, the seed set and the traffic (never the
-        evaluation file)."""
+        tokenizer learns from the catalog, the seed set and the log's first `traffic_rows`
+        requests in file order (never the evaluation file). Only the head of the log: a
+        log that grows leaves the tokenizer, and so every checkpoint, as it was."""
         from flywheel.decontam import NearDuplicates
         from flywheel.vocab import train_copy_tokenizer
 
@@ -109,7 +110,7 @@ class Toolcall(Domain):
                                                      teacher="seed", judge="none")[store.TRAINSET.names]
         texts = [t + " " + C.render(C.loads(label)) for t, label in zip(seed["request"], seed["label"])]
         if self.cfg.traffic:
-            texts += list(self._traffic(evals)["request"])
+            texts += list(self._traffic(evals)["request"].head(self.cfg.traffic_rows))
         names = " ".join([*self.toolset.functions, *(a.name for f in self.toolset.functions.values() for a in f.args),
                           *(w for ws in self.toolset.enum_words.values() for w in ws), "true false none ( ) = , ;",
                           *(f"<{k.upper()}>" for k in self.redactor().patterns)])
