@@ -12,7 +12,10 @@
 - docs/loop.md and docs/loop_default.md `loop`: the experiment's tables, from
   `docs/loop.json` and `docs/loop_default.json` (experiments/loop_report.py);
 - docs/benchmarks.md `bench`: the benchmark tables, from `bench/results.json`
-  (bench/report.py).
+  (bench/report.py);
+- docs/your-tools.md `worked_example`: the worked example, from
+  `experiments/worked_example.json`; `your_tools`: the library-catalog run, from
+  `experiments/your_tools.json`.
 
 Everything else in those files is written by hand.
 """
@@ -115,12 +118,50 @@ def _bench(root: Path) -> str:
     return tables(json.loads((root / "bench" / "results.json").read_text()))
 
 
+def _rows(counts: dict[str, int]) -> str:
+    order = ("synthetic", "traffic", "corrected", "seed")
+    return ", ".join(f"{k} {counts[k]:,}" for k in sorted(counts, key=lambda k: (order.index(k) if k in order else 9, k)))
+
+
+def worked_example(root: Path) -> str:
+    """docs/your-tools.md's worked example (experiments/worked_example.py), by generation."""
+    run = json.loads((root / "experiments" / "worked_example.json").read_text())
+    lines = [f"Made by `python -m experiments.worked_example` at commit {run['commit']} on {run['cpu']}, in "
+             f"{run['wall_s'] / 60:.1f} min (`experiments/worked_example.json`); the student's vocabulary: "
+             f"{run['vocabulary']} tokens.", "",
+             "| generation | `user` | training rows by source (cumulative) | logged rows labelled | requests written "
+             "| redacted (card, e-mail, IBAN, phone) | dev failure rate on traffic |", "|---|---|---|---|---|---|---|"]
+    for g in run["generations"]:
+        red = ", ".join(str(g["redacted"].get(k, 0)) for k in ("card", "email", "iban", "phone"))
+        lines.append(f"| {g['generation']} | {g['user']:.3f} | {_rows(g['rows'])} | {g['traffic_labelled']} | "
+                     f"{g['written']:,} | {red} | {g['traffic_dev_failure_rate']:.2f} |")
+    return "\n".join(lines)
+
+
+def your_tools(root: Path) -> str:
+    """The library-catalog run of experiments/your_tools.py, by generation."""
+    run = json.loads((root / "experiments" / "your_tools.json").read_text())
+    lines = [f"Made by `python -m experiments.your_tools` at commit {run['commit']} on {run['cpu']}, in "
+             f"{run['wall_s'] / 60:.1f} min (`experiments/your_tools.json`).", "",
+             "| generation | held-out accuracy (`user`) | training rows (cumulative) | logged requests labelled | "
+             "wrong labels among them | judge precision / recall on them | dev failure rate on traffic |",
+             "|---|---|---|---|---|---|---|"]
+    for g in run["generations"]:
+        rows = _rows(g["rows"])
+        judged = "–" if g["judge_precision"] is None else f"{g['judge_precision']:.2f} / {g['judge_recall']:.2f}"
+        wrong = g["traffic_wrong_labels"] if g["traffic_labelled"] else "–"
+        lines.append(f"| {g['generation']} | {g['held_out_accuracy']:.3f} | {rows} | {g['traffic_labelled']} | "
+                     f"{wrong} | {judged} | {g['traffic_dev_failure_rate']:.3f} |")
+    return "\n".join(lines)
+
+
 BLOCKS: dict[str, dict[str, Callable[[Path], str]]] = {
     "README.md": {"results": results},
     "docs/architecture.md": {"layers": layers, "stages": stages},
     "docs/loop.md": {"loop": _loop("loop")},
     "docs/loop_default.md": {"loop": _loop("loop_default")},
     "docs/benchmarks.md": {"bench": _bench},
+    "docs/your-tools.md": {"worked_example": worked_example, "your_tools": your_tools},
 }
 
 
