@@ -13,6 +13,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from flywheel.layout import LOGS
+
 PARAMS = Path("params.yaml")
 
 
@@ -123,7 +125,7 @@ class DomainConfig(_Section):
     @model_validator(mode="after")
     def _traffic_under_logs(self) -> "DomainConfig":
         parts = Path(self.traffic).parts
-        if self.traffic and (len(parts) < 2 or parts[0] != "logs" or ".." in parts):
+        if self.traffic and (len(parts) < 2 or parts[0] != LOGS.name or ".." in parts):
             raise ValueError(f"traffic: {self.traffic!r} is not a file under logs/ (the folder only prepare and expand "
                              "depend on, so a log that grows reruns only the generations whose slice changed)")
         return self
