@@ -26,6 +26,7 @@ from flywheel import kernels
 
 PROBE = r"""
 import hashlib, json, numpy as np, torch
+from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
 rs = np.random.RandomState(0)
 mk = lambda *s: rs.standard_normal(s).astype(np.float32)
 a, b, c, d = mk(1800, 128), mk(128, 601), mk(1800, 512), mk(512, 128)
@@ -43,6 +44,15 @@ def student_steps():  # three steps of flywheel.student.train on the default siz
               [int(i) for i in rs.randint(2, 300, size=rs.randint(4, 12))] + [1]) for _ in range(64)]
     student.train(m, pairs, steps=3, batch_size=64, lr=3e-3, warmup_steps=0, weight_decay=0.01, seed=0, pad=0)
     return hashlib.md5(b"".join(p.detach().numpy().tobytes() for p in m.parameters())).hexdigest()[:8]
+def probe_losses():  # tasks/probe.py: teacher-forced label losses, then their perplexity exp(loss)
+    from flywheel import student
+    student.set_threads(1)
+    m = student.build_model(300, seed=0, n_layer=2, n_embd=128, n_head=4, n_positions=64, eos_token_id=1,
+                            pad_token_id=0)
+    pairs = [([int(i) for i in rs.randint(2, 300, size=rs.randint(8, 20))],
+              [int(i) for i in rs.randint(2, 300, size=rs.randint(4, 12))] + [1]) for _ in range(64)]
+    loss = student.token_losses(m, pairs, pad=0, batch_size=64)[0]
+    return h(loss), h(np.exp(np.minimum(loss * 40, 700.0)))
 def adamw(**kw):
     p = torch.nn.Parameter(t(a).clone()); p.grad = t(a) * 0.01
     opt = torch.optim.AdamW([p], lr=3e-3, weight_decay=0.01, **kw)
@@ -58,6 +68,12 @@ print(json.dumps({
     "AdamW fused (ATen)": adamw(fused=True), "student: 3 training steps": student_steps(),
     "numpy matmul NN (OpenBLAS)": h(a @ b), "numpy matmul NT (OpenBLAS)": h(c @ np.ascontiguousarray(d.T).T),
     "numpy matmul TN (OpenBLAS)": h(a.T @ c),
+    "numpy exp float64 (numpy SIMD or libm)": h(np.exp(a.astype(np.float64))),
+    "numpy log float64": h(np.log(np.abs(a.astype(np.float64)) + 1e-3)),
+    "numpy exp float32": h(np.exp(a)), "numpy log float32": h(np.log(np.abs(a) + 1e-3)),
+    "numpy SIMD targets in use": ",".join(sorted(f for f, on in __cpu_features__.items()
+                                                 if on and f in __cpu_dispatch__)),
+    **dict(zip(("probe: label losses", "probe: perplexity (numpy exp)"), probe_losses())),
 }))
 """
 
@@ -89,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, settings in SETTINGS.items():
             if where is not None and name not in args.qemu_settings.split(","):
                 continue
-            results["runs"].append({"cpu": where or f"native ({model})", "settings": name,
+            results["runs"].append({"cpu": where or f"native ({results['machine']})", "settings": name,
                                     "hashes": run(settings, where)})
             print(json.dumps(results["runs"][-1]), flush=True)
     args.out.write_text(json.dumps(results, indent=1) + "\n")

@@ -38,7 +38,7 @@ def _train(project: Path, policy: str | None) -> float:
     if policy:
         e["OMP_WAIT_POLICY"] = policy
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "tasks.train", "gen-000"], cwd=project, env=e, check=True,
+    subprocess.run([sys.executable, "-m", "tasks", "train", "gen-000"], cwd=project, env=e, check=True,
                    capture_output=True)
     return round(time.perf_counter() - start, 2)
 

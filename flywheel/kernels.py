@@ -1,6 +1,9 @@
 """The numeric kernels of every stage, pinned so that a stage writes the same bytes on
-any x86-64 CPU: the one place this is set is `tasks/__init__.py`, which runs before a
-stage module imports torch (ATen and MKL read these variables once, when they start).
+any x86-64 CPU with AVX2. `pin()` sets them in a process's environment; it must run
+before numpy or torch is imported (numpy, ATen and MKL read these variables once, when
+they load). The stage launcher (`python -m tasks <stage>`, tasks/__main__.py) calls it
+first thing, and `require()` is how a stage started some other way gets them: it starts
+the process again under the pin.
 
 What each variable does in torch 2.13.0+cpu was measured, not read (experiments/kernels.py,
 docs/reproducibility.md): the same inputs hashed after each kernel, natively on an AMD
@@ -31,6 +34,13 @@ EPYC (Zen 3, AVX2) and under QEMU emulating an Intel Haswell (AVX2) and an AMD E
   EPYC-Rome), so the student's AdamW is the fused one (flywheel/student.py), whose root
   is the CPU's exact instruction.
 - `ONEDNN_MAX_CPU_ISA=AVX2`: oneDNN, where torch reaches it, stays on AVX2 as well.
+- `NPY_DISABLE_CPU_FEATURES`: numpy's own SIMD loops dispatch by CPU too, and its
+  AVX-512 builds (`X86_V4` and up) of `exp` and `log` are other code than the AVX2
+  machine's (float64 `exp` has a SIMD loop only for AVX-512; elsewhere it is libm's).
+  The probe's perplexity, `exp(loss)`, gave other bytes on an Intel Xeon with AVX-512
+  than on an AMD EPYC, with the same losses. With those targets off, numpy runs its
+  AVX2 loops on both. The names are numpy 2.4's dispatch targets (a name numpy does not
+  dispatch is ignored with an ImportWarning, so a new numpy needs this list checked).
 
 `FLYWHEEL_KERNELS=native` leaves the machine's own choices (faster on AVX-512, bytes of
 its own); `make run` and `dvc repro` never set it.
@@ -49,14 +59,33 @@ PINNED = {
     "MKL_NUM_THREADS": "1",
     "OMP_NUM_THREADS": "1",
     "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
 }
 SWITCH = "FLYWHEEL_KERNELS"
 
 
 def pin(environ=os.environ) -> dict[str, str]:
     """Set the pinned variables in `environ` (this process and every child it starts);
-    returns what was set. Must run before torch is imported to take effect."""
+    returns what was set. Must run before numpy or torch is imported to take effect."""
     if environ.get(SWITCH) == "native":
         return {}
     environ.update(PINNED)
     return dict(PINNED)
+
+
+def pinned(environ=os.environ) -> bool:
+    """Does `environ` hold the pin (or ask for the machine's own kernels)?"""
+    return environ.get(SWITCH) == "native" or all(environ.get(k) == v for k, v in PINNED.items())
+
+
+def require(argv: list[str]) -> None:
+    """Run this process under the pin: if its environment lacks it (numpy and torch are
+    loaded already, too late to change), start `argv` again, in place of this process,
+    with the pin set. The stage launcher sets it before anything loads, so a DVC stage
+    never pays for the second start; `python -m tasks.<stage>` typed by hand does."""
+    if pinned():
+        return
+    import sys
+
+    pin()
+    os.execv(sys.executable, [sys.executable, *argv])

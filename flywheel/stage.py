@@ -1,6 +1,7 @@
 """What every stage command shares: its entry point, seeds, and progress reporting.
 
-`run(main)` is the `__main__` of each `tasks/<stage>.py`: it reads the generation name
+`run(main)` is the `__main__` of each `tasks/<stage>.py` (which `python -m tasks <stage>`
+starts, with the numeric kernels pinned: flywheel/kernels.py): it reads the generation name
 from the command line, loads the config, hands `main` the stage's view of it (only the
 params its dvc.yaml entry declares can be read: config.ConfigView), and turns a
 `ConfigError`, `DataError`, `LLMError` or `OSError` (a full disk) into one line on stderr
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from flywheel import kernels
 from flywheel.config import Budget, ConfigError, ConfigView, load, stage_view
 from flywheel.llm import LLMError
 from flywheel.store import DataError
@@ -89,9 +91,10 @@ class Progress:
 
 
 def run(stage: str, main: Callable[[ConfigView, str], None], *, per_generation: bool = True) -> None:
-    offline()
     args = sys.argv[1:]
-    usage = f"usage: python -m tasks.{stage}" + (" GENERATION" if per_generation else "")
+    kernels.require(["-m", "tasks", stage, *args])  # started as `python -m tasks.<stage>`: again, pinned
+    offline()
+    usage = f"usage: python -m tasks {stage}" + (" GENERATION" if per_generation else "")
     if len(args) != (1 if per_generation else 0):
         print(usage, file=sys.stderr)
         sys.exit(2)

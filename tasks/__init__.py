@@ -1,13 +1,7 @@
-"""One module per stage of a flywheel generation; each is `python -m tasks.<stage>`.
+"""One module per stage of a flywheel generation.
 
 DAG per generation: generate -> judge -> compose -> train -> evaluate -> probe -> expand,
-after a one-off `prepare`. `dvc.yaml` chains them; see the README.
-
-This package's import is where every stage process starts, before any stage module
-imports torch: the numeric kernels are pinned here (flywheel/kernels.py), so a stage
-writes the same bytes on any x86-64 CPU.
+after a one-off `prepare`. `dvc.yaml` chains them; see the README. Every stage runs as
+`python -m tasks <stage> [generation]` (this package's `__main__.py`), which pins the
+numeric kernels before the stage imports numpy or torch.
 """
-
-from flywheel import kernels
-
-kernels.pin()

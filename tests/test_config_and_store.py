@@ -53,7 +53,7 @@ def test_unknown_generation_is_refused():
 
 def test_stage_command_gives_one_line_and_exit_2(tmp_path):
     (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text() + "\nbogus: 1\n")
-    proc = run([sys.executable, "-m", "tasks.judge", "gen-000"], tmp_path, check=False)
+    proc = run([sys.executable, "-m", "tasks", "judge", "gen-000"], tmp_path, check=False)
     assert proc.returncode == 2
     # The stage modules come from the repo via PYTHONPATH-less -m: run from a copy's root.
     assert proc.stderr.strip().count("\n") == 0 and "bogus" in proc.stderr

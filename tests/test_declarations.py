@@ -89,9 +89,10 @@ def entry_point_files(group_name: str) -> set[Path]:
 
 
 def closure(path: Path) -> set[Path]:
-    """Every project file that runs when `python -m <path>` does (with the registry, the
-    built-in domains its entry points load)."""
-    todo, seen = [path, path.parent / "__init__.py"], set()
+    """Every project file that runs when the stage `path` does (`python -m tasks <stage>`:
+    the package, its launcher and the stage module), with the registries and the
+    built-in domains and students their entry points load."""
+    todo, seen = [path, path.parent / "__init__.py", path.parent / "__main__.py"], set()
     while todo:
         current = todo.pop()
         if current in seen:

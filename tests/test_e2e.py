@@ -116,7 +116,7 @@ def test_a_corrupt_input_stops_the_stage_with_one_line(small_project, tmp_path):
     try:
         target.unlink()  # DVC outputs may be links into the cache: never write through them
         target.write_bytes(saved[: len(saved) // 2])
-        proc = run([sys.executable, "-m", "tasks.judge", "gen-001"], small_project, check=False)
+        proc = run([sys.executable, "-m", "tasks", "judge", "gen-001"], small_project, check=False)
         assert proc.returncode == 2
         assert proc.stderr.strip() == (f"error: judge: {layout.path('gen-001', layout.GENERATED)}: "
                                        f"not a readable Parquet file ({proc.stderr.split('(', 1)[1].strip()}")

@@ -385,7 +385,7 @@ def test_bad_student_configurations_are_refused_in_one_line(base_model, tmp_path
         capsys.readouterr()
         code = cli(["--project", str(project), "check", "--offline"])
         checked = capsys.readouterr().err
-        proc = run([sys.executable, "-m", "tasks.prepare"], project, check=False)
+        proc = run([sys.executable, "-m", "tasks", "prepare"], project, check=False)
         for what, returncode, err in (("check", code, checked), ("prepare", proc.returncode, proc.stderr)):
             lines = [line for line in err.strip().splitlines() if line.strip()]
             assert returncode == 2, (name, what, err)

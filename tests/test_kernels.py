@@ -1,5 +1,6 @@
-"""The pinned numeric kernels (flywheel/kernels.py): a stage process starts with them,
-every library honours them, and the student's own matrix products (numpy's OpenBLAS
+"""The pinned numeric kernels (flywheel/kernels.py): a stage process starts with them
+(the launcher pins before anything loads; a stage started without it starts again under
+the pin), every library honours them, and the student's own matrix products (numpy's OpenBLAS
 instead of torch's MKL, flywheel/gpt2.py `_Product`) compute what torch's would, with
 the same gradients. That the pin gives the same bytes on another CPU is what
 tests/test_reference.py checks."""
@@ -16,19 +17,30 @@ import torch
 from conftest import ROOT
 from flywheel import gpt2, kernels, student
 
-# What a stage process sees once `tasks` is imported (python -m tasks.<stage> imports it first).
+# What a stage process sees: the launcher (tasks/__main__.py) pins first, then the stage
+# imports numpy and torch; a process started without the pin asks for it (`require`).
 STAGE_VIEW = """
-import json, os, tasks, torch, threadpoolctl
+import json, os, sys
+from flywheel import kernels
+%s
+import numpy, torch, threadpoolctl
+%s
+from numpy._core._multiarray_umath import __cpu_features__
 torch.bmm(torch.ones(2, 64, 64), torch.ones(2, 64, 64))  # large enough to reach MKL
 blas = [i for i in threadpoolctl.threadpool_info() if i["internal_api"] == "openblas"]
 print(json.dumps({"capability": torch.backends.cpu.get_cpu_capability(),
                   "openblas": [[i["architecture"], i["num_threads"]] for i in blas],
+                  "numpy_avx512": sorted(f for f, on in __cpu_features__.items() if on and f.startswith(("X86_V4", "AVX512"))),
                   "env": {k: os.environ.get(k) for k in %r}}))
 """
 
 
-def stage_view(**env) -> tuple[dict, str]:
-    proc = subprocess.run([sys.executable, "-c", STAGE_VIEW % (list(kernels.PINNED),)], cwd=ROOT, text=True,
+def stage_view(launcher: bool = True, **env) -> tuple[dict, str]:
+    """Without `launcher`, the stage's own start: numpy and torch load, then the stage
+    asks for the pin (flywheel/stage.py `run`)."""
+    pin, require = ("kernels.pin()", "") if launcher else ("", "kernels.require(['-c', sys.argv[1], sys.argv[1]])")
+    script = STAGE_VIEW % (pin, require, list(kernels.PINNED))
+    proc = subprocess.run([sys.executable, "-c", script, script], cwd=ROOT, text=True,
                           capture_output=True, check=True, env={"PATH": "/usr/bin:/bin", **env})
     return json.loads(proc.stdout.splitlines()[-1]), proc.stdout + proc.stderr
 
@@ -41,7 +53,16 @@ def test_a_stage_process_runs_on_the_pinned_kernels_whatever_its_environment_ask
     assert seen["env"] == kernels.PINNED
     assert seen["capability"] == "AVX2"
     assert seen["openblas"] == [["Haswell", kernels.THREADS]]
+    assert seen["numpy_avx512"] == []  # numpy's AVX-512 loops are off, where a CPU has them
     assert "CNR:COMPATIBLE" in out  # MKL's own report of the branch it ran
+
+
+def test_a_stage_started_without_the_pin_starts_again_under_it():
+    # `python -m tasks.probe gen-000` typed by hand: numpy and torch are loaded before the
+    # stage can pin, so `require` starts the process again (exec) with the pin set.
+    seen, _ = stage_view(launcher=False, OPENBLAS_CORETYPE="SkylakeX", NPY_DISABLE_CPU_FEATURES="")
+    assert seen["env"] == kernels.PINNED and seen["openblas"] == [["Haswell", kernels.THREADS]]
+    assert seen["numpy_avx512"] == []
 
 
 def test_native_switch_leaves_the_machine_its_own_choices():

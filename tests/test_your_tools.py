@@ -221,8 +221,8 @@ def test_with_redaction_off_the_canaries_reach_the_teacher(tmp_path):
     with FakeLLM(library_brain(truth)) as server:
         project, known = library_workspace(tmp_path / "off", server.url, redact=False)
         truth.update(known)
-        for stage in (["tasks.prepare"], ["tasks.generate", "gen-000"]):
-            run([sys.executable, "-m", *stage], project)
+        for stage in (["prepare"], ["generate", "gen-000"]):
+            run([sys.executable, "-m", "tasks", *stage], project)
         bodies = b"".join(server.bodies)
     assert any(c.encode() in bodies for c in CANARIES[:1])
     generated = _table(project, "gen-000", layout.GENERATED, store.GENERATED)

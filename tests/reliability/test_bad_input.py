@@ -104,7 +104,7 @@ def test_bad_input_is_refused_in_one_line_and_changes_nothing(workspace, name, b
     saved = {p: (workspace / p).read_bytes() for p in before}
     try:
         if breaks is None:  # a stage asked for a generation params.yaml does not have
-            proc = run([sys.executable, "-m", "tasks.compose", "gen-099"], workspace, check=False)
+            proc = run([sys.executable, "-m", "tasks", "compose", "gen-099"], workspace, check=False)
         else:
             breaks(workspace)
             broken = snapshot(workspace)

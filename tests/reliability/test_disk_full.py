@@ -33,7 +33,7 @@ free = os.statvfs(d).f_bavail * os.statvfs(d).f_frsize
 with open(os.path.join(d, "filler"), "wb") as fh:
     fh.write(b"\0" * max(free - 4096, 0))
 before = md5()
-proc = subprocess.run([sys.executable, "-m", "tasks.compose", gen], cwd=ws, capture_output=True, text=True)
+proc = subprocess.run([sys.executable, "-m", "tasks", "compose", gen], cwd=ws, capture_output=True, text=True)
 print(json.dumps({"code": proc.returncode, "stderr": proc.stderr, "before": before, "after": md5(),
                   "files": sorted(os.listdir(d))}))
 """

@@ -70,7 +70,7 @@ def test_an_outage_the_retries_outlast_is_survived(faulty):
     server.fault_rate, server.latency = 0.0, 0.02
     _set_judge(project, model="judge-b", max_retries=6, backoff_s=0.5)  # new cache keys: everything is asked
     start = server.requests
-    proc = subprocess.Popen([sys.executable, "-m", "tasks.judge", "gen-000"], cwd=project, env=env(),
+    proc = subprocess.Popen([sys.executable, "-m", "tasks", "judge", "gen-000"], cwd=project, env=env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while server.requests < start + 20:
@@ -94,7 +94,7 @@ def test_a_server_that_stays_away_stops_the_stage_with_one_line_and_keeps_its_ou
     _set_judge(project, model="judge-c", max_retries=1, backoff_s=0.1)
     server.down()
     try:
-        proc = run([sys.executable, "-m", "tasks.judge", "gen-000"], project, check=False)
+        proc = run([sys.executable, "-m", "tasks", "judge", "gen-000"], project, check=False)
     finally:
         server.up()
         shutil.copy(tmp_path / "params.yaml", project / "params.yaml")

@@ -104,7 +104,7 @@ def test_planted_evaluation_rows_are_refused_at_compose(small_project, tmp_path)
                        evals["request"].iloc[2]]
     try:
         store.write_table(pd.concat([verdicts, kept], ignore_index=True), verdicts_path, store.VERDICTS)
-        proc = run([sys.executable, "-m", "tasks.compose", "gen-000"], small_project, check=False)
+        proc = run([sys.executable, "-m", "tasks", "compose", "gen-000"], small_project, check=False)
         lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
         assert proc.returncode == 2 and len(lines) == 1, proc.stderr
         assert "3 training request(s) equal evaluation requests" in lines[0]
