@@ -45,8 +45,8 @@ def _serve(latency: float, conn) -> None:
 
 def measure(*, prompts: int = 800, concurrency: int = 8, latency: float = 0.05) -> dict:
     from flywheel.config import BackendConfig, Budget
-    from flywheel.llm.cache import Cache
-    from flywheel.llm.client import Prompt, Spend, open_client
+    from flywheel.backends.cache import Cache
+    from flywheel.backends.client import Prompt, Spend, open_client
 
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()

@@ -43,10 +43,10 @@ def build(dest: Path, n: int) -> dict:
     import pandas as pd
     import yaml
 
-    from flywheel import layout, store
+    from flywheel import decontam, layout, store, tables
     from flywheel.config import load
-    from flywheel.toolcall import calls as C
-    from flywheel.toolcall import phrasings as P
+    from flywheel.toolcall import calls
+    from flywheel.toolcall import phrasings
     from flywheel.decontam import NearDuplicates
     from flywheel.toolcall import sets
     from flywheel.toolcall.catalog import SKILLS
@@ -65,12 +65,12 @@ def build(dest: Path, n: int) -> dict:
     reqs, seen, i = [], set(), 0
     near = NearDuplicates(list(evals["request"]))
     while len(reqs) < BASE_ROWS:  # distinct base requests: the only repeats are the planted ones
-        req = P.make_request(rng, P.spec_for_skill(rng, SKILLS[i % len(SKILLS)]))
+        req = phrasings.make_request(rng, phrasings.spec_for_skill(rng, SKILLS[i % len(SKILLS)]))
         i += 1
-        if store.request_key(req.text) not in seen and near.match(req.text) is None:
-            seen.add(store.request_key(req.text))
+        if decontam.request_key(req.text) not in seen and near.match(req.text) is None:
+            seen.add(decontam.request_key(req.text))
             reqs.append(req)
-    base = pd.DataFrame({"request": [r.text for r in reqs], "label": [C.dumps(r.calls) for r in reqs],
+    base = pd.DataFrame({"request": [r.text for r in reqs], "label": [calls.dumps(r.calls) for r in reqs],
                          "skills": [list(r.skills) for r in reqs]})
     idx = np.arange(n)
     src = np.random.default_rng(0)
@@ -84,10 +84,10 @@ def build(dest: Path, n: int) -> dict:
                        factors=[[] for _ in range(n)], kept=[[] for _ in range(n)], kind="random")
     rows["final_label"] = rows["label"]
     os.chdir(dest)
-    store.write_table(rows, layout.path("gen-000", layout.VERDICTS), store.VERDICTS)
-    store.write_table(evals, layout.EVAL, store.EVALSET)
-    store.write_table(seed, layout.path(layout.SEED, layout.TRAIN), store.TRAINSET)
-    store.write_table(pd.DataFrame(columns=store.PROBE.names), layout.path(layout.SEED, layout.PROBE), store.PROBE)
+    store.write_table(rows, layout.path("gen-000", layout.VERDICTS), tables.VERDICTS)
+    store.write_table(evals, layout.EVAL, tables.EVALSET)
+    store.write_table(seed, layout.path(layout.SEED, layout.TRAIN), tables.TRAINSET)
+    store.write_table(pd.DataFrame(columns=tables.PROBE.names), layout.path(layout.SEED, layout.PROBE), tables.PROBE)
     # The gate's input: the same requests with evaluation requests planted among them.
     gate_in = rows[["request"]].copy()
     gate_in.loc[src.choice(n, size=PLANTED_EVAL, replace=False), "request"] = \
@@ -108,7 +108,7 @@ def _one(op: str, dest: Path) -> dict:
     """Run one operation in this (fresh) process."""
     import pandas as pd
 
-    from flywheel import layout, store
+    from flywheel import decontam, layout, store, tables
     from flywheel.config import load
     from flywheel.gate import Gate
     from tasks import compose
@@ -116,8 +116,8 @@ def _one(op: str, dest: Path) -> dict:
     os.chdir(dest)
     cfg = load(Path("params.yaml"))
     imports_mib = peak_rss_mib()
-    evals = store.read_table(layout.EVAL, store.EVALSET)
-    seed = store.read_table(layout.path(layout.SEED, layout.TRAIN), store.TRAINSET)
+    evals = store.read_table(layout.EVAL, tables.EVALSET)
+    seed = store.read_table(layout.path(layout.SEED, layout.TRAIN), tables.TRAINSET)
     out: dict = {}
     if op == "gate":
         requests = pd.read_parquet("gate_requests.parquet")["request"].tolist()
@@ -129,9 +129,9 @@ def _one(op: str, dest: Path) -> dict:
         rows = pd.read_parquet(layout.path("gen-000", layout.VERDICTS), columns=["id", "request"])
         start = time.perf_counter()
         if op == "dedup":
-            out["duplicates"] = int(store.duplicated_requests(rows["request"]).sum())
+            out["duplicates"] = int(decontam.duplicated_requests(rows["request"]).sum())
         else:
-            store.check_decontaminated(rows, evals, "bench")
+            decontam.check_decontaminated(rows, evals, "bench")
             out["overlap"] = 0
     else:
         start = time.perf_counter()

@@ -1,13 +1,13 @@
 """Benchmark 7: training throughput of the default student, and of a student of your own.
 
 The same model (params.yaml's `prepare.model`, fresh from the same seed) trains on the
-same batches twice: once through `flywheel.student.train` (what the `train` stage runs:
+same batches twice: once through the built-in student's `train_loop` (what the `train` stage runs:
 batching and padding per step, LR schedule, gradient clipping, loss bookkeeping) and once
 in a bare torch loop over pre-padded batches (forward, backward, AdamW step; nothing
 else). Rounds alternate between the two so that drift in the machine hits both alike.
 Tokens are the non-padding tokens of the batches processed.
 
-`measure_hf` does the same for a Hugging Face student (flywheel/hf_student.py): a Llama
+`measure_hf` does the same for a Hugging Face student (flywheel/student/hf.py): a Llama
 built on the spot (bench/hf_models.py), trained through `HFStudent.fit` (transformers'
 Trainer, what `train` runs for `student.model`) and through a bare torch loop over the
 same rows, batch size and optimizer, fully tuned and with LoRA.
@@ -25,9 +25,9 @@ from flywheel import kernels
 
 
 def _pairs(n: int, seed: int):
-    from flywheel import student
-    from flywheel.toolcall import calls as C
-    from flywheel.toolcall import phrasings as P
+    from flywheel.student.codec import Codec
+    from flywheel.toolcall import calls
+    from flywheel.toolcall import phrasings
     from flywheel.toolcall.catalog import SKILLS
     from flywheel.toolcall.sets import lexicon
     from flywheel.vocab import train_bpe_tokenizer
@@ -36,9 +36,9 @@ def _pairs(n: int, seed: int):
     from flywheel.config import load
 
     vocab = load(ROOT / "params.yaml").domain.tokenizer_vocab
-    codec = student.Codec(train_bpe_tokenizer(lexicon(rng), vocab))
-    reqs = [P.make_request(rng, P.spec_for_skill(rng, SKILLS[i % len(SKILLS)])) for i in range(n)]
-    return codec, [(codec.prompt(r.text), codec.target(C.render(r.calls))) for r in reqs]
+    codec = Codec(train_bpe_tokenizer(lexicon(rng), vocab))
+    reqs = [phrasings.make_request(rng, phrasings.spec_for_skill(rng, SKILLS[i % len(SKILLS)])) for i in range(n)]
+    return codec, [(codec.prompt(r.text), codec.target(calls.render(r.calls))) for r in reqs]
 
 
 def matmul_limit(tokens: int, answer_tokens: int, *, n_embd: int, n_layer: int, vocab: int,
@@ -47,7 +47,7 @@ def matmul_limit(tokens: int, answer_tokens: int, *, n_embd: int, n_layer: int, 
     a step's products (per layer the four projections at `tokens` rows, then the output
     head at `answer_tokens` rows, the only ones the loss reads; each forward and its two
     backward products), through the student's own product path (OpenBLAS,
-    flywheel/gpt2.py) and through torch's `mm` (MKL) for comparison. The limit in
+    flywheel/student/gpt2.py) and through torch's `mm` (MKL) for comparison. The limit in
     tokens/s counts only those products: every other op is taken as free."""
     import numpy as np
     import torch
@@ -85,39 +85,39 @@ def matmul_limit(tokens: int, answer_tokens: int, *, n_embd: int, n_layer: int, 
 def measure(*, steps: int = 60, rounds: int = 3, rows: int = 2000) -> dict:
     import torch
 
-    from flywheel import student
-
     from flywheel.config import load
+    from flywheel.student import builtin
+    from flywheel.student.batches import IGNORE, bucketed, pad_batch
 
     cfg = load(ROOT / "params.yaml")
     tc, arch = cfg.train.model_dump(), cfg.prepare.model.model_dump()
-    student.set_threads(tc["threads"])
+    builtin.set_threads(tc["threads"])
     codec, pairs = _pairs(rows, seed=0)
     vocab = codec.tok.get_vocab_size()
 
-    # The batches student.train draws (same seed, same bucketing), for the bare loop.
+    # The batches train_loop draws (same seed, same bucketing), for the bare loop.
     rng, lengths, todo, batches = random.Random(1), [len(p) + len(t) for p, t in pairs], [], []
     for _ in range(steps):
         if not todo:
-            todo = student.bucketed(rng, lengths, tc["batch_size"])
-        batches.append(student.pad_batch([pairs[i] for i in todo.pop()], codec.pad))
+            todo = bucketed(rng, lengths, tc["batch_size"])
+        batches.append(pad_batch([pairs[i] for i in todo.pop()], codec.pad))
     tokens = sum(int(mask.sum()) for _, _, mask in batches)
-    answer_tokens = sum(int((labels != student.IGNORE).sum()) for _, labels, _ in batches)
+    answer_tokens = sum(int((labels != IGNORE).sum()) for _, labels, _ in batches)
 
     def flywheel_loop() -> float:
-        model = student.build_model(vocab, seed=0, eos_token_id=codec.eos, pad_token_id=codec.pad, **arch)
+        model = builtin.build_model(vocab, seed=0, eos_token_id=codec.eos, pad_token_id=codec.pad, **arch)
         start = time.perf_counter()
-        student.train(model, pairs, steps=steps, batch_size=tc["batch_size"], lr=tc["lr"],
+        builtin.train_loop(model, pairs, steps=steps, batch_size=tc["batch_size"], lr=tc["lr"],
                       warmup_steps=tc["warmup_steps"], weight_decay=tc["weight_decay"], seed=1, pad=codec.pad)
         return time.perf_counter() - start
 
     def bare_loop() -> float:
-        model = student.build_model(vocab, seed=0, eos_token_id=codec.eos, pad_token_id=codec.pad, **arch)
+        model = builtin.build_model(vocab, seed=0, eos_token_id=codec.eos, pad_token_id=codec.pad, **arch)
         model.train()
         opt = torch.optim.AdamW(model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"], fused=True)
         start = time.perf_counter()
         for ids, labels, mask in batches:
-            loss = student.answer_losses(model, ids, mask, labels).mean()
+            loss = builtin.answer_losses(model, ids, mask, labels).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -137,7 +137,7 @@ def measure(*, steps: int = 60, rounds: int = 3, rows: int = 2000) -> dict:
             "tokens_per_run": tokens, "answer_tokens_per_run": answer_tokens, "flywheel_tokens_per_s": round(tokens / fw),
             "bare_torch_tokens_per_s": round(tokens / bare), "ratio": round(bare / fw, 3),
             "seconds": {k: [round(t, 2) for t in v] for k, v in times.items()},
-            "parameters": sum(p.numel() for p in student.build_model(vocab, seed=0, eos_token_id=codec.eos, pad_token_id=codec.pad, **arch).parameters()),
+            "parameters": sum(p.numel() for p in builtin.build_model(vocab, seed=0, eos_token_id=codec.eos, pad_token_id=codec.pad, **arch).parameters()),
             "target": "ratio >= 0.9"}
 
 
@@ -148,19 +148,20 @@ def measure_hf(*, steps: int = 40, rounds: int = 2, rows: int = 800, width: int 
     import torch
 
     from bench.hf_models import tiny_llama
-    from flywheel import domain, hf_student, student
+    from flywheel import domain
+    from flywheel.student import builtin, hf
     from flywheel.config import DomainConfig, StudentConfig, TrainConfig
-    from flywheel.toolcall import calls as C
-    from flywheel.toolcall import phrasings as P
+    from flywheel.toolcall import calls
+    from flywheel.toolcall import phrasings
     from flywheel.toolcall.catalog import SKILLS
 
     from flywheel.config import load
 
     tc = load(ROOT / "params.yaml").train.model_dump()
-    student.set_threads(tc["threads"])
+    builtin.set_threads(tc["threads"])
     rng = random.Random(0)
-    reqs = [P.make_request(rng, P.spec_for_skill(rng, SKILLS[i % len(SKILLS)])) for i in range(rows)]
-    requests, labels = [r.text for r in reqs], [C.dumps(r.calls) for r in reqs]
+    reqs = [phrasings.make_request(rng, phrasings.spec_for_skill(rng, SKILLS[i % len(SKILLS)])) for i in range(rows)]
+    requests, labels = [r.text for r in reqs], [calls.dumps(r.calls) for r in reqs]
     dom = domain.get(DomainConfig())
     work = Path(tempfile.mkdtemp(prefix="bench-hf-"))
     tiny_llama(work / "base", requests + labels, width=width, layers=layers)
@@ -172,15 +173,15 @@ def measure_hf(*, steps: int = 40, rounds: int = 2, rows: int = 800, width: int 
         cfg = StudentConfig(model=str(work / "base"), lora=lora, max_length=512)
         seed_dir = work / f"seed-{mode}"
         seed_dir.mkdir()
-        hf_student.HFStudent.untrained(cfg, dom, seed_dir)
+        hf.HFStudent.untrained(cfg, dom, seed_dir)
 
         def fresh():
-            return hf_student.HFStudent.load(seed_dir, dom, trainable=True)
+            return hf.HFStudent.load(seed_dir, dom, trainable=True)
 
         probe = fresh()
         pairs = [probe.pair(r, label) for r, label in zip(requests, labels)]
         order = random.Random(1)
-        batches = [hf_student.collate(order.sample(pairs, batch), probe.tok.pad_token_id)
+        batches = [hf.collate(order.sample(pairs, batch), probe.tok.pad_token_id)
                    for _ in range(steps)]
         tokens = sum(int(b["attention_mask"].sum()) for b in batches)
         mean_len = sum(len(p) + len(t) for p, t in pairs) / len(pairs)

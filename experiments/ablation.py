@@ -95,11 +95,11 @@ class Arm:
 
     def __init__(self, name: str, seed: int, rows: int, eval_texts: list[str]):
         from flywheel.decontam import NearDuplicates
-        from flywheel.toolcall import phrasings as P
+        from flywheel.toolcall import phrasings
         from flywheel.toolcall.catalog import SKILLS
 
         self.name, self.seed = name, seed
-        self.teacher = old_teacher() if name in ("old", "tokenizer") else P
+        self.teacher = old_teacher() if name in ("old", "tokenizer") else phrasings
         rng = random.Random(1000 + seed)
         avoid, keys, self.requests = NearDuplicates(eval_texts), {t.lower() for t in eval_texts}, []
         tries = 0
@@ -113,14 +113,14 @@ class Arm:
 
     def _lexicon(self, rng: random.Random) -> list[str]:
         """The tokenizer's texts, by sets.lexicon's recipe with this arm's teacher."""
-        from flywheel.toolcall import calls as C
+        from flywheel.toolcall import calls
         from flywheel.toolcall.catalog import FUNCTIONS, PHENOMENA, SKILLS
 
         t = self.teacher
         texts = []
         for _ in range(8000):
             req = t.make_request(rng, t.spec_for_skill(rng, rng.choice(SKILLS)))
-            texts.append(req.text + " " + C.render(req.calls))
+            texts.append(req.text + " " + calls.render(req.calls))
         return texts + list(FUNCTIONS) + list(PHENOMENA) + ["true", "false", "none"]
 
     def tokenizer(self):
@@ -180,7 +180,7 @@ def minilm_embeddings(tokenizer, width: int):
 def build(arm: Arm, tokenizer, seed: int):
     import torch
 
-    from flywheel.student import Student
+    from flywheel.student.builtin import Student
 
     student = Student.build(tokenizer, seed=seed, **WIDTH)
     if arm.name in ("minilm-embeddings", "minilm-wordpiece"):
@@ -227,12 +227,12 @@ def _pad_states(states):
 
 
 def train_with_encoder(student, encoder: Encoder, requests, targets, *, steps: int, seed: int):
-    """flywheel.student.train's loop (same batches, schedule and clipping) with the
+    """the built-in student's train_loop (same batches, schedule and clipping) with the
     decoder cross-attending to the projected encoder states."""
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from flywheel.student import bucketed, pad_batch
+    from flywheel.student.batches import bucketed, pad_batch
 
     config = GPT2Config(**student.model.config.hf())  # the built-in network's own sizes, as transformers' GPT-2
     config.add_cross_attention = True
@@ -304,21 +304,21 @@ def answer_with_encoder(student, decoder, project, encoder: Encoder, requests, m
 def run_arm(name: str, seed: int, rows: int, steps: int, evaluation: list[dict], encoder, seconds_of: dict) -> dict:
     from flywheel import domain
     from flywheel.config import DomainConfig
-    from flywheel.student import train
-    from flywheel.toolcall import calls as C
+    from flywheel.student.builtin import train_loop
+    from flywheel.toolcall import calls
 
     arm = Arm(name, seed, rows, [e["request"] for e in evaluation])
     tokenizer = arm.tokenizer()
     student = build(arm, tokenizer, seed)
     requests = [r.text for r in arm.requests]
-    targets = [C.render(r.calls) for r in arm.requests]
+    targets = [calls.render(r.calls) for r in arm.requests]
     start = time.time()
     if name == "minilm-encoder":
         decoder, project = train_with_encoder(student, encoder, requests, targets, steps=steps, seed=seed)
     else:
         if name == "minilm-wordpiece":  # as many seconds as `both` took: time 20 steps, scale
             probe = time.time()
-            train(student.model, student.pairs(requests[:2000], targets[:2000]), steps=20, seed=seed,
+            train_loop(student.model, student.pairs(requests[:2000], targets[:2000]), steps=20, seed=seed,
                   pad=student.codec.pad, **OPT)
             per_step = (time.time() - probe) / 20
             steps_run = max(1, int(seconds_of.get(seed, 0) / per_step)) if seconds_of.get(seed) else steps
@@ -326,7 +326,7 @@ def run_arm(name: str, seed: int, rows: int, steps: int, evaluation: list[dict],
             start = time.time()
         else:
             steps_run = steps
-        train(student.model, student.pairs(requests, targets), steps=steps_run, seed=seed, pad=student.codec.pad,
+        train_loop(student.model, student.pairs(requests, targets), steps=steps_run, seed=seed, pad=student.codec.pad,
               **OPT)
     seconds = time.time() - start
     if name == "both":
@@ -347,12 +347,12 @@ def run_arm(name: str, seed: int, rows: int, steps: int, evaluation: list[dict],
 
 
 def evaluation_rows() -> list[dict]:
-    from flywheel.toolcall import calls as C
+    from flywheel.toolcall import calls
     from flywheel.toolcall import sets
 
     user = [json.loads(line) for line in (ROOT / "domains/toolcall/user.jsonl").read_text().splitlines() if line]
     drawn = sets.eval_set(random.Random(0), 600, {"seen": 0.4, "new_values": 0.3, "new_phrasing": 0.3})
-    return [{"request": u["input"], "label": C.dumps(u["output"]), "split": "user"} for u in user] + \
+    return [{"request": u["input"], "label": calls.dumps(u["output"]), "split": "user"} for u in user] + \
         drawn[["request", "label", "split"]].to_dict("records")
 
 
@@ -384,7 +384,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--resume", action="store_true", help="keep --out's results and run only the missing ones")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
-    from flywheel.student import set_threads
+    from flywheel.student.builtin import set_threads
 
     set_threads(2)
     arms = args.arms.split(",")

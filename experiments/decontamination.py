@@ -50,8 +50,8 @@ def _one_value_changed(rng: random.Random, text: str, label: list, pools) -> str
 def measure(threshold: float, n_fresh: int = 5000) -> dict:
     sys.path.insert(0, str(ROOT))
     from flywheel.decontam import NearDuplicates
-    from flywheel.toolcall import calls as C
-    from flywheel.toolcall import phrasings as P
+    from flywheel.toolcall import calls
+    from flywheel.toolcall import phrasings
     from flywheel.toolcall import sets
     from flywheel.toolcall.catalog import SKILLS
 
@@ -59,16 +59,16 @@ def measure(threshold: float, n_fresh: int = 5000) -> dict:
     drawn = sets.eval_set(rng, 600, {"seen": 0.4, "new_values": 0.3, "new_phrasing": 0.3})
     user = sets.user_set(ROOT / "domains" / "toolcall" / "user.jsonl")
     evals = list(drawn["request"]) + list(user["request"])
-    labels = [C.loads(x) for x in list(drawn["label"]) + list(user["label"])]
+    labels = [calls.loads(x) for x in list(drawn["label"]) + list(user["label"])]
     near = NearDuplicates(evals, threshold=threshold)
     para = [(i, p) for i, t in enumerate(evals) for p in _paraphrases(rng, t) if p != t]
     caught = sum(near.match(p) is not None for _, p in para)
     typos = [_typo(t) for t in evals if max(t.split(), key=len).isalpha() and len(max(t.split(), key=len)) > 4]
     typos_caught = sum(near.match(t) is not None for t in typos)
-    pools = P.values("city", "heldout") + P.values("title", "heldout") + P.values("text", "heldout")
+    pools = phrasings.values("city", "heldout") + phrasings.values("title", "heldout") + phrasings.values("text", "heldout")
     changed = [c for t, lab in zip(evals, labels) if (c := _one_value_changed(rng, t, lab, pools))]
     refused_changed = [c for c in changed if near.match(c) is not None]
-    fresh = [P.make_request(rng, P.spec_for_skill(rng, SKILLS[i % len(SKILLS)])).text for i in range(n_fresh)]
+    fresh = [phrasings.make_request(rng, phrasings.spec_for_skill(rng, SKILLS[i % len(SKILLS)])).text for i in range(n_fresh)]
     refused_fresh = [f for f in fresh if near.match(f) is not None]
     return {"threshold": threshold, "evaluation_requests": len(evals),
             "paraphrases": len(para), "paraphrases_caught": caught, "catch_rate": round(caught / len(para), 4),

@@ -35,23 +35,23 @@ h = lambda x: hashlib.md5(np.ascontiguousarray(x.detach().numpy() if hasattr(x, 
                            .tobytes()).hexdigest()[:8]
 q = t(a[:1792]).reshape(64, 28, 4, 32).transpose(1, 2).contiguous()
 x = t(a) @ t(b)
-def student_steps():  # three steps of flywheel.student.train on the default sizes: the whole step
-    from flywheel import student
+def student_steps():  # three steps of the built-in student's train_loop on the default sizes: the whole step
+    from flywheel.student import builtin as student
     student.set_threads(1)
     m = student.build_model(300, seed=0, n_layer=2, n_embd=128, n_head=4, n_positions=64, eos_token_id=1,
                             pad_token_id=0)
     pairs = [([int(i) for i in rs.randint(2, 300, size=rs.randint(8, 20))],
               [int(i) for i in rs.randint(2, 300, size=rs.randint(4, 12))] + [1]) for _ in range(64)]
-    student.train(m, pairs, steps=3, batch_size=64, lr=3e-3, warmup_steps=0, weight_decay=0.01, seed=0, pad=0)
+    student.train_loop(m, pairs, steps=3, batch_size=64, lr=3e-3, warmup_steps=0, weight_decay=0.01, seed=0, pad=0)
     return hashlib.md5(b"".join(p.detach().numpy().tobytes() for p in m.parameters())).hexdigest()[:8]
 def probe_losses():  # tasks/probe.py: teacher-forced label losses, then their perplexity exp(loss)
-    from flywheel import student
+    from flywheel.student import builtin as student
     student.set_threads(1)
     m = student.build_model(300, seed=0, n_layer=2, n_embd=128, n_head=4, n_positions=64, eos_token_id=1,
                             pad_token_id=0)
     pairs = [([int(i) for i in rs.randint(2, 300, size=rs.randint(8, 20))],
               [int(i) for i in rs.randint(2, 300, size=rs.randint(4, 12))] + [1]) for _ in range(64)]
-    loss = student.token_losses(m, pairs, pad=0, batch_size=64)[0]
+    loss = student.label_losses(m, pairs, pad=0, batch_size=64)
     return h(loss), h(np.exp(np.minimum(loss * 40, 700.0)))
 def adamw(**kw):
     p = torch.nn.Parameter(t(a).clone()); p.grad = t(a) * 0.01

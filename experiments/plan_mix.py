@@ -19,26 +19,26 @@ import pandas as pd
 
 from bench import ROOT, commit, cpu_model
 from experiments.loop import FULL
-from flywheel import domain, layout, store
+from flywheel import domain, layout, store, tables
 from flywheel.config import load
 from flywheel.gate import Gate
-from flywheel.toolcall import teach, teacher
+from flywheel.toolcall import label_noise, teacher
 from tasks.expand import blamed_factors, plan
 
 
 def measure(generation: str, cfg, dom) -> dict:
-    probe = store.read_table(layout.path(generation, layout.PROBE), store.PROBE)
-    pool = pd.concat([store.read_table(layout.path(generation, layout.TRAIN), store.TRAINSET),
-                      store.read_table(layout.path(generation, layout.DEV), store.TRAINSET)], ignore_index=True)
+    probe = store.read_table(layout.path(generation, layout.PROBE), tables.PROBE)
+    pool = pd.concat([store.read_table(layout.path(generation, layout.TRAIN), tables.TRAINSET),
+                      store.read_table(layout.path(generation, layout.DEV), tables.TRAINSET)], ignore_index=True)
     ec = cfg.expand.model_copy(update=FULL["expand"])
-    planned = plan(probe, pool, ec, random.Random(0), generation, dom=dom)
+    planned = tables.plan_table(plan(probe, pool, ec, random.Random(0), dom=dom), generation)
     aimed = planned[planned["kind"].isin(["error_driven", "borderline"])]
-    drawn = teach.draw(random.Random(1), planned, Gate(set(), set(pool["request"])))
+    drawn = teacher.draw(random.Random(1), planned, Gate(set(), set(pool["request"])))
     asked = [(row, kept) for row, _, kept in drawn if len(row.keep)]
     gc = cfg.generate
     wrong: dict[str, list[float]] = collections.defaultdict(list)  # the embedded teacher's error rate per row
     for row, req, _ in drawn:
-        wrong[row.kind].append(teacher.error_rate(req.skills, gc.skill_error_rates, gc.error_rate))
+        wrong[row.kind].append(label_noise.error_rate(req.skills, gc.skill_error_rates, gc.error_rate))
     return {"plan_rows": planned["kind"].value_counts().to_dict(), "blamed": sorted(blamed_factors(probe)),
             "teacher_error_rate": {k: round(sum(v) / len(v), 4) for k, v in sorted(wrong.items())},
             "rows_with_keep": int((aimed["keep"].map(len) > 0).sum()), "drawn": len(drawn),

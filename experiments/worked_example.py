@@ -28,7 +28,7 @@ def main() -> None:
     from llm_server import FakeLLM, toolcall_brain
 
     from bench.workspace import make_project, run
-    from flywheel import layout, store
+    from flywheel import layout, store, tables
 
     truth = {}
     for line in (ROOT / "domains" / "toolcall" / "traffic_truth.jsonl").read_text(encoding="utf-8").splitlines():
@@ -38,8 +38,8 @@ def main() -> None:
     with FakeLLM(toolcall_brain(truth, wrong_every=5)) as server, tempfile.TemporaryDirectory() as tmp:
         model = {"backend": "openai", "base_url": server.url, "concurrency": 8}
         project = make_project(Path(tmp) / "p", {
-            "domain": {"tools": "../../flywheel/toolcall/tools.json", "traffic": "logs/traffic_sample.jsonl",
-                       "eval_file": "user.jsonl", "traffic_rows": 100},
+            "domain": {"toolcall": {"tools": "../../flywheel/toolcall/tools.json", "user_file": "user.jsonl"}},
+            "traffic": {"file": "logs/traffic_sample.jsonl", "rows": 100},
             "generate": {"teacher": model | {"model": "teacher"}},
             "judge": {"committee": [model | {"model": "judge"}]},
             "prepare": {"plan_rows": 3000}, "expand": {"budget": 3000}, "train": {"steps": 600},
@@ -50,7 +50,7 @@ def main() -> None:
         vocab = json.loads((project / layout.path(layout.SEED, layout.MODEL) / "tokenizer.json").read_text())
         out = {"commit": commit(), "cpu": cpu_model(), "vocabulary": len(vocab["model"]["vocab"]), "generations": []}
         for gen in GENERATIONS:
-            train = store.read_table(project / layout.path(gen, layout.TRAIN), store.TRAINSET)
+            train = store.read_table(project / layout.path(gen, layout.TRAIN), tables.TRAINSET)
             report = store.read_json(project / layout.path(gen, layout.GENERATE_METRICS))
             profile = store.read_json(project / layout.path(gen, layout.FAILURE_PROFILE))
             row = {"generation": gen,

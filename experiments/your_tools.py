@@ -29,7 +29,7 @@ def main() -> None:
     from llm_server import FakeLLM
 
     from bench.workspace import generations, make_project, run
-    from flywheel import layout, store
+    from flywheel import layout, store, tables
 
     truth: dict = {}
     start = time.monotonic()
@@ -37,9 +37,9 @@ def main() -> None:
         model = {"backend": "openai", "base_url": server.url, "concurrency": 8}
         project = make_project(Path(tmp) / "p", {
             "generations": generations(3),
-            "domain": {"path": "domains/library", "tools": "library.yaml", "traffic": "logs/traffic.jsonl",
-                       "eval_file": "eval.jsonl", "seed_file": "seed.jsonl", "traffic_rows": 300,
-                       "traffic_slice": "time"},
+            "domain": {"path": "domains/library",
+                       "toolcall": {"tools": "library.yaml", "user_file": "eval.jsonl", "seed_file": "seed.jsonl"}},
+            "traffic": {"file": "logs/traffic.jsonl", "rows": 300, "slice": "time"},
             "prepare": {"plan_rows": 2000},
             "generate": {"teacher": model | {"model": "teacher"}},
             "judge": {"committee": [model | {"model": "judge"}]},
@@ -50,8 +50,8 @@ def main() -> None:
         run([sys.executable, "-m", "dvc", "repro", "-q"], project)
         out = {"commit": commit(), "cpu": cpu_model(), "generations": []}
         for gen in ("gen-000", "gen-001", "gen-002"):
-            train = store.read_table(project / layout.path(gen, layout.TRAIN), store.TRAINSET)
-            q = judge_on_traffic(store.read_table(project / layout.path(gen, layout.VERDICTS), store.VERDICTS), truth)
+            train = store.read_table(project / layout.path(gen, layout.TRAIN), tables.TRAINSET)
+            q = judge_on_traffic(store.read_table(project / layout.path(gen, layout.VERDICTS), tables.VERDICTS), truth)
             metrics = store.read_json(project / layout.path(gen, layout.METRICS))
             profile = store.read_json(project / layout.path(gen, layout.FAILURE_PROFILE))
             out["generations"].append({

@@ -22,15 +22,15 @@ from mlflow.exceptions import MlflowException
 from flows.health import loop_health
 from flows.results import Results, lock_md5s, lock_stages
 from flows.student_model import requirements
-from flywheel import domain, failures, layout, store
-from flywheel import student as S
+from flywheel import domain, failures, layout, store, tables
+from flywheel import student
 from flywheel.config import Config
 
 # (context, stage that writes it, path) of the datasets each generation's model used.
 DATASETS = [
-    ("generated", "generate@{g}", layout.GENERATED, store.GENERATED),
-    ("judged", "judge@{g}", layout.VERDICTS, store.VERDICTS),
-    ("training", "compose@{g}", layout.TRAIN, store.TRAINSET),
+    ("generated", "generate@{g}", layout.GENERATED, tables.GENERATED),
+    ("judged", "judge@{g}", layout.VERDICTS, tables.VERDICTS),
+    ("training", "compose@{g}", layout.TRAIN, tables.TRAINSET),
 ]
 STAGE_SECTIONS = ("generate", "judge", "compose", "train", "evaluate", "probe", "expand")
 
@@ -238,16 +238,16 @@ def log_generation(cfg: Config, root: Path, r: Results, parent_run_id: str | Non
         revision = git_revision(root)
         if revision:
             mlflow.set_tag("git_revision", revision)
-        for context, _, _, schema in DATASETS + [("evaluation", "prepare", None, store.EVALSET)]:
+        for context, _, _, schema in DATASETS + [("evaluation", "prepare", None, tables.EVALSET)]:
             df = tables.get(context)
             if df is None:
                 df = store.read_table(root / paths[context], schema)
             mlflow.log_input(mlflow.data.from_pandas(df, source=paths[context], name=paths[context],
                                                      digest=digests[context]), context=context)
-            if context == "generated" and (df["source"] == "traffic").any():  # this generation's traffic slice
-                logged = df[df["source"] == "traffic"]
+            if context == "generated" and (df["source"] == tables.TRAFFIC).any():  # this generation's traffic slice
+                logged = df[df["source"] == tables.TRAFFIC]
                 mlflow.log_input(mlflow.data.from_pandas(logged, source=paths[context], name=f"{paths[context]}#traffic",
-                                                         digest=store.row_id(*logged["id"])[:16]), context="traffic")
+                                                         digest=tables.row_id(*logged["id"])[:16]), context="traffic")
         mlflow.log_dict(health, "health.json")
         mlflow.set_tag("health.alarms", " | ".join(health["alarms"]) or "none")
         mlflow.log_metrics(metric_values(r, health) | llm_numbers(root, generation), step=r.index)
@@ -255,7 +255,7 @@ def log_generation(cfg: Config, root: Path, r: Results, parent_run_id: str | Non
             mlflow.log_artifact(str(path), "plots")
         for name in (layout.METRICS, layout.JUDGE_METRICS, layout.FAILURE_PROFILE, layout.FACTOR_FAILURES):
             mlflow.log_artifact(str(root / layout.path(generation, name)), "metrics")
-        own = S.origin(root / layout.path(generation, layout.MODEL))
+        own = student.origin(root / layout.path(generation, layout.MODEL))
         artifacts = {"model": str(root / layout.path(generation, layout.MODEL))}
         if own and own["adapter"] and (root / own["base"]).is_dir():
             artifacts["base"] = str(root / own["base"])  # the adapter's base travels with it

@@ -49,8 +49,8 @@ def reachable(where: str, backend: BackendConfig) -> None:
 def check(root: Path, *, offline: bool = False) -> Config:
     """Everything above, in `root`; returns the config. Raises ConfigError or DataError."""
     from flywheel import domain
-    from flywheel.llm import templates
-    from flywheel.llm.judge import JUDGE_VARIABLES
+    from flywheel.backends import templates
+    from flywheel.backends.committee import JUDGE_VARIABLES
 
     cfg = load(root / "params.yaml")
     folder = root / cfg.domain.path
@@ -64,7 +64,7 @@ def check(root: Path, *, offline: bool = False) -> Config:
             templates.load(folder / cfg.generate.writer).check(dom.writer_variables)
     if cfg.judge.committee:
         templates.load(folder / cfg.judge.template).check(JUDGE_VARIABLES)
-    dom.check_files()
+    dom.check_files(cfg.traffic)
     from flywheel.student import StudentError, kind_for
 
     try:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from flywheel import layout, store
+from flywheel import layout, store, tables
 from flywheel.config import Config
 
 
@@ -29,8 +29,8 @@ def lock_md5s(root: Path) -> dict[str, str]:
 def new_rows(root: Path, generation: str) -> pd.DataFrame:
     """The rows a generation added (seed: the seed set): its verdicts that kept a label."""
     if generation == layout.SEED:
-        return store.read_table(root / layout.path(layout.SEED, layout.TRAIN), store.TRAINSET)
-    verdicts = store.read_table(root / layout.path(generation, layout.VERDICTS), store.VERDICTS)
+        return store.read_table(root / layout.path(layout.SEED, layout.TRAIN), tables.TRAINSET)
+    verdicts = store.read_table(root / layout.path(generation, layout.VERDICTS), tables.VERDICTS)
     kept = verdicts[verdicts["final_label"].notna()]
     return kept.assign(label=kept["final_label"])
 
@@ -66,9 +66,9 @@ def read(root: Path, cfg: Config, generation: str) -> Results:
         generate=store.read_json(path(layout.GENERATE_METRICS)),
         profile=store.read_json(path(layout.FAILURE_PROFILE)),
         factor_failures=store.read_json(path(layout.FACTOR_FAILURES)) if path(layout.FACTOR_FAILURES).exists() else {},
-        train=store.read_table(path(layout.TRAIN), store.TRAINSET), plan=store.read_table(path(layout.PLAN), store.PLAN),
+        train=store.read_table(path(layout.TRAIN), tables.TRAINSET), plan=store.read_table(path(layout.PLAN), tables.PLAN),
         new=new_rows(root, generation), before=new_rows(root, prev),
-        prev_probe=store.read_table(root / layout.path(prev, layout.PROBE), store.PROBE),
+        prev_probe=store.read_table(root / layout.path(prev, layout.PROBE), tables.PROBE),
         history=[store.read_json(root / layout.path(g, layout.METRICS)) for g in names[: names.index(generation) + 1]])
 
 

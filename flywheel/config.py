@@ -13,12 +13,14 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from flywheel.errors import FlywheelError
 from flywheel.layout import LOGS
+from flywheel.tables import Strategy
 
 PARAMS = Path("params.yaml")
 
 
-class ConfigError(ValueError):
+class ConfigError(FlywheelError, ValueError):
     """Bad configuration; the message is one line naming the file and key."""
 
 
@@ -47,7 +49,7 @@ class PrepareConfig(_Section):
 
 
 class BackendConfig(_Section):
-    """One model behind the client layer (flywheel/llm/client.py)."""
+    """One model behind the client layer (flywheel/backends/client.py)."""
     backend: Literal["openai", "transformers"] = Field(description="an OpenAI-compatible server or a local model")
     model: str = Field(min_length=1, description="openai: the served model name; transformers: a local path")
     base_url: str = Field("", description="openai: e.g. http://127.0.0.1:11434/v1")
@@ -97,36 +99,73 @@ class RedactConfig(_Section):
         return self
 
 
+class ToolcallOptions(_Section):
+    """What the `toolcall` domain reads (domain.toolcall)."""
+    tools: str = Field("", description="a catalog of your own (OpenAI-style function definitions, JSON or YAML) under "
+                                       "domain.path; empty: the shipped catalog (docs/your-tools.md)")
+    user_file: str = Field("user.jsonl", description="hand-written requests with their calls, the `user` evaluation "
+                                                     "split, under domain.path")
+    seed_file: str = Field("", description="a catalog of your own: labelled examples to start from, under domain.path "
+                                           "(empty: none)")
+    vocab_min_count: int = Field(20, ge=1, description="a word the generator wrote this often is a token of the "
+                                                       "built-in student; rarer words are copied through markers")
+
+
+class LlmOptions(_Section):
+    """What the `llm` domain (a task of your own) reads (domain.llm)."""
+    skills: list[str] = Field(default_factory=list, description="the skills rows are tagged with")
+    seed_file: str = Field("seed.jsonl", description="seed examples (JSONL or Parquet) under domain.path")
+    eval_file: str = Field("eval.jsonl", description="evaluation examples under domain.path")
+    tokenizer_vocab: int = Field(2000, ge=300, description="byte-level BPE vocabulary of the built-in student")
+
+
+BUILT_IN_OPTIONS = {"toolcall": ToolcallOptions, "llm": LlmOptions}
+
+
 class DomainConfig(_Section):
+    """What every stage that uses the domain reads: its name, folder and metric, and the
+    domain's own section (`toolcall`, `llm`, or a plug-in's, named like the domain), which
+    dvc.yaml declares as `domain.${domain.name}`: a key of another domain reruns nothing."""
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
     name: str = Field("toolcall", min_length=1, description="what a task looks like: a registered domain "
                       "(flywheel/domain.py): toolcall, llm, or one a domain.py under `path` registers")
-    path: str = Field("domains/toolcall", description="directory of the domain's templates (and llm data files)")
+    path: str = Field("domains/toolcall", description="directory of the domain's templates (and data files)")
     metric: str = Field("ast", min_length=1, description="how a student answer is scored (one the domain has)")
-    skills: list[str] = Field(default_factory=list, description="llm: the skills rows are tagged with")
-    seed_file: str = Field("seed.jsonl", description="llm: seed examples (JSONL or Parquet) under path")
-    eval_file: str = Field("eval.jsonl", description="llm: evaluation examples under path")
-    tokenizer_vocab: int = Field(2000, ge=300, description="llm: byte-level BPE vocabulary of the student")
-    vocab_min_count: int = Field(20, ge=1, description="toolcall: a word the generator wrote this often is a token; "
-                                                       "rarer words are copied through markers")
-    user_file: str = Field("user.jsonl", description="toolcall: hand-written requests with their calls, the `user` "
-                                                     "evaluation split, under path")
-    tools: str = Field("", description="toolcall: a catalog of your own (OpenAI-style function definitions, JSON or "
-                                       "YAML) under path; empty: the shipped catalog (docs/your-tools.md)")
-    traffic: str = Field("", description="toolcall: logged requests (JSONL or Parquet: request, optional timestamp "
-                                         "and response), a file under logs/ (relative to the project), labelled by "
-                                         "the teacher a slice a generation; empty: none")
-    traffic_rows: int = Field(200, ge=0, description="toolcall: traffic requests a generation takes")
-    traffic_slice: Literal["sample", "time"] = Field("sample", description=(
-        "toolcall: which: `sample`, the generation's share of a seeded shuffle; `time`, the next by timestamp"))
-    redact: RedactConfig = Field(default_factory=RedactConfig, description="toolcall: what is replaced by a typed "
-                                 "placeholder in the requests read from traffic, eval_file and seed_file")
-
+    toolcall: ToolcallOptions = Field(default_factory=ToolcallOptions)
+    llm: LlmOptions = Field(default_factory=LlmOptions)
 
     @model_validator(mode="after")
-    def _traffic_under_logs(self) -> "DomainConfig":
-        parts = Path(self.traffic).parts
-        if self.traffic and (len(parts) < 2 or parts[0] != LOGS.name or ".." in parts):
-            raise ValueError(f"traffic: {self.traffic!r} is not a file under logs/ (the folder only prepare and expand "
+    def _own_section(self) -> "DomainConfig":
+        extra = dict(self.model_extra or {})
+        for key, value in extra.items():
+            if key != self.name or key in BUILT_IN_OPTIONS:
+                raise ValueError(f"{key}: not a key of domain (name, path, metric, and the section of the domain in "
+                                 f"use: {self.name})")
+            if not isinstance(value, dict):
+                raise ValueError(f"{key}: the {key} domain's own section is a mapping")
+        if self.name not in BUILT_IN_OPTIONS and self.name not in extra:
+            raise ValueError(f"{self.name}: the {self.name} domain needs its own section in params.yaml (dvc.yaml "
+                             f"declares domain.{self.name}; `{self.name}: {{}}` will do)")
+        return self
+
+
+class TrafficConfig(_Section):
+    """Request logs (`traffic`): what a deployed model received, labelled by the teacher a
+    slice a generation. Only `prepare` and `expand` read this section (and the log under
+    logs/), so a log that grows reruns only the generations whose slice it fills."""
+    file: str = Field("", description="logged requests (JSONL or Parquet: OpenAI chat-completions records, or "
+                                      "`request` text), a file under logs/ (relative to the project); empty: none")
+    rows: int = Field(200, ge=0, description="requests a generation takes")
+    slice: Literal["sample", "time"] = Field("sample", description=(
+        "which: `sample`, the generation's share of a seeded shuffle; `time`, the next by timestamp"))
+    redact: RedactConfig = Field(default_factory=RedactConfig, description="what is replaced by a typed placeholder "
+                                 "in the requests read from the log and from the domain's labelled files")
+
+    @model_validator(mode="after")
+    def _under_logs(self) -> "TrafficConfig":
+        parts = Path(self.file).parts
+        if self.file and (len(parts) < 2 or parts[0] != LOGS.name or ".." in parts):
+            raise ValueError(f"file: {self.file!r} is not a file under logs/ (the folder only prepare and expand "
                              "depend on, so a log that grows reruns only the generations whose slice changed)")
         return self
 
@@ -200,8 +239,8 @@ class LoraConfig(_Section):
 
 class StudentConfig(_Section):
     """The student: the built-in GPT-2 (`model: ""`, sized by prepare.model) or a Hugging
-    Face causal LM of your own (flywheel/hf_student.py, docs/student.md)."""
-    kind: str = Field("", description="the student kind (flywheel/student.py's registry): '' picks `hf` when `model` "
+    Face causal LM of your own (flywheel/student/hf.py, docs/student.md)."""
+    kind: str = Field("", description="the student kind (flywheel/student/'s registry): '' picks `hf` when `model` "
                                       "is set, else `builtin`")
     model: str = Field("", description="'': built-in; a folder under models/ (save_pretrained); or a hub id")
     revision: str = Field("", description="with a hub id: the commit to load")
@@ -230,10 +269,6 @@ class ProbeConfig(_Section):
     temperature: float = Field(1.0, gt=0, description="sampling temperature of those answers")
 
 
-STRATEGIES = ("error_driven", "borderline", "skill_weighted", "skill_synth", "random", "static")
-TARGETED = ("error_driven", "borderline", "skill_weighted", "skill_synth")  # the strategies that read the probe
-
-
 class ExpandConfig(_Section):
     budget: int = Field(12000, ge=0, description="requests planned for the next generation")
     variations_per_failure: int = Field(3, ge=1, description="error_driven: new requests per failing row")
@@ -257,8 +292,7 @@ class ExpandConfig(_Section):
     keep_factors: bool = Field(True, description=(
         "error_driven and borderline: a child keeps the factors of its parent whose dev failure rate stands out "
         "(the failure analysis) and varies the rest; false: only the parent's functions and skills"))
-    strategy: dict[Literal["error_driven", "borderline", "skill_weighted", "skill_synth", "random", "static"],
-                   float] = Field(
+    strategy: dict[Strategy, float] = Field(
         default_factory=lambda: {"random": 1.0},
         description="strategies and their shares of the budget (normalised); what one cannot use goes to random")
 
@@ -292,6 +326,7 @@ class PublishConfig(_Section):
 class Config(_Section):
     seed: int
     domain: DomainConfig = Field(default_factory=DomainConfig)
+    traffic: TrafficConfig = Field(default_factory=TrafficConfig)
     generations: dict[str, Generation]
     prepare: PrepareConfig
     generate: GenerateConfig
@@ -420,5 +455,20 @@ class ConfigView:
         return f"ConfigView({self._stage}: {self._prefix or 'params'})"
 
 
+def _resolved(key: str, cfg: Config) -> str:
+    """A declared key with DVC's `${section.key}` templating filled in from the config
+    (`domain.${domain.name}` -> `domain.toolcall`), as DVC itself resolves it."""
+    import re
+
+    def value(match: re.Match) -> str:
+        node = cfg
+        for part in match.group(1).split("."):
+            node = getattr(node, part)
+        return str(node)
+
+    return re.sub(r"\$\{([\w.]+)\}", value, key)
+
+
 def stage_view(cfg: Config, stage: str, dvc_yaml: Path = DVC_YAML) -> ConfigView:
-    return ConfigView(cfg, _tree(declared_params(stage, dvc_yaml) + list(ALWAYS)), stage)
+    keys = [_resolved(k, cfg) for k in declared_params(stage, dvc_yaml)]
+    return ConfigView(cfg, _tree(keys + list(ALWAYS)), stage)

@@ -13,16 +13,16 @@ templates that subclasses `Domain` and applies `@register`; `dvc.yaml` lists
 `${domain.path}` as a dependency of every stage that uses the domain, so editing that
 module reruns them.
 
-`register` checks the contract when a class is registered (every method of the protocol
-implemented with the protocol's parameters, a name, the metrics it scores by), so a
-broken plug-in fails at import with a message, not in the middle of a night's run.
+`register` checks the contract when a class is registered (flywheel/registry.py: every
+method of the protocol implemented with the protocol's parameters, a name, the metrics
+it scores by), so a broken plug-in fails at import with a message, not in the middle of
+a night's run.
 Nothing here imports torch: `expand` and `generate` stay cheap to start.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import inspect
 import random
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -32,11 +32,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import pandas as pd
 
 from flywheel.config import ConfigError
+from flywheel.registry import Registry
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
-    from flywheel.config import Config, DomainConfig, GenerateConfig, PrepareConfig
+    from flywheel.config import Config, DomainConfig, GenerateConfig, PrepareConfig, TrafficConfig
     from flywheel.gate import Gate
 
 PLUGIN = "domain.py"  # a domain of your own, under its domain.path
@@ -91,12 +92,13 @@ class Domain(ABC):
 
     # -- data -----------------------------------------------------------------------------
     @abstractmethod
-    def prepare(self, rng: random.Random, cfg: "PrepareConfig") -> Prepared:
-        """The evaluation set, the seed set and the student's tokenizer."""
+    def prepare(self, rng: random.Random, cfg: "PrepareConfig", traffic_cfg: "TrafficConfig") -> Prepared:
+        """The evaluation set, the seed set and the student's tokenizer (`traffic_cfg`: the
+        request log, whose redaction also applies to the domain's labelled files)."""
 
     @abstractmethod
-    def check_files(self) -> None:
-        """Preflight: the domain's own input files read cleanly (DataError otherwise)."""
+    def check_files(self, traffic_cfg: "TrafficConfig") -> None:
+        """Preflight: the domain's own input files and the log read cleanly (DataError otherwise)."""
 
     def read_gold(self, path: Path) -> pd.DataFrame:
         """The gold-labelled rows the judge is calibrated on (`judge.calibration.gold`): a
@@ -105,12 +107,15 @@ class Domain(ABC):
 
         return read_examples(path, self.label_format(), split="gold")
 
-    def traffic_plan(self, index: int, evals: pd.DataFrame, seed: int) -> pd.DataFrame:
-        """Plan rows (store.PLAN) of kind `traffic` for generation `index`: logged requests
-        for the teacher to label, none equal or near to an `evals` request. Default: none."""
-        from flywheel import store
+    def traffic_plan(self, traffic_cfg: "TrafficConfig", index: int, evals: pd.DataFrame, seed: int) -> list[dict]:
+        """Plan rows (tables.plan_row) of kind `traffic` for generation `index`: requests of
+        the log (`traffic_cfg`) for the teacher to label, none equal or near to an `evals`
+        request. Default: none."""
+        return []
 
-        return pd.DataFrame(columns=store.PLAN.names)
+    def tag_choices(self) -> list[str]:
+        """The skills a committee may tag a row with (the judge prompt's `skills`); default: none."""
+        return []
 
     @abstractmethod
     def label_format(self) -> str:
@@ -120,8 +125,8 @@ class Domain(ABC):
     def generate(self, plan: pd.DataFrame, pool: pd.DataFrame, *, generation: str, gate: "Gate",
                  rng: random.Random, teacher: Teacher, cfg: "GenerateConfig", rubric: str, bar=None
                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """New rows (store.GENERATED) for the plan, each admitted by `gate`, and their true
-        labels (store.TRUTH) where the domain knows them (empty otherwise)."""
+        """New rows (tables.GENERATED) for the plan, each admitted by `gate`, and their true
+        labels (tables.TRUTH) where the domain knows them (empty otherwise)."""
 
     # -- the student ------------------------------------------------------------------------
     @abstractmethod
@@ -177,7 +182,7 @@ class Domain(ABC):
 
     @abstractmethod
     def first_verdicts(self, rows: pd.DataFrame, outputs: list[str] | None, *, use_repair: bool) -> pd.DataFrame:
-        """Verdicts (store.VERDICTS) from the domain's own checks and the student's answers."""
+        """Verdicts (tables.VERDICTS) from the domain's own checks and the student's answers."""
 
     @abstractmethod
     def undecided(self, verdicts: pd.DataFrame) -> pd.Series:
@@ -187,7 +192,7 @@ class Domain(ABC):
     def judge_report(self, verdicts: pd.DataFrame, truth: pd.DataFrame) -> dict:
         """judge.json: verdict counts, and the judge's precision and recall where the truth is known."""
 
-    # A Hugging Face student (flywheel/hf_student.py) reads and writes chat turns. These
+    # A Hugging Face student (flywheel/student/hf.py) reads and writes chat turns. These
     # defaults suit a text-to-text domain; `toolcall` shows its catalog as tools.
     def chat_tools(self) -> list | None:
         """Tools for the chat template (OpenAI-style JSON schemas), or None."""
@@ -207,66 +212,22 @@ class Domain(ABC):
         return skills
 
 
-PROTOCOL = tuple(n for n, v in vars(Domain).items() if getattr(v, "__isabstractmethod__", False))
-_REGISTRY: dict[str, type[Domain]] = {}
+GROUP = "flywheel.domains"  # the entry-point group domains register in (pyproject.toml)
+DOMAINS = Registry(Domain, key="name", group=GROUP, what="domain", checks=(
+    ("metrics", lambda m: isinstance(m, tuple) and bool(m) and all(isinstance(x, str) for x in m),
+     "a non-empty tuple of metric names"),
+    ("teacher_variables", lambda v: isinstance(v, frozenset), "a frozenset of template variables")))
+PROTOCOL = DOMAINS.protocol
 
 
 def register(cls: type[Domain]) -> type[Domain]:
     """Add a domain under `cls.name`, after checking it keeps the protocol."""
-    where = f"domain {cls.__module__}.{cls.__qualname__}"
-    if not (isinstance(cls, type) and issubclass(cls, Domain)):
-        raise TypeError(f"{where}: a domain subclasses flywheel.domain.Domain")
-    name = getattr(cls, "name", None)
-    if not isinstance(name, str) or not name.isidentifier():
-        raise TypeError(f"{where}: 'name' must be an identifier, not {name!r}")
-    missing = sorted(m for m in PROTOCOL if getattr(cls, m) is getattr(Domain, m))
-    if missing:
-        raise TypeError(f"{where}: does not implement {', '.join(missing)}")
-    for method in PROTOCOL:
-        want = list(inspect.signature(getattr(Domain, method)).parameters)
-        have = list(inspect.signature(getattr(cls, method)).parameters)
-        if have != want:
-            raise TypeError(f"{where}: {method}({', '.join(have)}) does not match the protocol's "
-                            f"{method}({', '.join(want)})")
-    metrics = getattr(cls, "metrics", None)
-    if not (isinstance(metrics, tuple) and metrics and all(isinstance(m, str) for m in metrics)):
-        raise TypeError(f"{where}: 'metrics' must be a non-empty tuple of metric names")
-    if not isinstance(getattr(cls, "teacher_variables", None), frozenset):
-        raise TypeError(f"{where}: 'teacher_variables' must be a frozenset of template variables")
-    if name in _REGISTRY and _REGISTRY[name].__qualname__ != cls.__qualname__:
-        raise TypeError(f"{where}: the name {name!r} is taken by {_REGISTRY[name].__module__}")
-    _REGISTRY[name] = cls
-    return cls
-
-
-GROUP = "flywheel.domains"  # the entry-point group domains register in (pyproject.toml)
-
-
-def _entry_point(name: str) -> None:
-    """Load the domain an installed package declares under `name` in the `flywheel.domains`
-    entry-point group (the built-in ones included); registering checks its contract."""
-    from importlib.metadata import entry_points
-
-    for ep in entry_points(group=GROUP):
-        if ep.name != name:
-            continue
-        try:
-            cls = ep.load()
-        except (ImportError, AttributeError, TypeError, SyntaxError) as exc:
-            raise ConfigError(f"entry point {GROUP}:{name} ({ep.value}): {' '.join(str(exc).split())}") from None
-        if _REGISTRY.get(name) is not cls:
-            try:
-                register(cls)
-            except TypeError as exc:
-                raise ConfigError(f"entry point {GROUP}:{name} ({ep.value}): {exc}") from None
-        return
+    return DOMAINS.register(cls)
 
 
 def available() -> list[str]:
     """The domains installed packages declare, and those registered so far."""
-    from importlib.metadata import entry_points
-
-    return sorted({ep.name for ep in entry_points(group=GROUP)} | set(_REGISTRY))
+    return DOMAINS.names()
 
 
 def _plugin(cfg: "DomainConfig", root: Path) -> None:
@@ -285,11 +246,13 @@ def _plugin(cfg: "DomainConfig", root: Path) -> None:
 def get(cfg: "DomainConfig", root: Path = Path(".")) -> Domain:
     """The domain `cfg.name`, checked against `cfg.metric`: registered already, declared by
     an installed package's entry point, or defined by a domain.py under `cfg.path`."""
-    if cfg.name not in _REGISTRY:
-        _entry_point(cfg.name)
-    if cfg.name not in _REGISTRY:
+    try:
+        cls = DOMAINS.load(cfg.name)
+    except ImportError as exc:
+        raise ConfigError(str(exc)) from None
+    if cls is None:
         _plugin(cfg, Path(root))
-    cls = _REGISTRY.get(cfg.name)
+        cls = DOMAINS.load(cfg.name)
     if cls is None:
         raise ConfigError(f"params.yaml: domain.name: {cfg.name!r} is not a domain ({', '.join(available())}, "
                           f"or one registered by {Path(cfg.path) / PLUGIN})")
@@ -299,11 +262,18 @@ def get(cfg: "DomainConfig", root: Path = Path(".")) -> Domain:
     return cls(cfg, Path(root))
 
 
-def require_teacher(dom: Domain, teacher) -> None:
-    if dom.needs_model_teacher and teacher == "embedded":
+def require_teacher(dom: Domain, teacher, *, logged: bool = False) -> None:
+    """A domain without an embedded teacher, or requests from a log (`logged`: the
+    embedded teacher labels only requests it wrote itself), need a teacher model."""
+    if teacher != "embedded":
+        return
+    if dom.needs_model_teacher:
         why = getattr(dom, "why_model_teacher", "")
         raise ConfigError(f"params.yaml: generate.teacher: the {dom.name} domain needs an openai or transformers "
                           "teacher" + (f" ({why})" if why else ""))
+    if logged:
+        raise ConfigError("params.yaml: generate.teacher: requests from a log (traffic.file) need an openai or "
+                          "transformers teacher: the embedded teacher labels only the requests it writes itself")
 
 
 def require_committee(dom: Domain, committee: list) -> None:
@@ -315,6 +285,6 @@ def check(cfg: "Config", root: Path = Path(".")) -> Domain:
     """The domain of a whole config, with what it needs from the other sections (what
     `flywheel check` and `flywheel run` verify first; each stage checks its own part)."""
     dom = get(cfg.domain, root)
-    require_teacher(dom, cfg.generate.teacher)
+    require_teacher(dom, cfg.generate.teacher, logged=bool(cfg.traffic.file))
     require_committee(dom, cfg.judge.committee)
     return dom

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from flywheel import store
+from flywheel import store, tables
 
 UNTAGGED = "untagged"  # the skill of an example whose file names none
 
@@ -68,7 +68,7 @@ def read_examples(path: Path, metric: str, *, split: str) -> pd.DataFrame:
         if label is None:
             raise store.DataError(f"{where}: 'output' is missing, empty" + (" or not JSON" if metric == "json" else ""))
         request = " ".join(request.split())
-        rows.append({"id": store.row_id(request, label), "request": request, "label": label,
+        rows.append({"id": tables.row_id(request, label), "request": request, "label": label,
                      "skills": _skills(rec.get("skills"), where), "split": str(rec.get("split") or split)})
     if not rows:
         raise store.DataError(f"{path}: no examples")

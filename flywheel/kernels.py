@@ -14,7 +14,7 @@ EPYC (Zen 3, AVX2) and under QEMU emulating an Intel Haswell (AVX2) and an AMD E
   CPU of the last decade has, instead of AVX-512 where a CPU has it. Honoured: `default`
   and `avx2` give different bytes for softmax, layer norm and GELU.
 - The built-in student's matrix products (every layer and the output head) go through
-  numpy's OpenBLAS (flywheel/gpt2.py `_Product`), with `OPENBLAS_CORETYPE=Haswell`:
+  numpy's OpenBLAS (flywheel/student/gpt2.py `_Product`), with `OPENBLAS_CORETYPE=Haswell`:
   the same AVX2+FMA kernels on every CPU, chosen by name instead of by probing the CPU.
   Honoured: `SkylakeX` (AVX-512) kernels give other bytes and crash on an AVX2-only CPU.
   OpenBLAS's bytes depend on its thread count, so `OPENBLAS_NUM_THREADS` is pinned too
@@ -31,7 +31,7 @@ EPYC (Zen 3, AVX2) and under QEMU emulating an Intel Haswell (AVX2) and an AMD E
   3), so `MKL_NUM_THREADS` and `OMP_NUM_THREADS` are pinned to one. One kernel COMPATIBLE
   does not hold: `torch.sqrt` is MKL's vector square root, off by one ulp in a sixth of
   its results and other bytes on another CPU (an Intel Xeon with AVX-512 against QEMU's
-  EPYC-Rome), so the student's AdamW is the fused one (flywheel/student.py), whose root
+  EPYC-Rome), so the student's AdamW is the fused one (flywheel/student/), whose root
   is the CPU's exact instruction.
 - `ONEDNN_MAX_CPU_ISA=AVX2`: oneDNN, where torch reaches it, stays on AVX2 as well.
 - `NPY_DISABLE_CPU_FEATURES`: numpy's own SIMD loops dispatch by CPU too, and its

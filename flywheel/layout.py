@@ -11,7 +11,7 @@ from pathlib import Path
 
 DATA = Path("data")
 EVAL = DATA / "eval.parquet"
-LOGS = Path("logs")  # request logs (domain.traffic): a dependency of prepare and expand only
+LOGS = Path("logs")  # request logs (traffic.file): a dependency of prepare and expand only
 LLM_CACHE = Path(".llm-cache") / "responses.sqlite"  # project-wide; each stage's slice is its *_calls.parquet
 SEED = "seed"
 STAGES = ("generate", "judge", "compose", "train", "evaluate", "probe", "expand")  # one generation, in order

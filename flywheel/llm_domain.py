@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from flywheel import layout, store
+from flywheel import decontam, layout, tables
 from flywheel.domain import Domain, Prepared, Teacher, register
 from flywheel.gate import Gate, generated_row
-from flywheel.llm.client import Prompt
-from flywheel.llm.judge import extract_json
+from flywheel.backends.client import Prompt
+from flywheel.backends.committee import extract_json
 from flywheel.examples import UNTAGGED, canon, read_examples
 from flywheel.verdicts import JUDGE_ERROR, TEACHER_ERROR, VERDICTS
 
@@ -90,7 +90,7 @@ def write_examples(client, template, plan: pd.DataFrame, pool: pd.DataFrame, gen
             continue
         rows.append(generated_row(generation, plan_row.parent_id, plan_row.skills, client.name, request, label,
                                   ans.text, kind=plan_row.kind))
-    return pd.DataFrame(rows, columns=store.GENERATED.names)
+    return pd.DataFrame(rows, columns=tables.GENERATED.names)
 
 
 @register
@@ -104,39 +104,46 @@ class Llm(Domain):
     needs_model_teacher = True
     needs_committee = True
 
+    @property
+    def opts(self):
+        """This domain's own section of params.yaml (domain.llm)."""
+        return self.cfg.llm
+
     def _read(self, file: str, split: str) -> pd.DataFrame:
         return read_examples(self.path / file, self.label_format(), split=split)
 
-    def prepare(self, rng, cfg) -> Prepared:
+    def prepare(self, rng, cfg, traffic_cfg) -> Prepared:
         """The user's evaluation and seed files, and a byte-level BPE tokenizer from the seed set."""
         from flywheel.vocab import train_bpe_tokenizer
 
-        dc = self.cfg
-        evals = self._read(dc.eval_file, "eval")
-        seed = self._read(dc.seed_file, "seed")
-        store.check_decontaminated(seed, evals, str(Path(dc.path) / dc.seed_file))
-        seed = seed.drop(columns="split").assign(generation=layout.SEED, source="seed", parent_id=None,
+        evals = self._read(self.opts.eval_file, "eval")
+        seed = self._read(self.opts.seed_file, "seed")
+        decontam.check_decontaminated(seed, evals, str(Path(self.cfg.path) / self.opts.seed_file))
+        seed = seed.drop(columns="split").assign(generation=layout.SEED, source=tables.SEED, parent_id=None,
                                                  teacher="seed", judge="none")
-        tokenizer = train_bpe_tokenizer(list(seed["request"]) + list(seed["label"]), dc.tokenizer_vocab)
+        tokenizer = train_bpe_tokenizer(list(seed["request"]) + list(seed["label"]), self.opts.tokenizer_vocab)
         return Prepared(evals, seed, tokenizer)
 
-    def check_files(self) -> None:
-        for name in (self.cfg.seed_file, self.cfg.eval_file):
+    def check_files(self, traffic_cfg) -> None:
+        for name in (self.opts.seed_file, self.opts.eval_file):
             self._read(name, "check")
+
+    def tag_choices(self) -> list[str]:
+        return list(self.opts.skills)
 
     def label_format(self) -> str:
         return "json" if self.cfg.metric == "json" else "exact"
 
     def generate(self, plan, pool, *, generation, gate, rng, teacher: Teacher, cfg, rubric, bar=None):
         rows = write_examples(teacher.client, teacher.template, plan, pool, generation, metric=self.cfg.metric,
-                              skills=self.cfg.skills, rubric=rubric, rng=rng, gate=gate, bar=bar)
-        return rows, pd.DataFrame(columns=store.TRUTH.names)  # no truth: a model wrote the labels
+                              skills=self.opts.skills, rubric=rubric, rng=rng, gate=gate, bar=bar)
+        return rows, pd.DataFrame(columns=tables.TRUTH.names)  # no truth: a model wrote the labels
 
     def target(self, label: str) -> str:
         return label
 
     def skills(self, seen: pd.Series | None = None) -> list[str]:
-        base = list(self.cfg.skills)
+        base = list(self.opts.skills)
         extra = sorted({s for row in seen for s in row} - set(base)) if seen is not None else []
         return base + extra
 
@@ -188,4 +195,4 @@ class Llm(Domain):
         """Rows the files left untagged take the committee's tags (those the domain knows)."""
         if list(skills) != [UNTAGGED]:
             return skills
-        return [s for s in suggested if s in self.cfg.skills] or skills
+        return [s for s in suggested if s in self.opts.skills] or skills

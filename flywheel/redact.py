@@ -1,4 +1,4 @@
-"""Redaction of people's data in logged requests (`domain.redact`).
+"""Redaction of people's data in logged requests (`traffic.redact`).
 
 Requests a deployed model received carry e-mail addresses, phone, card and bank account
 numbers. A `Redactor` replaces each match with a typed placeholder (`<EMAIL>`, `<PHONE>`,
@@ -83,7 +83,7 @@ def placeholders(texts) -> dict[str, int]:
 
 
 def from_config(cfg) -> Redactor:
-    """The redactor of a `domain.redact` section (config.RedactConfig)."""
+    """The redactor of a `traffic.redact` section (config.RedactConfig)."""
     patterns = dict(DEFAULT_PATTERNS) if cfg.default else {}
     patterns.update(cfg.patterns)
     return Redactor(patterns)

@@ -4,7 +4,7 @@
 starts, with the numeric kernels pinned: flywheel/kernels.py): it reads the generation name
 from the command line, loads the config, hands `main` the stage's view of it (only the
 params its dvc.yaml entry declares can be read: config.ConfigView), and turns a
-`ConfigError`, `DataError`, `LLMError` or `OSError` (a full disk) into one line on stderr
+`FlywheelError` (flywheel/errors.py) or `OSError` (a full disk) into one line on stderr
 and exit status 2, so DVC (and Prefect above it) stop with a message a person can act on
 instead of a traceback.
 """
@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Callable
 
 from flywheel import kernels
-from flywheel.config import Budget, ConfigError, ConfigView, load, stage_view
-from flywheel.llm import LLMError
-from flywheel.store import DataError
+from flywheel.config import ConfigView, load, stage_view
+from flywheel.errors import FlywheelError
 
 # Set to 1 (e.g. by `flywheel run --offline`) to make every uncached model call an error.
 OFFLINE_LLM = "FLYWHEEL_OFFLINE"
@@ -44,12 +43,10 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def llm_session(stage: str, generation: str, budget: Budget):
-    """The model-call session of a stage: offline mode and API keys come from the
-    environment here, at the edge, and nowhere else."""
-    from flywheel.llm.session import Session
-
-    return Session(stage, generation, budget, offline=os.environ.get(OFFLINE_LLM) == "1", secrets=os.environ)
+def model_call_env() -> dict:
+    """What a stage's model-call session (flywheel/backends/session.py) takes from the
+    environment: offline mode and the API keys, read here, at the edge, and nowhere else."""
+    return {"offline": os.environ.get(OFFLINE_LLM) == "1", "secrets": os.environ}
 
 
 def stage_seed(seed: int, generation: str, stage: str) -> int:
@@ -105,7 +102,7 @@ def run(stage: str, main: Callable[[ConfigView, str], None], *, per_generation: 
         if per_generation:
             cfg.generation(generation)
         main(stage_view(cfg, stage), generation)
-    except (ConfigError, DataError, LLMError) as exc:
+    except FlywheelError as exc:
         print(f"error: {stage}: {exc}", file=sys.stderr)
         sys.exit(2)
     except OSError as exc:  # disk full, permissions, ...: every output is written to a temp file first,

@@ -1,14 +1,14 @@
 """The one way stages read and write files: typed Parquet, JSON, CSV, directories.
 
 Writes are atomic (a temp file in the same directory, then `os.replace`), so a killed
-stage leaves the previous output or none, never half a file. Reads check the schema
-and raise `DataError` with a one-line message naming the file and what is wrong.
+stage leaves the previous output or none, never half a file. Reads check the schema (the
+tables' schemas are in flywheel/tables.py) and raise `DataError` with a one-line message
+naming the file and what is wrong.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -17,127 +17,15 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-_STR = pa.string()
-_SKILLS = pa.list_(pa.string())
-
-# Lineage columns every row carries from generate to compose.
-_LINEAGE = [
-    pa.field("id", _STR, nullable=False),
-    pa.field("generation", _STR, nullable=False),
-    pa.field("source", _STR, nullable=False),  # seed / synthetic / corrected
-    pa.field("parent_id", _STR),  # the failure this row was expanded from
-    pa.field("skills", _SKILLS, nullable=False),
-    pa.field("teacher", _STR, nullable=False),
-    pa.field("request", _STR, nullable=False),
-    pa.field("label", _STR, nullable=False),  # canonical JSON list of calls
-]
-
-# `raw`: the teacher model's answer as received ("" for the embedded teacher); `error`:
-# why no label could be read from it ("" when there is one; `label` is then "").
-GENERATED = pa.schema(_LINEAGE + [pa.field("raw", _STR, nullable=False), pa.field("error", _STR, nullable=False),
-                                  pa.field("factors", _SKILLS, nullable=False),  # its composition (Domain.factors)
-                                  pa.field("kept", _SKILLS, nullable=False),  # the parent's factors it kept
-                                  pa.field("kind", _STR, nullable=False)])  # the plan row's strategy
-TRUTH = pa.schema([pa.field("id", _STR, nullable=False), pa.field("true_label", _STR, nullable=False),
-                   pa.field("error_kind", _STR, nullable=False)])
-VERDICTS = pa.schema(list(GENERATED) + [
-    pa.field("student_output", _STR, nullable=False),
-    pa.field("verdict", _STR, nullable=False),
-    pa.field("reason", _STR, nullable=False),
-    pa.field("final_label", _STR),  # null: dropped
-    pa.field("judge", _STR, nullable=False),  # embedded checks, or the committee's models
-    pa.field("agreement", pa.float64()),  # share of the committee behind the verdict; null: not asked
-])
-TRAINSET = pa.schema(_LINEAGE + [pa.field("judge", _STR, nullable=False)])
-EVALSET = pa.schema([pa.field("id", _STR, nullable=False), pa.field("request", _STR, nullable=False),
-                     pa.field("label", _STR, nullable=False), pa.field("skills", _SKILLS, nullable=False),
-                     pa.field("split", _STR, nullable=False)])
-PREDICTIONS = pa.schema([pa.field("id", _STR, nullable=False), pa.field("output", _STR, nullable=False),
-                         pa.field("correct", pa.bool_(), nullable=False)])
-PROBE = pa.schema([pa.field("id", _STR, nullable=False), pa.field("skills", _SKILLS, nullable=False),
-                   pa.field("split", _STR, nullable=False),  # train (the pool) / dev (held out)
-                   pa.field("output", _STR, nullable=False), pa.field("correct", pa.bool_(), nullable=False),
-                   pa.field("loss", pa.float64(), nullable=False), pa.field("perplexity", pa.float64(), nullable=False),
-                   pa.field("category", _STR, nullable=False),  # mastered / borderline / failed
-                   pa.field("missing", _SKILLS, nullable=False),  # skills a failed answer got wrong
-                   pa.field("factors", _SKILLS, nullable=False),  # what the request is made of (Domain.factors)
-                   pa.field("samples", pa.int64(), nullable=False),  # sampled answers besides the greedy one
-                   pa.field("success_rate", pa.float64(), nullable=False)])  # share of all its answers right
-PLAN = pa.schema([pa.field("plan_id", _STR, nullable=False), pa.field("parent_id", _STR),
-                  pa.field("functions", _SKILLS, nullable=False), pa.field("skills", _SKILLS, nullable=False),
-                  pa.field("kind", _STR, nullable=False),
-                  pa.field("keep", _SKILLS, nullable=False),  # the parent's factors a child must keep
-                  # the failure the row varies: the parent's request, the student's answer, the verified label
-                  pa.field("parent_request", _STR), pa.field("parent_output", _STR), pa.field("parent_label", _STR)])
+from flywheel.errors import FlywheelError
 
 
-def plan_row(plan_id: str, parent_id, functions, skills, kind: str, *, keep=(), parent_request=None,
-             parent_output=None, parent_label=None) -> dict:
-    """One row of plan.parquet (PLAN)."""
-    return {"plan_id": plan_id, "parent_id": parent_id, "functions": list(functions), "skills": list(skills),
-            "kind": kind, "keep": list(keep), "parent_request": parent_request, "parent_output": parent_output,
-            "parent_label": parent_label}
-
-
-class DataError(ValueError):
+class DataError(FlywheelError, ValueError):
     """Bad input data; the message is one line naming the file and the problem."""
-
-
-def row_id(*parts: str) -> str:
-    """Stable content hash of a row's defining text."""
-    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:16]
-
-
-def request_key(text: str) -> str:
-    """What makes two requests the same for dedup and decontamination: case and runs of
-    whitespace do not count."""
-    return " ".join(text.lower().split())
-
-
-def request_keys(requests: pd.Series) -> pd.Series:
-    """`request_key` of every row (a plain loop over a list: faster than pandas' string
-    methods here, and the very same function the generate stage's gate applies)."""
-    return pd.Series([request_key(t) for t in requests.tolist()], index=requests.index, dtype=object)
-
-
-def duplicated_requests(requests: pd.Series) -> pd.Series:
-    """True for every row whose `request_key` an earlier row already has. Exact, and linear
-    in practice: rows are first compared by a 64-bit hash of their key (a compact table
-    that stays in cache), then only rows whose hash repeats are compared by key."""
-    keys = [request_key(t) for t in requests.tolist()]
-    hashes = pd.Series(np.fromiter(map(hash, keys), dtype=np.int64, count=len(keys)))
-    maybe = np.flatnonzero(hashes.duplicated(keep=False).to_numpy())
-    out = np.zeros(len(keys), dtype=bool)
-    if len(maybe):
-        out[maybe] = pd.Series([keys[i] for i in maybe], dtype=object).duplicated().to_numpy()
-    return pd.Series(out, index=requests.index)
-
-
-def check_decontaminated(train: pd.DataFrame, evals: pd.DataFrame, where: str) -> None:
-    """A training request equal (by request_key) to an evaluation request, or a
-    near-duplicate of one (flywheel/decontam.py), is an error: decontamination is checked,
-    not assumed (`prepare` on the seed set, `compose` on every training set)."""
-    from flywheel.decontam import THRESHOLD, NearDuplicates
-
-    eval_keys = set(request_keys(evals["request"]))
-    overlap = request_keys(train["request"]).isin(eval_keys)
-    if overlap.any():
-        first = train.loc[overlap.idxmax()]
-        raise DataError(f"{where}: {int(overlap.sum())} training request(s) equal evaluation requests, "
-                        f"first id {first['id']}: {first['request']!r}")
-    near = NearDuplicates(evals["request"].tolist())
-    matches = [near.match(t) for t in train["request"].tolist()]
-    hits = [i for i, m in enumerate(matches) if m is not None]
-    if hits:
-        first = train.iloc[hits[0]]
-        raise DataError(f"{where}: {len(hits)} training request(s) are near-duplicates of evaluation requests "
-                        f"(word 3-gram containment >= {THRESHOLD}), first id {first['id']}: {first['request']!r} "
-                        f"~ {near.texts[matches[hits[0]]]!r}")
 
 
 @contextlib.contextmanager
@@ -219,7 +107,7 @@ def read_table(path: Path, schema: pa.Schema) -> pd.DataFrame:
             if field.name not in found.names:
                 raise DataError(f"{path}: missing column {field.name!r}")
             actual = found.field(field.name).type
-            if not actual.equals(field.type) and not (pa.types.is_large_string(actual) and field.type == _STR):
+            if not actual.equals(field.type) and not (pa.types.is_large_string(actual) and field.type == pa.string()):
                 raise DataError(f"{path}: column {field.name!r} has type {actual}, expected {field.type}")
         table = pq.read_table(path, columns=schema.names)
     except (pa.ArrowInvalid, OSError) as exc:

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from flywheel import layout, stage, store
+from flywheel import decontam, layout, stage, store, tables
 from flywheel.config import ComposeConfig, ConfigView
-from flywheel.store import check_decontaminated
+from flywheel.decontam import check_decontaminated
 from flywheel.verdicts import WRONG
 
 
@@ -31,16 +31,16 @@ def verified(verdicts: pd.DataFrame) -> pd.DataFrame:
     """The rows the judge kept, with their final labels."""
     kept = verdicts[verdicts["final_label"].notna()].copy()
     corrected = kept["verdict"].isin(WRONG) & (kept["final_label"] != kept["label"])
-    kept.loc[corrected, "source"] = "corrected"
+    kept.loc[corrected, "source"] = tables.CORRECTED
     kept["label"] = kept["final_label"]
-    kept["id"] = [store.row_id(r, lab) for r, lab in zip(kept["request"].tolist(), kept["label"].tolist())]
-    return kept[store.TRAINSET.names]
+    kept["id"] = [tables.row_id(r, lab) for r, lab in zip(kept["request"].tolist(), kept["label"].tolist())]
+    return kept[tables.TRAINSET.names]
 
 
 def split_dev(new: pd.DataFrame, share: float) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(rows to train on, dev rows): a stable share chosen by the row id's hash."""
     cut = share * 10_000
-    dev = pd.Series([int(store.row_id("dev", i)[:8], 16) % 10_000 < cut for i in new["id"].tolist()],
+    dev = pd.Series([int(tables.row_id("dev", i)[:8], 16) % 10_000 < cut for i in new["id"].tolist()],
                     index=new.index, dtype=bool)
     return new[~dev], new[dev]
 
@@ -53,7 +53,7 @@ def compose(prev: pd.DataFrame, seed: pd.DataFrame, new: pd.DataFrame, cfg: Comp
         keep = base[easy].sample(frac=cfg.mastered_weight, random_state=seed_value)
         base = base[~easy | base.index.isin(keep.index)]
     pool = pd.concat([base, new], ignore_index=True)
-    pool = pool[~store.duplicated_requests(pool["request"])]
+    pool = pool[~decontam.duplicated_requests(pool["request"])]
     if cfg.policy == "accumulate-subsample" and len(pool) > cfg.budget > 0:
         is_seed = pool["source"] == "seed"
         n_seed = min(int(is_seed.sum()), max(round(cfg.min_seed_share * cfg.budget), 0))
@@ -77,22 +77,22 @@ def floor_seed_share(pool: pd.DataFrame, floor: float, seed_value: int) -> pd.Da
 def main(cfg: ConfigView, generation: str) -> None:
     cc = cfg.compose
     prev_name = cfg.generation(generation).prev
-    prev = store.read_table(layout.path(prev_name, layout.TRAIN), store.TRAINSET)
-    probe = store.read_table(layout.path(prev_name, layout.PROBE), store.PROBE)
-    seed = store.read_table(layout.path(layout.SEED, layout.TRAIN), store.TRAINSET)
+    prev = store.read_table(layout.path(prev_name, layout.TRAIN), tables.TRAINSET)
+    probe = store.read_table(layout.path(prev_name, layout.PROBE), tables.PROBE)
+    seed = store.read_table(layout.path(layout.SEED, layout.TRAIN), tables.TRAINSET)
     # Not the raw answers, student outputs and reasons: a verified row needs none of them.
     verdicts = store.read_table(layout.path(generation, layout.VERDICTS),
-                                store.columns(store.VERDICTS, *store.TRAINSET.names, "verdict", "final_label"))
-    evals = store.read_table(layout.EVAL, store.EVALSET)
+                                store.columns(tables.VERDICTS, *tables.TRAINSET.names, "verdict", "final_label"))
+    evals = store.read_table(layout.EVAL, tables.EVALSET)
     new, dev = split_dev(verified(verdicts), cc.dev_share)
     check_decontaminated(pd.concat([new, dev]), evals, str(layout.path(generation, layout.VERDICTS)))
-    mastered = frozenset(probe.loc[probe["category"] == "mastered", "id"])
+    mastered = frozenset(probe.loc[probe["category"] == tables.MASTERED, "id"])
     train = compose(prev, seed, new, cc, seed_value=stage.stage_seed(cfg.seed, generation, "compose"),
                     mastered=mastered)
-    dev = dev[~store.request_keys(dev["request"]).isin(set(store.request_keys(train["request"])))]  # never trained on
+    dev = dev[~decontam.request_keys(dev["request"]).isin(set(decontam.request_keys(train["request"])))]  # never trained on
     check_decontaminated(train, evals, str(layout.path(generation, layout.TRAIN)))
-    store.write_table(train, layout.path(generation, layout.TRAIN), store.TRAINSET)
-    store.write_table(dev, layout.path(generation, layout.DEV), store.TRAINSET)
+    store.write_table(train, layout.path(generation, layout.TRAIN), tables.TRAINSET)
+    store.write_table(dev, layout.path(generation, layout.DEV), tables.TRAINSET)
     stage.log("compose", f"{cc.policy}: {len(train)} rows {train['source'].value_counts().to_dict()} "
               f"({len(new)} verified rows new, {len(dev)} held out as dev)")
 

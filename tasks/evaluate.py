@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import pandas as pd
 
-from flywheel import domain, layout, stage, store
+from flywheel import domain, layout, stage, store, tables
+from flywheel.backends.session import Session
 from flywheel.config import ConfigView
-from flywheel.failures import factor_profile
+from flywheel.factor_rates import factor_failure_rates
 from flywheel.student import student_answers
-from flywheel.llm import templates
-from flywheel.llm import judge as committee
+from flywheel.backends import templates
+from flywheel.backends import committee
 from flywheel.verdicts import LABEL_OK
 
 
@@ -41,7 +42,7 @@ def judge_scored(dom: domain.Domain, jc, session, evals: pd.DataFrame, outputs: 
     template = templates.load(dom.path / jc.template)
     rubric = templates.read_text(dom.path / jc.rubric)
     prompts = [committee.judge_prompt(template, request=r, label=o, student_output="", rubric=rubric, catalog=[],
-                                      skills=dom.cfg.skills, reference=ref)
+                                      skills=dom.tag_choices(), reference=ref)
                for r, o, ref in zip(evals["request"], outputs, evals["label"])]
     decisions, _ = committee.ask_committee(session.committee(jc.committee), prompts, consensus=jc.consensus,
                                            canon=lambda v: None)
@@ -51,12 +52,12 @@ def judge_scored(dom: domain.Domain, jc, session, evals: pd.DataFrame, outputs: 
 def main(cfg: ConfigView, generation: str) -> None:
     ec = cfg.evaluate
     dom = domain.get(cfg.domain)
-    evals = store.read_table(layout.EVAL, store.EVALSET)
+    evals = store.read_table(layout.EVAL, tables.EVALSET)
     _, outputs = student_answers("evaluate", layout.path(generation, layout.MODEL), list(evals["request"]),
                                  dom=dom, batch_size=ec.batch_size, max_new_tokens=ec.max_new_tokens)
     preds = pd.DataFrame({"id": evals["id"].to_numpy(), "output": outputs,
                           "correct": dom.score(list(evals["label"]), outputs)})
-    with stage.llm_session("evaluate", generation, cfg.judge.budget) as session:
+    with Session("evaluate", generation, cfg.judge.budget, **stage.model_call_env()) as session:
         if cfg.domain.metric == "judge":
             preds["correct"] = judge_scored(dom, cfg.judge, session, evals, outputs)
         session.finish()
@@ -70,11 +71,11 @@ def main(cfg: ConfigView, generation: str) -> None:
     store.write_json(metrics, layout.path(generation, layout.METRICS))
     rows = pd.DataFrame({"factors": [dom.factors(r, label) for r, label in zip(evals["request"], evals["label"])],
                          "correct": preds["correct"].to_numpy()})
-    store.write_json({split: factor_profile(part) for split, part in rows.groupby(evals["split"].to_numpy())},
+    store.write_json({split: factor_failure_rates(part) for split, part in rows.groupby(evals["split"].to_numpy())},
                      layout.path(generation, layout.FACTOR_FAILURES))
     store.write_csv(pd.DataFrame({"skill": list(skills), "accuracy": list(skills.values())}),
                     layout.path(generation, layout.SKILL_ACCURACY))
-    store.write_table(preds, layout.path(generation, layout.PREDICTIONS), store.PREDICTIONS)
+    store.write_table(preds, layout.path(generation, layout.PREDICTIONS), tables.PREDICTIONS)
     stage.log("evaluate", f"accuracy {metrics['accuracy']:.4f} {metrics['per_split']}")
 
 

@@ -31,7 +31,7 @@ fail, the targeted strategies' shares go to `random`.
 Every row the teacher then makes passes `generate`'s validation gate (schema, no
 duplicate of the pool, no evaluation request) before it counts.
 
-With `domain.traffic`, the plan also holds the next generation's slice of the logged
+With `traffic.file`, the plan also holds the next generation's slice of the logged
 requests (kind `traffic`, flywheel/toolcall/traffic.py), outside the budget.
 
 Reads data/<gen>/probe.parquet, data/<gen>/train.parquet, data/<gen>/dev.parquet,
@@ -47,9 +47,11 @@ import random
 
 import pandas as pd
 
-from flywheel import domain, layout, stage, store
-from flywheel.config import STRATEGIES, TARGETED, ConfigView, ExpandConfig
-from flywheel.failures import factor_profile
+from flywheel import domain, layout, stage, store, tables
+from flywheel.config import ConfigView, ExpandConfig
+from flywheel.tables import (BORDERLINE, BORDERLINE_KIND, ERROR_DRIVEN, RANDOM, SKILL_SYNTH, SKILL_WEIGHTED, STATIC,
+                             STRATEGIES, TARGETED)
+from flywheel.factor_rates import factor_failure_rates
 
 WEAKEST = 3  # skills skill_synth writes for
 
@@ -82,9 +84,9 @@ def targets(probe: pd.DataFrame, cfg: ExpandConfig) -> pd.DataFrame:
 
 
 def blamed_factors(probe: pd.DataFrame) -> set[str]:
-    """The factors whose dev failure rate stands out (flywheel/failures.py), which a child
+    """The factors whose dev failure rate stands out (flywheel/factor_rates.py), which a child
     of a target keeps. `calls:*` is left out: the child's functions fix it already."""
-    profile = factor_profile(probe[probe["split"] == "dev"])
+    profile = factor_failure_rates(probe[probe["split"] == "dev"])
     return {f for f, v in profile.items() if v["stands_out"] and not f.startswith("calls:")}
 
 
@@ -104,7 +106,7 @@ def progress(before: pd.DataFrame, after: pd.DataFrame, spent: pd.DataFrame, *, 
     before those rows (`before`, the previous generation's) and after (`after`), and the
     absolute learning progress per row spent, |after - before| / rows (None where a side
     saw fewer than `min_rows` dev rows of it)."""
-    rows = spent[spent["kind"].isin(("error_driven", "borderline"))]["skills"].map(combo).value_counts()
+    rows = spent[spent["kind"].isin((ERROR_DRIVEN, BORDERLINE_KIND))]["skills"].map(combo).value_counts()
     a, b = dev_accuracy(before, min_rows), dev_accuracy(after, min_rows)
     return {c: {"rows": int(n), "before": a.get(c), "after": b.get(c),
                 "per_row": abs(b[c] - a[c]) / n if c in a and c in b else None} for c, n in rows.items()}
@@ -155,7 +157,7 @@ def variants(parents: pd.DataFrame, labels: pd.Series, cfg: ExpandConfig, rng: r
                 functions, spec_skills = dom.random_spec(rng, rng.choice(sorted(f.skills)))
             else:
                 functions, spec_skills = dom.functions(labels[f.id]), list(f.skills)
-            out.append(store.plan_row("", f.id, functions, spec_skills, kind, keep=keep,
+            out.append(tables.plan_row(f.id, functions, spec_skills, kind, keep=keep,
                                       parent_request=f.request, parent_output=f.output,
                                       parent_label=labels[f.id]))
         if len(out) >= quota:
@@ -163,8 +165,8 @@ def variants(parents: pd.DataFrame, labels: pd.Series, cfg: ExpandConfig, rng: r
     return out
 
 
-def plan(probe: pd.DataFrame, pool: pd.DataFrame, cfg: ExpandConfig, rng: random.Random, generation: str, *,
-         dom: domain.Domain, skills: list[str] | None = None, lp: dict | None = None) -> pd.DataFrame:
+def plan(probe: pd.DataFrame, pool: pd.DataFrame, cfg: ExpandConfig, rng: random.Random, *,
+         dom: domain.Domain, skills: list[str] | None = None, lp: dict | None = None) -> list[dict]:
     """`pool`: rows with labels (training pool and dev); `skills`: what `random` spreads over
     (default: the domain's, with any others the pool carries); `lp`: the learning progress
     per cluster (`progress`), which `allocate: progress` splits error_driven's share by."""
@@ -173,24 +175,24 @@ def plan(probe: pd.DataFrame, pool: pd.DataFrame, cfg: ExpandConfig, rng: random
     dev = probe[probe["split"] == "dev"] if cfg.broad_above < 1 else probe.iloc[:0]
     if len(dev) and float((~dev["correct"]).mean()) > cfg.broad_above:
         for s in TARGETED:  # most rows fail: aiming at failures would aim at nearly everything
-            shares["random"] += shares.pop(s)
+            shares[RANDOM] += shares.pop(s)
     q = quotas(shares, cfg.budget)
     by_id = pool.set_index("id")
     labels = by_id["label"]
     rows: list[dict] = []
 
     def add(kind: str, parent, functions, row_skills) -> None:
-        rows.append(store.plan_row("", parent, functions, row_skills, kind))
+        rows.append(tables.plan_row(parent, functions, row_skills, kind))
 
-    if q.get("error_driven") or q.get("borderline"):
+    if q.get(ERROR_DRIVEN) or q.get(BORDERLINE_KIND):
         blamed = blamed_factors(probe)
         probe = probe.assign(request=probe["id"].map(by_id["request"]))
         failed = targets(probe, cfg)
-        caps = allocate(failed, q.get("error_driven", 0), cfg.variations_per_failure, lp or {}) \
+        caps = allocate(failed, q.get(ERROR_DRIVEN, 0), cfg.variations_per_failure, lp or {}) \
             if cfg.allocate == "progress" else None
-        rows += variants(failed, labels, cfg, rng, q.get("error_driven", 0), dom, blamed, "error_driven", caps)
-        unsure = probe[probe["category"] == "borderline"].sort_values(["loss", "id"], ascending=[False, True])
-        rows += variants(unsure, labels, cfg, rng, q.get("borderline", 0), dom, blamed, "borderline")
+        rows += variants(failed, labels, cfg, rng, q.get(ERROR_DRIVEN, 0), dom, blamed, ERROR_DRIVEN, caps)
+        unsure = probe[probe["category"] == BORDERLINE].sort_values(["loss", "id"], ascending=[False, True])
+        rows += variants(unsure, labels, cfg, rng, q.get(BORDERLINE_KIND, 0), dom, blamed, BORDERLINE_KIND)
     # skill_weighted and skill_synth: by the failure profile
     ex = probe[["skills", "correct"]].explode("skills")
     failed_by_skill = (~ex["correct"]).groupby(ex["skills"]).sum()
@@ -201,49 +203,47 @@ def plan(probe: pd.DataFrame, pool: pd.DataFrame, cfg: ExpandConfig, rng: random
             by_skill.setdefault(s, []).append(i)
     need = {s: float(c) for s, c in failed_by_skill.items() if c > 0 and s in by_skill}
     weakest = {s: float(rate[s]) for s in sorted(need, key=lambda s: (-rate[s], s))[:WEAKEST]}
-    for kind, weights in (("skill_weighted", need), ("skill_synth", weakest)):
+    for kind, weights in ((SKILL_WEIGHTED, need), (SKILL_SYNTH, weakest)):
         if not weights or not q.get(kind):
             continue
         for skill, k in quotas(weights, q[kind]).items():
             for _ in range(k):
                 ref = pool.iloc[rng.choice(by_skill[skill])]
                 add(kind, ref["id"], dom.functions(ref["label"]), ref["skills"])
-    if q.get("static"):
+    if q.get(STATIC):
         seed = pool[pool["generation"] == layout.SEED].sort_values("id")
         if seed.empty:
             raise store.DataError("expand.strategy static: the training pool holds no seed rows to vary "
                                   "(compose.policy replace drops them; use accumulate)")
-        for i in range(q["static"]):
+        for i in range(q[STATIC]):
             ref = seed.iloc[i % len(seed)]
-            add("static", ref["id"], dom.functions(ref["label"]), ref["skills"])
+            add(STATIC, ref["id"], dom.functions(ref["label"]), ref["skills"])
     # random: the rest, uniformly over the skills
     for i in range(cfg.budget - len(rows)):
-        add("random", None, *dom.random_spec(rng, skills[i % len(skills)]))
-    out = pd.DataFrame(rows, columns=store.PLAN.names)
-    out["plan_id"] = [store.row_id(generation, "plan", str(i)) for i in range(len(out))]
-    return out
+        add(RANDOM, None, *dom.random_spec(rng, skills[i % len(skills)]))
+    return rows
 
 
 def main(cfg: ConfigView, generation: str) -> None:
-    probe = store.read_table(layout.path(generation, layout.PROBE), store.PROBE)
-    train = store.read_table(layout.path(generation, layout.TRAIN), store.TRAINSET)
-    dev = store.read_table(layout.path(generation, layout.DEV), store.TRAINSET)
+    probe = store.read_table(layout.path(generation, layout.PROBE), tables.PROBE)
+    train = store.read_table(layout.path(generation, layout.TRAIN), tables.TRAINSET)
+    dev = store.read_table(layout.path(generation, layout.DEV), tables.TRAINSET)
     pool = pd.concat([train, dev], ignore_index=True)
     rng = random.Random(stage.stage_seed(cfg.seed, generation, "expand"))
     lp = None
     if cfg.expand.allocate == "progress":
         prev = cfg.generation(generation).prev
-        lp = progress(store.read_table(layout.path(prev, layout.PROBE), store.PROBE), probe,
-                      store.read_table(layout.path(prev, layout.PLAN), store.PLAN))
+        lp = progress(store.read_table(layout.path(prev, layout.PROBE), tables.PROBE), probe,
+                      store.read_table(layout.path(prev, layout.PLAN), tables.PLAN))
         moved = sorted(((v["per_row"], ",".join(c)) for c, v in lp.items() if v["per_row"] is not None), reverse=True)
         stage.log("expand", f"learning progress per row spent, {len(moved)} clusters measured: "
                   + ", ".join(f"{c} {x:.2e}" for x, c in moved[:5]))
     dom = domain.get(cfg.domain)
-    out = plan(probe, pool, cfg.expand, rng, generation, dom=dom, lp=lp)
-    logged = dom.traffic_plan(cfg.index(generation) + 1, store.read_table(layout.EVAL, store.EVALSET), cfg.seed)
-    if len(logged):  # the next generation's slice of the traffic
-        out = pd.concat([logged, out], ignore_index=True)
-    store.write_table(out, layout.path(generation, layout.PLAN), store.PLAN)
+    # the next generation's slice of the traffic (if any), then the strategies' rows
+    logged = dom.traffic_plan(cfg.traffic, cfg.index(generation) + 1, store.read_table(layout.EVAL, tables.EVALSET),
+                              cfg.seed)
+    out = tables.plan_table(logged + plan(probe, pool, cfg.expand, rng, dom=dom, lp=lp), generation)
+    store.write_table(out, layout.path(generation, layout.PLAN), tables.PLAN)
     stage.log("expand", f"{len(out)} plan rows {out['kind'].value_counts().to_dict()}")
 
 

@@ -8,7 +8,7 @@ request passes the validation gate (flywheel/gate.py): no repeat of the pool or 
 generation, no evaluation request. An answer that cannot be read keeps its raw text and
 marks the row with an `error`; the judge drops it.
 
-A plan row of kind `traffic` is a logged request (domain.traffic), which the teacher
+A plan row of kind `traffic` is a logged request (traffic.file), which the teacher
 labels as it is: its row's `source` is `traffic`; generate.json then counts the rows
 per source and the placeholders redaction left in the logged requests, per kind.
 
@@ -25,24 +25,25 @@ import random
 
 import numpy as np
 
-from flywheel import domain, layout, redact, stage, store
+from flywheel import domain, layout, redact, stage, store, tables
+from flywheel.backends.session import Session
 from flywheel.config import ConfigView
 from flywheel.gate import Gate
-from flywheel.llm import templates
+from flywheel.backends import templates
 
 
 def main(cfg: ConfigView, generation: str) -> None:
     gc = cfg.generate
     prev = cfg.generation(generation).prev
     dom = domain.get(cfg.domain)
-    domain.require_teacher(dom, gc.teacher)
-    plan = store.read_table(layout.path(prev, layout.PLAN), store.PLAN)
-    evals = store.read_table(layout.EVAL, store.EVALSET)
+    plan = store.read_table(layout.path(prev, layout.PLAN), tables.PLAN)
+    domain.require_teacher(dom, gc.teacher, logged=bool((plan["kind"] == tables.TRAFFIC).any()))
+    evals = store.read_table(layout.EVAL, tables.EVALSET)
     rng = random.Random(stage.stage_seed(cfg.seed, generation, "generate"))
-    pool = store.read_table(layout.path(prev, layout.TRAIN), store.TRAINSET)
+    pool = store.read_table(layout.path(prev, layout.TRAIN), tables.TRAINSET)
     gate = Gate(set(evals["request"]), set(pool["request"]))
     report: dict = {"teacher": "embedded" if gc.teacher == "embedded" else gc.teacher.model}
-    with stage.llm_session("generate", generation, gc.budget) as session:
+    with Session("generate", generation, gc.budget, **stage.model_call_env()) as session:
         bar = None
         teacher = domain.Teacher(None, None)
         rubric = ""
@@ -63,14 +64,14 @@ def main(cfg: ConfigView, generation: str) -> None:
                        for i, r, label in zip(rows["id"], rows["request"], rows["label"])]
     rows["kept"] = [list(k) if isinstance(k, (list, tuple, np.ndarray)) else [] for k in rows["kept"]]
     rows["kind"] = rows["kind"].fillna("")
-    logged = rows["source"] == "traffic"
+    logged = rows["source"] == tables.TRAFFIC
     report |= {"rows": len(rows), "teacher_errors": int((rows["error"] != "").sum()), "gate_refused": gate.refused,
                "plan_kinds": plan["kind"].value_counts().sort_index().to_dict()}
     if logged.any():  # what redaction replaced in the requests sent out: counts per kind, never the values
         report["sources"] = rows["source"].value_counts().sort_index().to_dict()
         report["redacted"] = redact.placeholders(rows.loc[logged, "request"])
-    store.write_table(rows, layout.path(generation, layout.GENERATED), store.GENERATED)
-    store.write_table(truth, layout.path(generation, layout.TRUTH), store.TRUTH)
+    store.write_table(rows, layout.path(generation, layout.GENERATED), tables.GENERATED)
+    store.write_table(truth, layout.path(generation, layout.TRUTH), tables.TRUTH)
     store.write_json(report, layout.path(generation, layout.GENERATE_METRICS))
     stage.log("generate", f"{len(rows)} rows from {len(plan)} plan rows of {prev}; "
               f"{report['teacher_errors']} teacher errors; model calls {calls['calls']}, "

@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import pandas as pd
 
-from flywheel import domain, layout, stage, store
-from flywheel import student as S
-from flywheel.config import TARGETED, ConfigView
+from flywheel import domain, layout, stage, store, tables
+from flywheel import student
+from flywheel.backends.session import Session
+from flywheel.config import ConfigView
+from flywheel.tables import TARGETED
 from flywheel.student import student_answers
-from flywheel.llm import LLMError, templates
-from flywheel.llm import judge as committee
+from flywheel.backends import LLMError, templates
+from flywheel.backends import committee
 from flywheel.verdicts import LABEL_OK, MODEL_WRONG, TEACHER_ERROR, WRONG
 
 
@@ -41,7 +43,7 @@ def calibrate(dom: domain.Domain, jc, team, template, rubric: str) -> dict:
         raise store.DataError(f"{path}: every gold row needs a boolean 'label_correct'")
     student_col = raw["student"].fillna("").astype(str) if "student" in raw else pd.Series([""] * len(raw))
     prompts = [committee.judge_prompt(template, request=r, label=label, student_output=s, rubric=rubric,
-                                      catalog=dom.catalog(), skills=dom.cfg.skills)
+                                      catalog=dom.catalog(), skills=dom.tag_choices())
                for r, label, s in zip(gold["request"], gold["label"], student_col)]
     decisions, kappa = committee.ask_committee(team, prompts, consensus=jc.consensus, canon=dom.canon)
     flagged = [d.verdict in WRONG for d in decisions]
@@ -68,7 +70,7 @@ def ask(verdicts: pd.DataFrame, dom: domain.Domain, consensus: float, team, temp
     catalog = dom.catalog()
     prompts = [committee.judge_prompt(template, request=out.at[i, "request"], label=out.at[i, "label"],
                                       student_output=out.at[i, "student_output"], rubric=rubric, catalog=catalog,
-                                      skills=dom.cfg.skills) for i in idx]
+                                      skills=dom.tag_choices()) for i in idx]
     bar = stage.Progress("judge", "committee answers", len(prompts) * len(team))
     decisions, kappa = committee.ask_committee(team, prompts, consensus=consensus, canon=dom.canon,
                                                on_done=bar.advance)
@@ -110,17 +112,17 @@ def main(cfg: ConfigView, generation: str) -> None:
     prev = cfg.generation(generation).prev
     dom = domain.get(cfg.domain)
     domain.require_committee(dom, jc.committee)
-    rows = store.read_table(layout.path(generation, layout.GENERATED), store.GENERATED)
+    rows = store.read_table(layout.path(generation, layout.GENERATED), tables.GENERATED)
     outputs = None
     model_dir = layout.path(prev, layout.MODEL)
     # The built-in student `prepare` writes has never been trained: its answers say nothing
     # (a Hugging Face student's base model, also generation 0's, does answer).
-    untrained = prev == layout.SEED and S.kind_of(model_dir).random_at_start
+    untrained = prev == layout.SEED and student.kind_of(model_dir).random_at_start
     if jc.use_student and jc.verify and not untrained:
         _, outputs = student_answers("judge", model_dir, list(rows["request"]), dom=dom, batch_size=jc.batch_size)
     verdicts = dom.first_verdicts(rows, outputs, use_repair=jc.repair) if jc.verify else unverified(rows)
     report: dict = {}
-    with stage.llm_session("judge", generation, jc.budget) as session:
+    with Session("judge", generation, jc.budget, **stage.model_call_env()) as session:
         if jc.committee and jc.verify:
             template = templates.load(dom.path / jc.template)
             rubric = templates.read_text(dom.path / jc.rubric)
@@ -132,9 +134,9 @@ def main(cfg: ConfigView, generation: str) -> None:
                                                 limit=jc.committee_rows)
         calls = session.finish()
     # The truth is read here and only here, after the verdicts are fixed.
-    truth = store.read_table(layout.path(generation, layout.TRUTH), store.TRUTH)
+    truth = store.read_table(layout.path(generation, layout.TRUTH), tables.TRUTH)
     report = dom.judge_report(verdicts, truth) | report
-    store.write_table(verdicts, layout.path(generation, layout.VERDICTS), store.VERDICTS)
+    store.write_table(verdicts, layout.path(generation, layout.VERDICTS), tables.VERDICTS)
     store.write_json(report, layout.path(generation, layout.JUDGE_METRICS))
     quality = (f"precision {report['precision']:.3f} recall {report['recall']:.3f}; kept-label accuracy "
                f"{report['kept_label_accuracy']:.3f} (teacher {1 - report['teacher_error_rate']:.3f})"

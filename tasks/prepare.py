@@ -13,25 +13,24 @@ import random
 
 import pandas as pd
 
-from flywheel import domain, layout, stage, store
-from flywheel import student as S
+from flywheel import domain, layout, stage, store, tables
+from flywheel import student
 from flywheel.config import ConfigView
 
 
-def first_plan(seed: pd.DataFrame, n: int, dom: domain.Domain, rng: random.Random) -> pd.DataFrame:
+def first_plan(seed: pd.DataFrame, n: int, dom: domain.Domain, rng: random.Random) -> list[dict]:
     """Generation 0 asks for variations of the seed rows, round robin; without seed rows,
     for random rows over the domain's skills."""
     rows = []
     skills = dom.skills()
     for i in range(n):
-        plan_id = store.row_id("seed-plan", str(i))
         if seed.empty:
-            rows.append(store.plan_row(plan_id, None, *dom.random_spec(rng, skills[i % len(skills)]), "random"))
+            rows.append(tables.plan_row(None, *dom.random_spec(rng, skills[i % len(skills)]), tables.RANDOM))
             continue
         parent = seed.iloc[i % len(seed)]
-        rows.append(store.plan_row(plan_id, parent["id"], dom.functions(parent["label"]), parent["skills"],
-                                   "seed_variation"))
-    return pd.DataFrame(rows, columns=store.PLAN.names)
+        rows.append(tables.plan_row(parent["id"], dom.functions(parent["label"]), parent["skills"],
+                                    tables.SEED_VARIATION))
+    return rows
 
 
 def main(cfg: ConfigView, _: str) -> None:
@@ -39,19 +38,18 @@ def main(cfg: ConfigView, _: str) -> None:
     rng = random.Random(stage.stage_seed(cfg.seed, layout.SEED, "prepare"))
     dom = domain.get(cfg.domain)
     try:
-        kind = S.kind_for(cfg.student)
+        kind = student.kind_for(cfg.student)
         kind.check(cfg.student, dom)  # a student of your own that cannot be one stops here, before any work
-    except S.StudentError as e:
+    except student.StudentError as e:
         raise store.DataError(f"params.yaml: {e}") from None
-    made = dom.prepare(rng, pc)
-    plan = first_plan(made.seed, pc.plan_rows, dom, rng)
-    logged = dom.traffic_plan(0, made.evals, cfg.seed)  # generation 0's slice of the traffic, if any
-    if len(logged):
-        plan = pd.concat([logged, plan], ignore_index=True)
-    store.write_table(made.evals, layout.EVAL, store.EVALSET)
-    store.write_table(made.seed, layout.path(layout.SEED, layout.TRAIN), store.TRAINSET)
-    store.write_table(plan, layout.path(layout.SEED, layout.PLAN), store.PLAN)
-    store.write_table(pd.DataFrame(columns=store.PROBE.names), layout.path(layout.SEED, layout.PROBE), store.PROBE)
+    made = dom.prepare(rng, pc, cfg.traffic)
+    # generation 0's slice of the traffic (if any), then variations of the seed rows
+    plan = tables.plan_table(dom.traffic_plan(cfg.traffic, 0, made.evals, cfg.seed) + first_plan(made.seed, pc.plan_rows, dom, rng),
+                             layout.SEED)
+    store.write_table(made.evals, layout.EVAL, tables.EVALSET)
+    store.write_table(made.seed, layout.path(layout.SEED, layout.TRAIN), tables.TRAINSET)
+    store.write_table(plan, layout.path(layout.SEED, layout.PLAN), tables.PLAN)
+    store.write_table(pd.DataFrame(columns=tables.PROBE.names), layout.path(layout.SEED, layout.PROBE), tables.PROBE)
     with store.atomic_dir(layout.path(layout.SEED, layout.MODEL)) as tmp:
         who = kind.make(tmp, dom=dom, tokenizer=made.tokenizer, prepare=pc, student=cfg.student,
                         seed=stage.stage_seed(cfg.seed, layout.SEED, "model"))

@@ -26,12 +26,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from flywheel import domain, layout, stage, store
+from flywheel import domain, layout, stage, store, tables
 from flywheel.config import ConfigView
-from flywheel.failures import factor_profile
+from flywheel.tables import BORDERLINE, FAILED, MASTERED
+from flywheel.factor_rates import factor_failure_rates
 from flywheel.student import student_answers
 
-FAILED, BORDERLINE, MASTERED = "failed", "borderline", "mastered"
 
 
 def categorize(correct: pd.Series, perplexity: pd.Series, quantile: float) -> pd.Series:
@@ -68,18 +68,18 @@ def failure_profile(probe: pd.DataFrame, skills: list[str]) -> dict:
         "dev_skills": per_skill(probe[probe["split"] == "dev"]),
         "missing_skills": {k: int(v) for k, v in missing.sort_index().items()},
         # held-out rows only: a training row's failure is as much its label's noise as the student's
-        "dev_factors": factor_profile(probe[probe["split"] == "dev"]),
+        "dev_factors": factor_failure_rates(probe[probe["split"] == "dev"]),
     }
 
 
 def main(cfg: ConfigView, generation: str) -> None:
     pc = cfg.probe
     dom = domain.get(cfg.domain)
-    train = store.read_table(layout.path(generation, layout.TRAIN), store.TRAINSET)
+    train = store.read_table(layout.path(generation, layout.TRAIN), tables.TRAINSET)
     if pc.train_rows and len(train) > pc.train_rows:  # the pool grows; a sample measures it as well
         train = train.sample(n=pc.train_rows, random_state=stage.stage_seed(cfg.seed, generation, "probe") % 2**32)
         train = train.sort_index()
-    dev = store.read_table(layout.path(generation, layout.DEV), store.TRAINSET)
+    dev = store.read_table(layout.path(generation, layout.DEV), tables.TRAINSET)
     rows = pd.concat([train.assign(split="train"), dev.assign(split="dev")], ignore_index=True)
     requests, labels = list(rows["request"]), list(rows["label"])
     student, outputs = student_answers("probe", layout.path(generation, layout.MODEL), requests, dom=dom,
@@ -105,10 +105,10 @@ def main(cfg: ConfigView, generation: str) -> None:
                         for o, label, ok in zip(outputs, labels, probe["correct"])]
     probe["factors"] = [dom.factors(r, label) for r, label in zip(requests, labels)]
     profile = failure_profile(probe, dom.skills(rows["skills"]))
-    if (rows["source"] == "traffic").any():  # the student on the requests people sent, and on the rest
+    if (rows["source"] == tables.TRAFFIC).any():  # the student on the requests people sent, and on the rest
         profile["sources"] = {src: {"rows": int(len(part)), "failure_rate": round(float((~part).mean()), 4)}
                               for src, part in probe["correct"].groupby(rows["source"].to_numpy())}
-    store.write_table(probe, layout.path(generation, layout.PROBE), store.PROBE)
+    store.write_table(probe, layout.path(generation, layout.PROBE), tables.PROBE)
     store.write_json(profile, layout.path(generation, layout.FAILURE_PROFILE))
     stage.log("probe", f"{profile['failed']} of {profile['rows']} rows failed {profile['splits']}; "
               f"{profile['categories']}; missing {profile['missing_skills']}; dev factors that stand out: "

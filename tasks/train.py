@@ -2,7 +2,7 @@
 generation's training set.
 
 Reads data/<prev>/model, data/<gen>/train.parquet; writes data/<gen>/model (the
-checkpoint, in its kind's layout: flywheel/student.py's interface) and the loss curve
+checkpoint, in its kind's layout: flywheel/student/'s interface) and the loss curve
 data/<gen>/train_loss.csv (a DVC plot). Seeded and single-process, so the
 checkpoint is bit-identical on a rerun with the same thread count.
 """
@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from flywheel import domain, layout, stage, store
-from flywheel import student as S
+from flywheel import domain, layout, stage, store, tables
+from flywheel.student import StudentError
+from flywheel.student import load as load_student
 from flywheel.config import ConfigView
 
 
@@ -20,11 +21,11 @@ def main(cfg: ConfigView, generation: str) -> None:
     tc = cfg.train
     prev = cfg.generation(generation).prev
     dom = domain.get(cfg.domain)
-    rows = store.read_table(layout.path(generation, layout.TRAIN), store.TRAINSET)
+    rows = store.read_table(layout.path(generation, layout.TRAIN), tables.TRAINSET)
     if rows.empty:
         raise store.DataError(f"{layout.path(generation, layout.TRAIN)}: no training rows")
     seed = stage.stage_seed(cfg.seed, generation, "train")
-    student = S.load(layout.path(prev, layout.MODEL), dom, trainable=True, seed=seed, threads=tc.threads)
+    student = load_student(layout.path(prev, layout.MODEL), dom, trainable=True, seed=seed, threads=tc.threads)
     bar = stage.Progress("train", "steps", tc.steps)
     reached = [0]
 
@@ -35,7 +36,7 @@ def main(cfg: ConfigView, generation: str) -> None:
     try:
         history = student.fit(list(rows["request"]), list(rows["label"]), train=tc, student=cfg.student, seed=seed,
                               progress=progress)
-    except S.StudentError as e:
+    except StudentError as e:
         raise store.DataError(f"{layout.path(generation, layout.TRAIN)}: {e}") from None
     seconds = bar.close()
     with store.atomic_dir(layout.path(generation, layout.MODEL)) as tmp:

@@ -158,7 +158,7 @@ def toolcall_brain(truth: dict[str, str], *, wrong_every: int = 0) -> Brain:
     def brain(messages: list, body: dict) -> str:
         user = messages[-1]["content"].strip()
         if user.startswith("FUNCTIONS:"):  # the writer: a new request and its calls
-            from flywheel.toolcall import phrasings as P
+            from flywheel.toolcall import phrasings
 
             fns = tuple(f.strip() for f in _field(messages, "FUNCTIONS").split(",") if f.strip() not in ("", "none"))
             from flywheel.toolcall.catalog import PHENOMENA
@@ -166,9 +166,9 @@ def toolcall_brain(truth: dict[str, str], *, wrong_every: int = 0) -> Brain:
             skills = frozenset(s.strip() for s in _field(messages, "SKILLS").split(",")) & set(PHENOMENA)
             seed = int(hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest(), 16)
             try:
-                req = P.make_request(random.Random(seed), P.Spec(fns, skills))
+                req = phrasings.make_request(random.Random(seed), phrasings.Spec(fns, skills))
             except (KeyError, ValueError, IndexError):  # a skill no carrier of these functions shows
-                req = P.make_request(random.Random(seed), P.Spec(fns))
+                req = phrasings.make_request(random.Random(seed), phrasings.Spec(fns))
             truth.setdefault(" ".join(req.text.split()), json.dumps(req.calls))
             return json.dumps({"request": req.text, "calls": req.calls})
         if "REQUEST:" not in user:  # a teacher prompt: the user message is the request

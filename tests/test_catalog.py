@@ -5,7 +5,6 @@ file is refused in one line naming the function and field, before anything is wr
 from __future__ import annotations
 
 import copy
-import json
 import sys
 from pathlib import Path
 
@@ -15,9 +14,9 @@ from catalogs import LIBRARY, write_library
 from conftest import SMALL, free_port, make_project, merge, run
 from flywheel import domain, store
 from flywheel.config import DomainConfig
-from flywheel.toolcall import calls as C
-from flywheel.toolcall import catalog as K
-from flywheel.toolcall import judge, sets
+from flywheel.toolcall import calls
+from flywheel.toolcall import catalog
+from flywheel.toolcall import embedded_judge, sets
 from flywheel.toolcall.verifier import check, repair
 
 FLYWHEEL = str(Path(sys.executable).parent / "flywheel")
@@ -29,7 +28,7 @@ def library(tmp_path_factory) -> Path:
 
 
 def _library_domain(path: Path):
-    return domain.get(DomainConfig(path=str(path.parent), tools=path.name))
+    return domain.get(DomainConfig(path=str(path.parent), toolcall={"tools": path.name}))
 
 
 def call(fn: str, /, **arguments) -> dict:
@@ -37,25 +36,25 @@ def call(fn: str, /, **arguments) -> dict:
 
 
 def test_the_shipped_catalog_is_a_file_the_loader_reads():
-    shipped = K.load(K.SHIPPED_FILE)
-    assert list(shipped.functions) == list(K.FUNCTIONS) and len(shipped.functions) == 12
-    assert shipped.skills == K.SKILLS and "relative_dates" in shipped.skills and "weather" in shipped.skills
-    assert shipped.functions["create_event"].arg("date").type == K.DATE
+    shipped = catalog.load(catalog.SHIPPED_FILE)
+    assert list(shipped.functions) == list(catalog.FUNCTIONS) and len(shipped.functions) == 12
+    assert shipped.skills == catalog.SKILLS and "relative_dates" in shipped.skills and "weather" in shipped.skills
+    assert shipped.functions["create_event"].arg("date").type == catalog.DATE
     assert shipped.enum_words["gbp"][0] == "gbp" and "quid" in shipped.enum_words["gbp"]
     dom = domain.get(DomainConfig())
-    assert dom.toolset is K.SHIPPED and dom.chat_tools() == K.SHIPPED.tools()
+    assert dom.toolset is catalog.SHIPPED and dom.chat_tools() == catalog.SHIPPED.tools()
 
 
 def test_a_catalog_from_another_field_gives_its_own_types_and_skills(library):
-    cat = K.load(library)
+    cat = catalog.load(library)
     assert len(cat.functions) == 9
     room = cat.functions["reserve_room"]
     assert [(a.name, a.type, a.required) for a in room.args] == [
-        ("room", K.ENUM, True), ("date", K.DATE, True), ("start", K.TIME, True), ("hours", K.INT, False)]
-    assert cat.functions["pay_fine"].arg("amount").type == K.NUMBER
-    assert cat.functions["register_member"].arg("student").type == K.BOOL
+        ("room", catalog.ENUM, True), ("date", catalog.DATE, True), ("start", catalog.TIME, True), ("hours", catalog.INT, False)]
+    assert cat.functions["pay_fine"].arg("amount").type == catalog.NUMBER
+    assert cat.functions["register_member"].arg("student").type == catalog.BOOL
     # one skill per function, then the cross-cutting ones that fit any schema
-    assert cat.skills == tuple(sorted(f["function"]["name"] for f in LIBRARY)) + K.GENERIC_SKILLS
+    assert cat.skills == tuple(sorted(f["function"]["name"] for f in LIBRARY)) + catalog.GENERIC_SKILLS
     assert "media lab" in cat.words_for("media_lab") and "credit card" in cat.words_for("card")
     dom = _library_domain(library)
     assert dom.skills() == list(cat.skills)
@@ -67,7 +66,7 @@ def test_a_catalog_from_another_field_gives_its_own_types_and_skills(library):
 
 
 def test_the_verifier_checks_schema_types_enums_and_grounding_from_the_file(library):
-    cat = K.load(library)
+    cat = catalog.load(library)
     request = "pay the 12.50 fine in cash please"
     assert check(request, [call("pay_fine", amount=12.5, method="cash")], cat) == []
     ungrounded = check(request, [call("pay_fine", amount=12.5, method="voucher")], cat)
@@ -89,7 +88,7 @@ def test_the_verifier_checks_schema_types_enums_and_grounding_from_the_file(libr
     assert repair(request, [call("pay_fine", amount=12.5, method="voucher")], cat) == \
         [call("pay_fine", amount=12.5, method="cash")]
     # the judge's diagnosis names the catalog's skills, never the shipped catalog's
-    wrong = judge.diagnose([call("pay_fine", amount=12.5, method="card")], [call("pay_fine", amount=12.5,
+    wrong = embedded_judge.diagnose([call("pay_fine", amount=12.5, method="card")], [call("pay_fine", amount=12.5,
                                                                                 method="cash")], cat)
     assert wrong == ["enums"]
 
@@ -98,33 +97,33 @@ def test_json_schema_habits_a_catalog_may_have(tmp_path):
     """An enum without a type, an ISO date, an enum value in capitals; a dash in a name is refused."""
     tools = [{"name": "book_desk", "parameters": {"type": "object", "required": ["desk", "day"], "properties": {
         "desk": {"enum": ["A1", "B2"]}, "day": {"type": "string", "format": "date"}}}}]
-    cat = K.load(write_library(tmp_path, "desk.yaml", tools))
-    assert cat.functions["book_desk"].arg("desk").type == K.ENUM
+    cat = catalog.load(write_library(tmp_path, "desk.yaml", tools))
+    assert cat.functions["book_desk"].arg("desk").type == catalog.ENUM
     label = [call("book_desk", desk="A1", day="2026-12-05")]
     assert check("book desk a1 on 2026-12-05", label, cat) == []
     assert check("book desk a1 on december 5, 2026", label, cat) == []
     assert check("book desk a1 on december 6, 2026", label, cat)[0].startswith("grounding: book_desk.day")
-    assert C.parse("book_desk ( day = 2026-12-05 , desk = a1 )".split(), cat) == label  # the catalog's case
+    assert calls.parse("book_desk ( day = 2026-12-05 , desk = a1 )".split(), cat) == label  # the catalog's case
     with pytest.raises(store.DataError, match="name 'book-desk' is not a function name"):
-        K.load(write_library(tmp_path, "dash.yaml", [{"name": "book-desk", "parameters": {}}]))
+        catalog.load(write_library(tmp_path, "dash.yaml", [{"name": "book-desk", "parameters": {}}]))
 
 
 def test_the_scorer_matches_calls_typed_by_the_new_schema(library):
     dom = _library_domain(library)
-    label = C.dumps([call("renew_loan", loan_id=4521, weeks=2)])
-    out = C.render(C.loads(label))
+    label = calls.dumps([call("renew_loan", loan_id=4521, weeks=2)])
+    out = calls.render(calls.loads(label))
     assert out == "renew_loan ( loan_id = 4521 , weeks = 2 )"
-    assert C.parse(out.split(), dom.toolset) == [call("renew_loan", loan_id=4521, weeks=2)]
+    assert calls.parse(out.split(), dom.toolset) == [call("renew_loan", loan_id=4521, weeks=2)]
     assert dom.score([label, label, label], [out, "renew_loan ( weeks = 2 , loan_id = 4521 )",
                                              "renew_loan ( loan_id = 4512 , weeks = 2 )"]) == [True, True, False]
     # the same tokens under the shipped catalog's types stay strings: the schema decides
-    assert C.parse(out.split()) == [call("renew_loan", loan_id="4521", weeks="2")]
+    assert calls.parse(out.split()) == [call("renew_loan", loan_id="4521", weeks="2")]
     assert dom.missing("renew_loan ( loan_id = 4512 )", label) == ["optional_args", "renew_loan"]
 
 
 def test_a_student_of_your_own_is_prompted_with_the_new_tools(library, tmp_path):
     from bench.hf_models import tiny_llama
-    from flywheel import hf_student
+    from flywheel.student import hf
     from flywheel.config import StudentConfig
 
     dom = _library_domain(library)
@@ -137,8 +136,8 @@ def test_a_student_of_your_own_is_prompted_with_the_new_tools(library, tmp_path)
     tiny_llama(tmp_path / "base", ["reserve the quiet room", "find a book"])
     (tmp_path / "student").mkdir()
     cfg = StudentConfig(model=str(tmp_path / "base"), max_length=256)
-    hf_student.HFStudent.untrained(cfg, dom, tmp_path / "student")
-    st = hf_student.HFStudent.load(tmp_path / "student", dom)
+    hf.HFStudent.untrained(cfg, dom, tmp_path / "student")
+    st = hf.HFStudent.load(tmp_path / "student", dom)
     prompt = st.tok.decode(st.prompt_ids("reserve the quiet room tomorrow at 9:00"))
     assert "reserve_room" in prompt and "extend_membership" in prompt and "get_weather" not in prompt
 
@@ -181,14 +180,14 @@ def test_a_bad_catalog_is_one_line_naming_function_and_field(tmp_path, case, con
     else:
         write_library(tmp_path, tools=content)
     with pytest.raises(store.DataError) as err:
-        K.load(path)
+        catalog.load(path)
     message = str(err.value)
     assert "\n" not in message and message.startswith(str(path)) and names in message, message
 
 
 def test_a_missing_catalog_file_is_named(tmp_path):
-    with pytest.raises(store.DataError, match=r"nothere\.json: not found \(domain\.tools\)"):
-        K.load(tmp_path / "nothere.json")
+    with pytest.raises(store.DataError, match=r"nothere\.json: not found \(domain\.toolcall\.tools\)"):
+        catalog.load(tmp_path / "nothere.json")
 
 
 def _snapshot(root: Path) -> dict[str, bytes]:
@@ -202,7 +201,7 @@ def workspace(tmp_path_factory) -> Path:
     checks refuse the file before any connection is tried)."""
     teacher = {"backend": "openai", "base_url": f"http://127.0.0.1:{free_port()}/v1", "model": "teacher"}
     return make_project(tmp_path_factory.mktemp("bad-catalog"),
-                        merge(SMALL, {"domain": {"tools": "library.yaml"}, "generate": {"teacher": teacher}}),
+                        merge(SMALL, {"domain": {"toolcall": {"tools": "library.yaml"}}, "generate": {"teacher": teacher}}),
                         git=False)
 
 
@@ -225,7 +224,7 @@ def test_flywheel_run_refuses_a_bad_catalog_before_writing_anything(workspace, c
 def test_a_catalog_of_your_own_with_the_embedded_teacher_is_refused_with_the_reason(library):
     from flywheel.config import ConfigError
 
-    with pytest.raises(ConfigError, match=r"generate.teacher: .* \(a catalog of your own \(domain.tools\): the embedded "
+    with pytest.raises(ConfigError, match=r"generate.teacher: .* \(a catalog of your own \(domain.toolcall.tools\): the embedded "
                                           r"teacher knows only the shipped catalog"):
         domain.require_teacher(_library_domain(library), "embedded")
     domain.require_teacher(domain.get(DomainConfig()), "embedded")  # the shipped catalog: fine

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, run
-from flywheel import config, store
+from flywheel import config, store, tables
 
 
 def write_params(tmp_path: Path, mutate) -> Path:
@@ -60,7 +60,7 @@ def test_stage_command_gives_one_line_and_exit_2(tmp_path):
 
 
 # The plan's first five columns: what these tests of the store need of a schema.
-PLAN = pa.schema(list(store.PLAN)[:5])
+PLAN = pa.schema(list(tables.PLAN)[:5])
 
 
 def test_table_round_trip_and_errors(tmp_path):
@@ -76,7 +76,7 @@ def test_table_round_trip_and_errors(tmp_path):
     with pytest.raises(store.DataError, match="nulls.parquet: column 'kind' has 1 empty values"):
         store.read_table(tmp_path / "nulls.parquet", PLAN)
     with pytest.raises(store.DataError, match="plan.parquet: missing column 'id'"):
-        store.read_table(path, store.PREDICTIONS)
+        store.read_table(path, tables.PREDICTIONS)
     broken = tmp_path / "broken.parquet"
     broken.write_bytes(path.read_bytes()[:40])
     with pytest.raises(store.DataError, match="broken.parquet: not a readable Parquet file"):

@@ -15,7 +15,7 @@ def test_every_generation_stage_is_a_foreach_over_the_generations():
     assert set(DVC) == {"prepare", *ORDER}
     for name in ORDER:
         assert DVC[name]["foreach"] == "${generations}"
-        assert DVC[name]["do"]["cmd"] == f"python -m tasks.{name} ${{key}}"
+        assert DVC[name]["do"]["cmd"] == f"python -m tasks {name} ${{key}}"
         assert (ROOT / "tasks" / f"{name}.py").exists()
 
 
@@ -37,10 +37,19 @@ BORROWED = {"generate": {"judge.rubric"},
 PREPARE_STUDENT = {f"student.{k}" for k in ("kind", "model", "revision", "lora", "dtype", "device")}
 
 
+# What a stage that uses the domain reads of `domain:`: the shared keys and the section of
+# the domain in use (another domain's keys are no param of it).
+DOMAIN = {"domain.name", "domain.path", "domain.metric", "domain.${domain.name}"}
+# Only the stages that read the request log declare its section.
+TRAFFIC = {"prepare", "expand"}
+
+
 def test_stages_list_only_their_own_params_section():
     for name in ORDER:
-        assert set(DVC[name]["do"]["params"]) <= {"seed", "domain", name} | BORROWED.get(name, set()), name
-    assert set(DVC["prepare"]["params"]) == {"seed", "domain", "prepare"} | PREPARE_STUDENT
+        own = {"seed", name} | DOMAIN | ({"traffic"} if name in TRAFFIC else set())
+        assert set(DVC[name]["do"]["params"]) <= own | BORROWED.get(name, set()), name
+        assert "domain" not in DVC[name]["do"]["params"], name  # never the whole section
+    assert set(DVC["prepare"]["params"]) == {"seed", "prepare", "traffic"} | DOMAIN | PREPARE_STUDENT
 
 
 def test_each_student_value_is_a_param_of_one_stage():

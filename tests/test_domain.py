@@ -16,10 +16,9 @@ import pytest
 import yaml
 
 from conftest import ROOT, SMALL, make_project, merge
-from flywheel import config, domain, layout, store
+from flywheel import config, domain, layout, store, tables
 from flywheel.config import ConfigError, DomainConfig, load, stage_view
 
-ROOT = Path(__file__).resolve().parents[1]
 SHOUT = Path(__file__).parent / "domains" / "shout"
 
 
@@ -47,7 +46,7 @@ def test_registration_checks_the_contract():
 
 def test_unknown_domain_and_unfit_metric_are_one_line_errors():
     with pytest.raises(ConfigError, match=r"domain.name: 'vision' is not a domain \(llm, (shout, )?toolcall"):
-        domain.get(DomainConfig(name="vision", path="nowhere"))
+        domain.get(DomainConfig(name="vision", path="nowhere", vision={}))
     with pytest.raises(ConfigError, match=r"domain.metric: 'exact' does not fit domain 'toolcall'"):
         domain.get(DomainConfig(metric="exact"))
 
@@ -122,7 +121,7 @@ def test_a_plug_in_package_adds_a_domain_by_entry_point(tmp_path, monkeypatch):
     for path in sorted(ROOT.glob("flywheel/**/*.py")) + sorted(ROOT.glob("tasks/*.py")) + sorted(ROOT.glob("flows/*.py")):
         assert "shout" not in path.read_text().lower(), path
 
-    params = merge(SMALL, {"domain": {"name": "shout", "path": "domains/shout", "metric": "exact"},
+    params = merge(SMALL, {"domain": {"name": "shout", "path": "domains/shout", "metric": "exact", "shout": {}},
                            "generations": {"gen-000": {"prev": "seed"}},
                            "prepare": {"seed_rows": 30, "eval_rows": 40, "plan_rows": 60},
                            "train": {"steps": 15}, "expand": {"budget": 60}})
@@ -140,7 +139,7 @@ def test_a_plug_in_package_adds_a_domain_by_entry_point(tmp_path, monkeypatch):
     assert set(metrics["per_split"]) == {"short", "long"} and set(metrics["per_skill"]) == {"one_word", "many_words"}
     judge = store.read_json(layout.path("gen-000", layout.JUDGE_METRICS))
     assert judge["precision"] == 1.0 and judge["recall"] == 1.0 and judge["flagged"] > 0  # its checker is exact
-    plan = store.read_table(layout.path("gen-000", layout.PLAN), store.PLAN)
+    plan = store.read_table(layout.path("gen-000", layout.PLAN), tables.PLAN)
     assert len(plan) == 60 and (plan["functions"].map(len) == 0).all()
 
     from flows import report, results

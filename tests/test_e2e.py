@@ -16,7 +16,7 @@ import yaml
 from safetensors.torch import load_file
 
 from conftest import changed_params, run
-from flywheel import layout, store
+from flywheel import layout, store, tables
 
 DVC = [sys.executable, "-m", "dvc"]
 
@@ -75,11 +75,11 @@ def test_training_changed_the_student(small_project):
 
 @pytest.mark.e2e
 def test_rows_carry_lineage_and_no_evaluation_request_is_trained_on(small_project):
-    train = store.read_table(small_project / layout.path("gen-001", layout.TRAIN), store.TRAINSET)
-    evals = store.read_table(small_project / layout.EVAL, store.EVALSET)
+    train = store.read_table(small_project / layout.path("gen-001", layout.TRAIN), tables.TRAINSET)
+    evals = store.read_table(small_project / layout.EVAL, tables.EVALSET)
     assert set(train["source"]) >= {"seed", "synthetic"}
     assert set(train["generation"]) == {"seed", "gen-000", "gen-001"}
-    plan0 = store.read_table(small_project / layout.path("gen-000", layout.PLAN), store.PLAN)
+    plan0 = store.read_table(small_project / layout.path("gen-000", layout.PLAN), tables.PLAN)
     gen1 = train[train["generation"] == "gen-001"]
     assert gen1["parent_id"].notna().any() and gen1["parent_id"].dropna().isin(plan0["parent_id"]).all()
     assert train["id"].is_unique and not train["request"].isin(evals["request"]).any()

@@ -1,6 +1,6 @@
 """Failure analysis by composition factor: what a request is made of, read back from its
 text and calls (flywheel/toolcall/factors.py), failure rates per factor with the test
-that says which stand out, and the dev-against-user agreement (flywheel/failures.py)."""
+that says which stand out, and the dev-against-user agreement (flywheel/factor_rates.py)."""
 
 from __future__ import annotations
 
@@ -10,18 +10,18 @@ import random
 import pandas as pd
 import pytest
 
-from flywheel.failures import agreement, factor_profile, wilson
-from flywheel.toolcall import calls as C
-from flywheel.toolcall import phrasings as P
+from flywheel.factor_rates import agreement, factor_failure_rates, wilson
+from flywheel.toolcall import calls
+from flywheel.toolcall import phrasings
 from flywheel.toolcall.catalog import SKILLS
 from flywheel.toolcall.factors import factors
 
 
-def label(*calls) -> str:
-    return C.dumps([{"name": n, "arguments": a} for n, a in calls])
+def label(*made) -> str:
+    return calls.dumps([{"name": n, "arguments": a} for n, a in made])
 
 
-@pytest.mark.parametrize("request_text, calls, expected, absent", [
+@pytest.mark.parametrize("request_text, made, expected, absent", [
     ("hey, put lunch with the team on the 5th of december at 3pm in my calendar thanks",
      [("create_event", {"title": "lunch with the team", "date": "12-05", "time": "15:00"})],
      {"dress:greeting", "dress:suffix", "date:the_nth_of", "time:12h", "string:function_words", "string:multiword",
@@ -34,8 +34,8 @@ def label(*calls) -> str:
      {"calls:2", "date:numeric", "date:month_ordinal", "date:month_abbr", "int:digits", "dress:question",
       "case:mixed", "string:one_word"}, set()),
 ])
-def test_a_requests_factors_are_read_from_its_words(request_text, calls, expected, absent):
-    found = set(factors(request_text, label(*calls)))
+def test_a_requests_factors_are_read_from_its_words(request_text, made, expected, absent):
+    found = set(factors(request_text, label(*made)))
     assert expected <= found, expected - found
     assert not absent & found
 
@@ -54,8 +54,8 @@ def test_a_value_written_in_no_known_notation_is_unread_and_a_bad_label_gives_th
 def test_every_notation_the_composer_writes_is_read_back():
     rng, seen = random.Random(7), collections.Counter()
     for i in range(1200):
-        r = P.make_request(rng, P.spec_for_skill(rng, SKILLS[i % len(SKILLS)]))
-        found = factors(r.text, C.dumps(r.calls))
+        r = phrasings.make_request(rng, phrasings.spec_for_skill(rng, SKILLS[i % len(SKILLS)]))
+        found = factors(r.text, calls.dumps(r.calls))
         assert "notation:unread" not in found, (r.text, r.calls)
         seen.update(f.split(":")[0] for f in found)
         seen.update(f for f in found if f.startswith("date:"))
@@ -75,12 +75,12 @@ def test_a_factor_stands_out_only_when_its_interval_is_above_the_overall_rate_wi
             + [(["rare"], False)] * 5                               # all fail, but 5 rows
             + [(["easy"], False)] * 30 + [(["easy"], True)] * 170)  # 0.15 of 200
     df = pd.DataFrame(rows, columns=["factors", "correct"])
-    profile = factor_profile(df)
+    profile = factor_failure_rates(df)
     assert profile["hard"] == {"rows": 50, "failed": 40, "failure_rate": 0.8, "interval": profile["hard"]["interval"],
                                "stands_out": True}
     assert not profile["rare"]["stands_out"] and profile["rare"]["failure_rate"] == 1.0
     assert not profile["easy"]["stands_out"]
-    assert factor_profile(df, min_rows=5)["rare"]["stands_out"]
+    assert factor_failure_rates(df, min_rows=5)["rare"]["stands_out"]
 
 
 def test_agreement_over_the_factors_both_splits_saw_often_enough():

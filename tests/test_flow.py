@@ -149,11 +149,11 @@ def test_registry_versions_chain_back_to_the_seed_and_load(small_run):
     model = mlflow.pyfunc.load_model(f"models:/{name}/{v1.version}")
     import pandas as pd
 
-    from flywheel import domain, layout, store
+    from flywheel import domain, layout, store, tables
     from flywheel.config import DomainConfig
 
-    evals = store.read_table(project / layout.EVAL, store.EVALSET).head(20)
-    preds = store.read_table(project / layout.path("gen-001", layout.PREDICTIONS), store.PREDICTIONS).head(20)
+    evals = store.read_table(project / layout.EVAL, tables.EVALSET).head(20)
+    preds = store.read_table(project / layout.path("gen-001", layout.PREDICTIONS), tables.PREDICTIONS).head(20)
     out = model.predict(pd.DataFrame({"request": list(evals["request"])}))
     # the calls evaluate parsed from the same answers, as canonical JSON ("" where unreadable)
     assert list(out) == [domain.get(DomainConfig()).deployed_answer(o) for o in preds["output"]]

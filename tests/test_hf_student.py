@@ -17,7 +17,7 @@ import yaml
 
 from conftest import SMALL, make_project, merge, run
 from flows.lineage import lock_md5s
-from flywheel import layout, store
+from flywheel import layout, store, tables
 
 STUDENT = {"model": "models/tiny", "max_length": 256}
 LORA = {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
@@ -33,11 +33,11 @@ def _prefect(shared_prefect):
 
 
 def requests(n: int, seed: int = 0):
-    from flywheel.toolcall import phrasings as P
+    from flywheel.toolcall import phrasings
     from flywheel.toolcall.catalog import SKILLS
 
     rng = random.Random(seed)
-    return [P.make_request(rng, P.spec_for_skill(rng, SKILLS[i % len(SKILLS)])) for i in range(n)]
+    return [phrasings.make_request(rng, phrasings.spec_for_skill(rng, SKILLS[i % len(SKILLS)])) for i in range(n)]
 
 
 @pytest.fixture(scope="module")
@@ -46,19 +46,20 @@ def base_model(tmp_path_factory) -> Path:
     template, briefly tuned (full) to write JSON tool calls, saved with save_pretrained."""
     from bench.hf_models import tiny_llama
 
-    from flywheel import domain, hf_student
+    from flywheel import domain
+    from flywheel.student import hf
     from flywheel.config import DomainConfig, StudentConfig, TrainConfig
-    from flywheel.toolcall import calls as C
+    from flywheel.toolcall import calls
 
     work = tmp_path_factory.mktemp("base")
     rows = requests(600, seed=7)
-    tiny_llama(work / "random", [r.text for r in rows] + [C.dumps(r.calls) for r in rows])
+    tiny_llama(work / "random", [r.text for r in rows] + [calls.dumps(r.calls) for r in rows])
     dom = domain.get(DomainConfig())
     cfg = StudentConfig(model=str(work / "random"), max_length=256)
     (work / "manifest").mkdir()
-    hf_student.HFStudent.untrained(cfg, dom, work / "manifest")
-    st = hf_student.HFStudent.load(work / "manifest", dom, trainable=True)
-    st.fit([r.text for r in rows], [C.dumps(r.calls) for r in rows],
+    hf.HFStudent.untrained(cfg, dom, work / "manifest")
+    st = hf.HFStudent.load(work / "manifest", dom, trainable=True)
+    st.fit([r.text for r in rows], [calls.dumps(r.calls) for r in rows],
            train=TrainConfig(steps=120, batch_size=16, lr=0.01, warmup_steps=10, log_every=20), student=cfg, seed=1)
     st.model.save_pretrained(work / "tiny", safe_serialization=True)
     st.tok.save_pretrained(work / "tiny")
@@ -139,7 +140,7 @@ def training_loss_fell(project: Path) -> None:
 
     from flywheel import domain
     from flywheel.config import load
-    from flywheel.hf_student import HFStudent
+    from flywheel.student.hf import HFStudent
 
     cfg = load(project / "params.yaml")
     dom = domain.get(cfg.domain, project)
@@ -147,7 +148,7 @@ def training_loss_fell(project: Path) -> None:
     os.chdir(project)  # the manifest names the base by its path in the project
     try:
         for gen in ("gen-000", "gen-001"):
-            rows = store.read_table(layout.path(gen, layout.TRAIN), store.TRAINSET).head(64)
+            rows = store.read_table(layout.path(gen, layout.TRAIN), tables.TRAINSET).head(64)
             losses = [HFStudent.load(layout.path(g, layout.MODEL), dom).label_losses(
                 list(rows["request"]), list(rows["label"]), batch_size=32).mean()
                 for g in (cfg.generation(gen).prev, gen)]
@@ -167,14 +168,14 @@ def test_evaluation_parses_the_chat_answers(own_run):
 
     from flywheel import domain
     from flywheel.config import load
-    from flywheel.hf_student import HFStudent
-    from flywheel.toolcall import calls as C
+    from flywheel.student.hf import HFStudent
+    from flywheel.toolcall import calls
 
     mode, project, _, _ = own_run
     cfg = load(project / "params.yaml")
     dom = domain.get(cfg.domain)
-    preds = store.read_table(project / layout.path("gen-001", layout.PREDICTIONS), store.PREDICTIONS)
-    evals = store.read_table(project / layout.EVAL, store.EVALSET)
+    preds = store.read_table(project / layout.path("gen-001", layout.PREDICTIONS), tables.PREDICTIONS)
+    evals = store.read_table(project / layout.EVAL, tables.EVALSET)
     assert len(preds) == len(evals)
     cwd = os.getcwd()
     os.chdir(project)
@@ -191,7 +192,7 @@ def test_evaluation_parses_the_chat_answers(own_run):
     assert hot[0] == hot[1] and hot[0] != hot[2] and hot[0] != cold
     assert list(preds["output"].head(16)) == [dom.from_chat(r) for r in raw]
     readable = [o for o in preds["output"] if o]
-    assert all(C.parse(o.split()) is not None for o in readable)
+    assert all(calls.parse(o.split()) is not None for o in readable)
     assert not preds.loc[preds["output"] == "", "correct"].any()
     assert list(preds["correct"]) == dom.score(list(evals["label"]), list(preds["output"]))
     if mode == "full":  # the fully tuned tiny model writes mostly well-formed calls
@@ -216,8 +217,8 @@ def test_the_registered_model_loads_and_answers_as_evaluate_did(own_run):
     assert tags["student.base_md5"] == next(d["md5"] for d in yaml.safe_load((project / "dvc.lock").read_text())
                                             ["stages"]["train@gen-001"]["deps"] if d["path"] == "models")
     model = mlflow.pyfunc.load_model(f"models:/{cfg.lineage.registered_model}/{version}")
-    evals = store.read_table(project / layout.EVAL, store.EVALSET).head(6)
-    preds = store.read_table(project / layout.path("gen-001", layout.PREDICTIONS), store.PREDICTIONS).head(6)
+    evals = store.read_table(project / layout.EVAL, tables.EVALSET).head(6)
+    preds = store.read_table(project / layout.path("gen-001", layout.PREDICTIONS), tables.PREDICTIONS).head(6)
     dom = domain.get(cfg.domain)
     out = model.predict(pd.DataFrame({"request": list(evals["request"])}))
     assert list(out) == [dom.deployed_answer(o) for o in preds["output"]]
@@ -256,8 +257,8 @@ def test_mlflow_models_serve_answers_as_evaluate_did(own_run):
             except OSError:
                 assert time.monotonic() < deadline, "mlflow models serve did not answer /ping in 180 s"
                 time.sleep(1)
-        evals = store.read_table(project / layout.EVAL, store.EVALSET).head(4)
-        preds = store.read_table(project / layout.path("gen-001", layout.PREDICTIONS), store.PREDICTIONS).head(4)
+        evals = store.read_table(project / layout.EVAL, tables.EVALSET).head(4)
+        preds = store.read_table(project / layout.path("gen-001", layout.PREDICTIONS), tables.PREDICTIONS).head(4)
         body = json.dumps({"dataframe_records": [{"request": r} for r in evals["request"]]}).encode()
         reply = urllib.request.urlopen(urllib.request.Request(
             f"http://127.0.0.1:{port}/invocations", data=body, headers={"Content-Type": "application/json"}),
@@ -283,13 +284,14 @@ def test_a_rerun_gives_identical_checkpoints(own_run):
 SAVE_ADAPTER = """
 import sys
 from pathlib import Path
-from flywheel import domain, hf_student
+from flywheel import domain
+from flywheel.student import hf
 from flywheel.config import DomainConfig, StudentConfig
 base, manifest, out = map(Path, sys.argv[1:])
 cfg = StudentConfig(model=str(base), max_length=256, lora={"r": 4, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]})
 dom = domain.get(DomainConfig())
-hf_student.HFStudent.untrained(cfg, dom, manifest)
-hf_student.HFStudent.load(manifest, dom, trainable=True).save(out)
+hf.HFStudent.untrained(cfg, dom, manifest)
+hf.HFStudent.load(manifest, dom, trainable=True).save(out)
 """
 
 
@@ -335,7 +337,7 @@ def test_the_llm_domain_trains_an_own_student_with_lora(base_model, tmp_path_fac
         assert json.loads((folder / "flywheel_student.json").read_text())["tools"] is None  # no tools for text
         assert (folder / "adapter_model.safetensors").exists()
     training_loss_fell(project)
-    preds = store.read_table(project / layout.path("gen-001", layout.PREDICTIONS), store.PREDICTIONS)
+    preds = store.read_table(project / layout.path("gen-001", layout.PREDICTIONS), tables.PREDICTIONS)
     assert len(preds) > 0 and preds["output"].map(lambda o: isinstance(o, str)).all()
     a, b = tensors(project / layout.path("gen-000", layout.MODEL)), tensors(project / layout.path("gen-001",
                                                                                                  layout.MODEL))
@@ -397,9 +399,10 @@ def test_bad_student_configurations_are_refused_in_one_line(base_model, tmp_path
 def test_peft_refuses_a_module_it_cannot_wrap(base_model):
     """A target module that exists but is no layer LoRA can adapt (a norm) is refused
     by peft itself, on a copy of the model on the meta device (no weights loaded)."""
-    from flywheel import domain, hf_student
+    from flywheel import domain
+    from flywheel.student import hf
     from flywheel.config import DomainConfig, StudentConfig
 
     cfg = StudentConfig(model=str(base_model), lora={"r": 4, "target_modules": ["input_layernorm"]})
-    with pytest.raises(hf_student.StudentError, match="peft cannot wrap"):
-        hf_student.check_base(cfg, domain.get(DomainConfig()))
+    with pytest.raises(hf.StudentError, match="peft cannot wrap"):
+        hf.check_base(cfg, domain.get(DomainConfig()))

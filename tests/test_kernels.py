@@ -1,7 +1,7 @@
 """The pinned numeric kernels (flywheel/kernels.py): a stage process starts with them
 (the launcher pins before anything loads; a stage started without it starts again under
 the pin), every library honours them, and the student's own matrix products (numpy's OpenBLAS
-instead of torch's MKL, flywheel/gpt2.py `_Product`) compute what torch's would, with
+instead of torch's MKL, flywheel/student/gpt2.py `_Product`) compute what torch's would, with
 the same gradients. That the pin gives the same bytes on another CPU is what
 tests/test_reference.py checks."""
 
@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from conftest import ROOT
-from flywheel import gpt2, kernels, student
+from flywheel import kernels
+from flywheel.student import builtin, gpt2
 
 # What a stage process sees: the launcher (tasks/__main__.py) pins first, then the stage
 # imports numpy and torch; a process started without the pin asks for it (`require`).
@@ -88,7 +89,7 @@ def test_the_students_products_equal_torchs_with_the_same_gradients():
 
 
 def test_every_layer_of_the_student_goes_through_the_pinned_products():
-    model = student.build_model(50, n_layer=2, n_embd=16, n_head=2, n_positions=16, seed=0, eos_token_id=3,
+    model = builtin.build_model(50, n_layer=2, n_embd=16, n_head=2, n_positions=16, seed=0, eos_token_id=3,
                                 pad_token_id=2)
     calls = []
     original = gpt2._Product.apply
@@ -112,9 +113,9 @@ def test_training_takes_no_square_root_from_mkl(monkeypatch):
     monkeypatch.setattr(torch, "sqrt", refuse)
     monkeypatch.setattr(torch, "_foreach_sqrt", refuse)
     monkeypatch.setattr(torch.Tensor, "sqrt", refuse)
-    model = student.build_model(50, n_layer=1, n_embd=16, n_head=2, n_positions=32, seed=0, eos_token_id=3,
+    model = builtin.build_model(50, n_layer=1, n_embd=16, n_head=2, n_positions=32, seed=0, eos_token_id=3,
                                 pad_token_id=2)
     before = [p.detach().clone() for p in model.parameters()]
     pairs = [([5, 6, 7, 8], [9, 10, 3]), ([11, 12], [13, 3])] * 4
-    student.train(model, pairs, steps=2, batch_size=4, lr=1e-2, warmup_steps=0, weight_decay=0.01, seed=0, pad=2)
+    builtin.train_loop(model, pairs, steps=2, batch_size=4, lr=1e-2, warmup_steps=0, weight_decay=0.01, seed=0, pad=2)
     assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters()))

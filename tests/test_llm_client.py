@@ -16,10 +16,10 @@ import pytest
 
 from conftest import ROOT, env
 from flywheel.config import BackendConfig, Budget
-from flywheel.llm import LLMError
-from flywheel.llm.cache import Cache
-from flywheel.llm.client import Prompt, RateLimiter, Spend, open_client
-from flywheel.llm.judge import parse_verdict
+from flywheel.backends import LLMError
+from flywheel.backends.cache import Cache
+from flywheel.backends.client import Prompt, RateLimiter, Spend, open_client
+from flywheel.backends.committee import parse_verdict
 from llm_server import FakeLLM
 
 ECHO = lambda messages, body: json.dumps({"echo": messages[-1]["content"]})  # noqa: E731

@@ -14,7 +14,7 @@ import yaml
 
 from conftest import SMALL, make_project, merge, run
 from flows.lineage import lock_md5s
-from flywheel import layout, store
+from flywheel import layout, store, tables
 from llm_server import FakeLLM, arithmetic, arithmetic_brain
 
 CANARY = "sk-canary-llm-domain-4d2c"
@@ -25,7 +25,7 @@ def llm_params(url: str) -> dict:
     model = {"backend": "openai", "base_url": url, "api_key_env": KEY_ENV, "concurrency": 4}
     return merge(SMALL, {
         "domain": {"name": "llm", "path": "domains/arithmetic", "metric": "judge",
-                   "skills": ["add", "subtract", "multiply"]},
+                   "llm": {"skills": ["add", "subtract", "multiply"]}},
         "prepare": {"plan_rows": 60, "model": {"n_positions": 64}},
         "generate": {"teacher": model | {"model": "teacher-7b"}},
         "judge": {"committee": [model | {"model": "judge-7b", "samples": 3}], "consensus": 0.6,
@@ -57,10 +57,10 @@ def test_the_flow_runs_the_llm_domain_through_every_stage(llm_run):
         judge = store.read_json(project / layout.path(gen, layout.JUDGE_METRICS))
         assert judge["calibration"]["precision"] >= 0.8 and judge["calibration"]["recall"] >= 0.8
         assert judge["committee"]["members"] == 3 and judge["committee"]["kappa"] == 1.0
-        verdicts = store.read_table(project / layout.path(gen, layout.VERDICTS), store.VERDICTS)
+        verdicts = store.read_table(project / layout.path(gen, layout.VERDICTS), tables.VERDICTS)
         # the teacher's wrong answers were caught and corrected by the committee
         assert (verdicts["verdict"] == "label_wrong").sum() > 0
-    train = store.read_table(project / layout.path("gen-001", layout.TRAIN), store.TRAINSET)
+    train = store.read_table(project / layout.path("gen-001", layout.TRAIN), tables.TRAINSET)
     assert {"seed", "synthetic", "corrected"} <= set(train["source"])
     assert all(arithmetic(r)[1] == label for r, label in zip(train["request"], train["label"]))
     assert set(s for row in train["skills"] for s in row) <= {"add", "subtract", "multiply"}
@@ -101,8 +101,8 @@ def test_the_registered_model_answers_in_the_domains_terms(llm_run):
     setup_mlflow(cfg, project)
     version = results[-1]["version"]
     model = mlflow.pyfunc.load_model(f"models:/{cfg.lineage.registered_model}/{version}")
-    evals = store.read_table(project / layout.EVAL, store.EVALSET).head(8)
-    preds = store.read_table(project / layout.path("gen-001", layout.PREDICTIONS), store.PREDICTIONS).head(8)
+    evals = store.read_table(project / layout.EVAL, tables.EVALSET).head(8)
+    preds = store.read_table(project / layout.path("gen-001", layout.PREDICTIONS), tables.PREDICTIONS).head(8)
     out = model.predict(pd.DataFrame({"request": list(evals["request"])}))
     assert list(out) == list(preds["output"]) and any(o.strip() for o in out)
 

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from flywheel.config import ConfigError
-from flywheel.llm import templates
-from flywheel.llm.client import Answer
-from flywheel.llm.judge import JudgeAnswer, decide, fleiss_kappa
+from flywheel.backends import templates
+from flywheel.backends.client import Answer
+from flywheel.backends.committee import JudgeAnswer, decide, fleiss_kappa
 from flywheel.examples import canon, read_examples
 from flywheel.store import DataError
 

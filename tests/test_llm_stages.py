@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from conftest import SMALL, make_project, merge, run
-from flywheel import layout, store
+from flywheel import layout, store, tables
 from llm_server import FakeLLM, toolcall_brain
 
 CANARY = "sk-canary-7f3a9e1b5c"
@@ -58,8 +58,8 @@ def judged(oracle, tmp_path_factory):
     project = make_project(tmp_path_factory.mktemp("llm-judge"), ONE_GEN)
     logs = [repro(project, JUDGE)]
     embedded = store.read_json(project / layout.path("gen-000", layout.JUDGE_METRICS))
-    rows = store.read_table(project / layout.path("gen-000", layout.GENERATED), store.GENERATED)
-    truth = store.read_table(project / layout.path("gen-000", layout.TRUTH), store.TRUTH)
+    rows = store.read_table(project / layout.path("gen-000", layout.GENERATED), tables.GENERATED)
+    truth = store.read_table(project / layout.path("gen-000", layout.TRUTH), tables.TRUTH)
     oracle.truth.update(dict(zip(rows["request"], rows.merge(truth, on="id")["true_label"])))
     set_committee(project, [{"backend": "openai", "base_url": oracle.url, "model": "oracle", "concurrency": 4,
                              "api_key_env": KEY_ENV, "samples": 2}])
@@ -71,7 +71,7 @@ def judged(oracle, tmp_path_factory):
 def test_the_committee_decides_what_the_checks_cannot(judged, oracle):
     project, embedded, _ = judged
     report = store.read_json(project / layout.path("gen-000", layout.JUDGE_METRICS))
-    verdicts = store.read_table(project / layout.path("gen-000", layout.VERDICTS), store.VERDICTS)
+    verdicts = store.read_table(project / layout.path("gen-000", layout.VERDICTS), tables.VERDICTS)
     asked = verdicts["judge"] == "oracle"
     assert report["committee"]["asked"] == int(asked.sum()) > 0 and report["committee"]["kappa"] == 1.0
     assert oracle.headers and all(h["Authorization"] == f"Bearer {CANARY}" for h in oracle.headers)
@@ -122,7 +122,7 @@ def test_unusable_judge_answers_are_held_out_and_asked_again(judged, oracle):
     set_committee(project, [{"backend": "openai", "base_url": oracle.url, "model": "oracle", "concurrency": 1,
                              "api_key_env": KEY_ENV, "max_retries": 2, "backoff_s": 0.01}])
     repro(project, "-f", "-s", JUDGE)
-    verdicts = store.read_table(project / layout.path("gen-000", layout.VERDICTS), store.VERDICTS)
+    verdicts = store.read_table(project / layout.path("gen-000", layout.VERDICTS), tables.VERDICTS)
     held = verdicts[verdicts["verdict"] == "judge_error"]
     assert len(held) == 6 + 6  # 6 unparseable answers, 6 prompts whose 3 attempts all got HTTP 500
     assert held["final_label"].isna().all()
@@ -130,7 +130,7 @@ def test_unusable_judge_answers_are_held_out_and_asked_again(judged, oracle):
     asked = int((verdicts["judge"] == "oracle").sum())
     oracle.reset()
     repro(project, "-f", "-s", JUDGE)
-    after = store.read_table(project / layout.path("gen-000", layout.VERDICTS), store.VERDICTS)
+    after = store.read_table(project / layout.path("gen-000", layout.VERDICTS), tables.VERDICTS)
     assert oracle.requests == 12 and (after["verdict"] != "judge_error").all()
     assert asked == int((after["judge"] == "oracle").sum())
 
@@ -138,7 +138,7 @@ def test_unusable_judge_answers_are_held_out_and_asked_again(judged, oracle):
 def test_calibration_refuses_a_judge_below_the_floor(judged, oracle):
     project, _, _ = judged
     gold = project / "domains" / "toolcall" / "gold.jsonl"
-    rows = store.read_table(project / layout.path("gen-000", layout.GENERATED), store.GENERATED).head(12)
+    rows = store.read_table(project / layout.path("gen-000", layout.GENERATED), tables.GENERATED).head(12)
     truth = oracle.truth
     lines = []
     for i, r in enumerate(rows.itertuples()):
@@ -206,13 +206,13 @@ def _tiny_judge_model(path: Path, answer: str, prompts: list[str]) -> None:
 
 
 def test_transformers_backend_judges_through_the_same_code(judged, tmp_path):
-    from flywheel.llm.judge import judge_prompt
-    from flywheel.llm import templates
+    from flywheel.backends.committee import judge_prompt
+    from flywheel.backends import templates
     from flywheel.toolcall.catalog import SHIPPED
 
     project, _, _ = judged
     template = templates.load(project / "domains" / "toolcall" / "judge.jinja")
-    verdicts = store.read_table(project / layout.path("gen-000", layout.VERDICTS), store.VERDICTS)
+    verdicts = store.read_table(project / layout.path("gen-000", layout.VERDICTS), tables.VERDICTS)
     rendered = []
     for r in verdicts.head(8).itertuples():
         msgs = judge_prompt(template, request=r.request, label=r.label, student_output=r.student_output, rubric="",
@@ -223,7 +223,7 @@ def test_transformers_backend_judges_through_the_same_code(judged, tmp_path):
     set_committee(project, [{"backend": "transformers", "model": str(model_dir), "concurrency": 8,
                              "max_tokens": 24}], calibration={"gold": ""})
     repro(project, "-s", JUDGE)
-    after = store.read_table(project / layout.path("gen-000", layout.VERDICTS), store.VERDICTS)
+    after = store.read_table(project / layout.path("gen-000", layout.VERDICTS), tables.VERDICTS)
     report = store.read_json(project / layout.path("gen-000", layout.JUDGE_METRICS))
     asked = after["judge"] == "tiny-judge"
     assert asked.sum() == report["committee"]["asked"] > 0
@@ -247,13 +247,13 @@ def test_a_model_teacher_labels_toolcall_requests_last(judged, oracle):
     from flywheel.config import load
     from flywheel.stage import stage_seed
     from flywheel.gate import Gate
-    from flywheel.toolcall.teach import draw
+    from flywheel.toolcall.teacher import draw
 
     project, _, _ = judged
     cfg = load(project / "params.yaml")
-    plan = store.read_table(project / layout.path("seed", layout.PLAN), store.PLAN)
-    evals = store.read_table(project / layout.EVAL, store.EVALSET)
-    pool = store.read_table(project / layout.path("seed", layout.TRAIN), store.TRAINSET)
+    plan = store.read_table(project / layout.path("seed", layout.PLAN), tables.PLAN)
+    evals = store.read_table(project / layout.EVAL, tables.EVALSET)
+    pool = store.read_table(project / layout.path("seed", layout.TRAIN), tables.TRAINSET)
     # the stage draws its requests before asking the teacher, so the test can draw the same ones
     drawn = draw(random.Random(stage_seed(cfg.seed, "gen-000", "generate")), plan,
                  Gate(set(evals["request"]), set(pool["request"])))
@@ -269,8 +269,8 @@ def test_a_model_teacher_labels_toolcall_requests_last(judged, oracle):
         (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         repro(project, "-s", "generate@gen-000")
         assert teacher.requests == len(drawn)
-    rows = store.read_table(project / layout.path("gen-000", layout.GENERATED), store.GENERATED)
-    kinds = store.read_table(project / layout.path("gen-000", layout.TRUTH), store.TRUTH)
+    rows = store.read_table(project / layout.path("gen-000", layout.GENERATED), tables.GENERATED)
+    kinds = store.read_table(project / layout.path("gen-000", layout.TRUTH), tables.TRUTH)
     report = store.read_json(project / layout.path("gen-000", layout.GENERATE_METRICS))
     assert list(rows["request"]) == [req.text for _, req, _ in drawn] and (rows["teacher"] == "teacher-oracle").all()
     errors = rows[rows["error"] != ""]

@@ -7,10 +7,10 @@ import random
 import pandas as pd
 import pytest
 
-from flywheel import domain, store
+from flywheel import decontam, domain, store, tables
 from flywheel.config import ComposeConfig, DomainConfig, ExpandConfig
-from flywheel.store import check_decontaminated
-from flywheel.toolcall import calls as C
+from flywheel.decontam import check_decontaminated
+from flywheel.toolcall import calls
 from tasks.compose import compose, verified
 from tasks.expand import plan
 
@@ -48,7 +48,7 @@ def test_subsample_has_a_fixed_budget_and_a_seed_floor():
 
 def test_overlap_with_the_evaluation_set_is_an_error():
     evals = pd.DataFrame({"id": ["e"], "request": ["Weather in  CITY2"]})
-    with pytest.raises(store.DataError, match="1 training request\\(s\\) equal evaluation requests"):
+    with pytest.raises(store.DataError, match="1 training request\\(s\\) equal or nearly duplicate evaluation requests"):
         check_decontaminated(rows(5, "seed"), evals, "data/gen-000/train.parquet")
     check_decontaminated(rows(2, "seed"), evals, "x")  # no overlap: no error
 
@@ -57,11 +57,11 @@ def test_verified_uses_final_labels_and_marks_corrections():
     v = rows(3, "synthetic").drop(columns=["judge"])
     v["student_output"], v["reason"], v["judge"] = "", "", "embedded"
     v["verdict"] = ["label_ok", "label_wrong", "both_wrong"]
-    fixed = C.dumps([{"name": "get_weather", "arguments": {"city": "city1"}}])
+    fixed = calls.dumps([{"name": "get_weather", "arguments": {"city": "city1"}}])
     v["final_label"] = ["[]", fixed, None]
     out = verified(v)
     assert list(out["source"]) == ["synthetic", "corrected"] and out["label"].iloc[1] == fixed
-    assert out["id"].iloc[1] == store.row_id("weather in city1", fixed)
+    assert out["id"].iloc[1] == tables.row_id("weather in city1", fixed)
 
 
 FN = {"weather": "get_weather", "calendar": "list_events", "currency": "get_exchange_rate", "units": "convert_length"}
@@ -77,7 +77,7 @@ def weak_pool(n_per_skill: int = 50, seed: int = 0):
             rid = f"{skill}{i}"
             pool.append({"id": rid, "generation": "g", "source": "synthetic", "parent_id": None, "skills": [skill],
                          "teacher": "t", "request": f"{skill} request {i}", "judge": "j",
-                         "label": C.dumps([{"name": fn, "arguments": {}}])})
+                         "label": calls.dumps([{"name": fn, "arguments": {}}])})
             ok = i >= RATES[skill] * n_per_skill
             probe.append({"id": rid, "skills": [skill], "correct": ok, "loss": rng.random(), "split": "dev",
                           "output": "[]", "factors": [], "category": "mastered" if ok else "failed"})
@@ -87,8 +87,8 @@ def weak_pool(n_per_skill: int = 50, seed: int = 0):
 def expand(strategy: dict, budget: int = 200, k: int = 2, order: str = "hardest"):
     pool, probe = weak_pool()
     cfg = ExpandConfig(budget=budget, variations_per_failure=k, strategy=strategy, failure_order=order)
-    return plan(probe, pool, cfg, random.Random(0), "gen-000", dom=TOOLCALL,
-                skills=list(FN)), pool, probe
+    return tables.plan_table(plan(probe, pool, cfg, random.Random(0), dom=TOOLCALL,
+                skills=list(FN)), "gen-000"), pool, probe
 
 
 def shares(out) -> dict:
@@ -154,24 +154,24 @@ def test_the_gate_refuses_duplicates_and_evaluation_requests():
     gate = Gate({"What is the weather in Oslo"}, {"weather in paris"})
     assert not gate.admit("what is the  weather in oslo") and not gate.admit("Weather in Paris")
     assert gate.admit("weather in rome") and not gate.admit("weather in rome")
-    assert gate.refused == {"eval_overlap": 1, "duplicate": 2, "inconsistent": 0}
+    assert gate.refused == {"eval_overlap": 1, "duplicate": 2, "inconsistent": 0, "unreadable": 0}
 
 
 def test_skill_synth_keeps_only_self_consistent_labels():
     from flywheel.gate import Gate
-    from flywheel.toolcall.teach import embedded as generate
+    from flywheel.toolcall.teacher import embedded as generate
 
     rows, probe = weak_pool(20)
-    synth = plan(probe, rows, ExpandConfig(budget=200, strategy={"skill_synth": 1.0}), random.Random(1), "g",
-                 dom=TOOLCALL, skills=list(FN))
+    synth = tables.plan_table(plan(probe, rows, ExpandConfig(budget=200, strategy={"skill_synth": 1.0}), random.Random(1),
+                 dom=TOOLCALL, skills=list(FN)), "g")
     gate = Gate(set(), set())
-    out, truth = generate(random.Random(2), synth, "gen-001", gate=gate, error_rate=0.4, skill_error_rates={})
+    out, truth = generate(random.Random(2), synth, "gen-001", gate=gate, error_rate=0.4, skill_error_rates={}, twice=("skill_synth",))
     assert gate.refused["inconsistent"] > 20 and len(out) + gate.refused["inconsistent"] <= 200
     # a label that survives a second independent draw is far more often right than the teacher's 0.6
     right = (out.merge(truth, on="id")["label"] == truth["true_label"].values).mean()
     assert right > 0.75
     clean = Gate(set(), set())
-    generate(random.Random(2), synth, "gen-001", gate=clean, error_rate=0.0, skill_error_rates={})
+    generate(random.Random(2), synth, "gen-001", gate=clean, error_rate=0.0, skill_error_rates={}, twice=("skill_synth",))
     assert clean.refused["inconsistent"] == 0
 
 
@@ -209,7 +209,7 @@ def test_categories_split_right_answers_by_perplexity():
 
 
 def test_diagnosis_names_the_skill_a_wrong_answer_missed():
-    from flywheel.toolcall.judge import diagnose
+    from flywheel.toolcall.embedded_judge import diagnose
 
     label = [{"name": "get_weather", "arguments": {"city": "oslo", "date": "tomorrow", "unit": "celsius"}},
              {"name": "list_events", "arguments": {"date": "05-01"}}]
@@ -237,7 +237,7 @@ def test_near_duplicates_of_evaluation_requests_are_refused_and_distinct_ones_ke
     assert gate.admit("what is the weather in Bergen tomorrow") and gate.admit("hello there")
     train = rows(2, "synthetic")
     train.loc[1, "request"] = "Hi! what's the weather in OSLO tomorrow, thanks"
-    with pytest.raises(store.DataError, match=r"1 training request\(s\) are near-duplicates .* first id synthetic1"):
+    with pytest.raises(store.DataError, match=r"1 training request\(s\) equal or nearly duplicate .* first id synthetic1 \(near"):
         check_decontaminated(train, evals, "data/gen-000/train.parquet")
 
 
@@ -246,27 +246,27 @@ def test_an_error_driven_child_is_its_parents_meaning_in_new_words_and_values():
     the parent's functions and every skill it showed, and shares almost no wording and
     few values with it."""
     from flywheel.gate import Gate
-    from flywheel.toolcall import phrasings as P
-    from flywheel.toolcall import teach
+    from flywheel.toolcall import phrasings
+    from flywheel.toolcall import teacher
     from flywheel.toolcall.catalog import SKILLS
     from flywheel.toolcall.factors import factors
 
     rng = random.Random(3)
-    reqs = [P.make_request(rng, P.spec_for_skill(rng, SKILLS[i % len(SKILLS)])) for i in range(120)]
-    pool = pd.DataFrame([{"id": f"p{i}", "skills": list(r.skills), "label": C.dumps(r.calls), "request": r.text}
+    reqs = [phrasings.make_request(rng, phrasings.spec_for_skill(rng, SKILLS[i % len(SKILLS)])) for i in range(120)]
+    pool = pd.DataFrame([{"id": f"p{i}", "skills": list(r.skills), "label": calls.dumps(r.calls), "request": r.text}
                          for i, r in enumerate(reqs)])
     probe = pd.DataFrame({"id": pool["id"], "skills": pool["skills"], "correct": False, "split": "dev",
                           "loss": [rng.random() for _ in reqs], "output": "[]", "category": "failed",
-                          "factors": [factors(r.text, C.dumps(r.calls)) for r in reqs]})
+                          "factors": [factors(r.text, calls.dumps(r.calls)) for r in reqs]})
     cfg = ExpandConfig(budget=360, variations_per_failure=3, strategy={"error_driven": 1.0})
-    children = plan(probe, pool, cfg, random.Random(0), "gen-000", dom=TOOLCALL)
-    gen, _ = teach.embedded(random.Random(1), children, "gen-001", gate=Gate(set(), set(pool["request"])),
-                            error_rate=0.0, skill_error_rates={})
+    children = tables.plan_table(plan(probe, pool, cfg, random.Random(0), dom=TOOLCALL), "gen-000")
+    gen, _ = teacher.embedded(random.Random(1), children, "gen-001", gate=Gate(set(), set(pool["request"])),
+                            error_rate=0.0, skill_error_rates={}, twice=("skill_synth",))
     assert len(gen) >= 0.95 * len(children)
     parents = pool.set_index("id")
 
     def trigrams(text):
-        words = store.request_key(text).split()
+        words = decontam.request_key(text).split()
         return {tuple(words[i: i + 3]) for i in range(len(words) - 2)}
 
     shared, same_values = [], 0
@@ -276,7 +276,7 @@ def test_an_error_driven_child_is_its_parents_meaning_in_new_words_and_values():
         assert set(parent.skills) <= set(child.skills), (parent.request, child.request)
         grams = trigrams(child.request)
         shared.append(len(grams & trigrams(parent.request)) / max(1, len(grams)))
-        values = [{str(v) for c in C.loads(label) for v in c["arguments"].values()} for label in (child.label, parent.label)]
+        values = [{str(v) for c in calls.loads(label) for v in c["arguments"].values()} for label in (child.label, parent.label)]
         same_values += bool(values[1]) and values[0] == values[1]
     assert sum(shared) / len(shared) < 0.1 and sum(s >= 0.5 for s in shared) <= 0.02 * len(shared)
     assert same_values <= 0.05 * len(gen)
@@ -294,38 +294,38 @@ def test_learnable_targets_rows_right_in_some_but_not_all_answers():
     # two greedy failures the student sometimes gets right, one greedy success it sometimes misses
     probe = with_samples(probe, {"weather0": 0.2, "currency3": 0.4, "units7": 0.8})
     cfg = ExpandConfig(budget=30, variations_per_failure=2, strategy={"error_driven": 1.0}, targets="learnable")
-    out = plan(probe, pool, cfg, random.Random(0), "g", dom=TOOLCALL, skills=list(FN))
+    out = tables.plan_table(plan(probe, pool, cfg, random.Random(0), dom=TOOLCALL, skills=list(FN)), "g")
     driven = out[out["kind"] == "error_driven"]
     assert sorted(set(driven["parent_id"])) == ["currency3", "units7", "weather0"] and len(driven) == 6
     assert (out["kind"] == "random").sum() == 24  # what the three cannot use goes to random
     greedy_only = probe.assign(samples=0, success_rate=probe["correct"].astype(float))
     with pytest.raises(store.DataError, match="probe.samples"):
-        plan(greedy_only, pool, cfg, random.Random(0), "g", dom=TOOLCALL, skills=list(FN))
+        tables.plan_table(plan(greedy_only, pool, cfg, random.Random(0), dom=TOOLCALL, skills=list(FN)), "g")
 
 
 def test_group_cap_bounds_each_skill_combination():
     pool, probe = weak_pool()  # failures: weather 40, currency 15, calendar 5
     cfg = ExpandConfig(budget=40, variations_per_failure=1, strategy={"error_driven": 1.0}, group_cap=0.25)
-    out = plan(probe, pool, cfg, random.Random(0), "g", dom=TOOLCALL, skills=list(FN))
+    out = tables.plan_table(plan(probe, pool, cfg, random.Random(0), dom=TOOLCALL, skills=list(FN)), "g")
     counts = out[out["kind"] == "error_driven"]["skills"].str[0].value_counts().to_dict()
     assert counts == {"weather": 10, "currency": 10, "calendar": 5}
-    uncapped = plan(probe, pool, cfg.model_copy(update={"group_cap": 1.0}), random.Random(0), "g", dom=TOOLCALL,
-                    skills=list(FN))
+    uncapped = tables.plan_table(plan(probe, pool, cfg.model_copy(update={"group_cap": 1.0}), random.Random(0), dom=TOOLCALL,
+                    skills=list(FN)), "g")
     assert (uncapped["skills"].str[0] == "weather").sum() > 10
 
 
 def test_vary_functions_gives_a_child_a_new_combination_for_its_parents_skill():
     from flywheel.toolcall.catalog import SKILLS
-    from flywheel.toolcall import phrasings as P
+    from flywheel.toolcall import phrasings
 
     rng = random.Random(5)
-    reqs = [P.make_request(rng, P.spec_for_skill(rng, SKILLS[i % len(SKILLS)])) for i in range(60)]
-    pool = pd.DataFrame([{"id": f"p{i}", "skills": list(r.skills), "label": C.dumps(r.calls), "request": r.text}
+    reqs = [phrasings.make_request(rng, phrasings.spec_for_skill(rng, SKILLS[i % len(SKILLS)])) for i in range(60)]
+    pool = pd.DataFrame([{"id": f"p{i}", "skills": list(r.skills), "label": calls.dumps(r.calls), "request": r.text}
                          for i, r in enumerate(reqs)])
     probe = pd.DataFrame({"id": pool["id"], "skills": pool["skills"], "correct": False, "loss": 1.0, "split": "dev",
                           "output": "[]", "category": "failed", "factors": [[] for _ in reqs]})
     cfg = ExpandConfig(budget=180, variations_per_failure=3, strategy={"error_driven": 1.0}, vary_functions=True)
-    out = plan(probe, pool, cfg, random.Random(0), "g", dom=TOOLCALL)
+    out = tables.plan_table(plan(probe, pool, cfg, random.Random(0), dom=TOOLCALL), "g")
     parents = pool.set_index("id")
     same = 0
     for child in out.itertuples():
@@ -333,7 +333,7 @@ def test_vary_functions_gives_a_child_a_new_combination_for_its_parents_skill():
         assert set(child.skills) & set(parent.skills), (child.skills, parent.skills)  # one of its skills
         same += list(child.functions) == TOOLCALL.functions(parent.label)
     assert same < 0.7 * len(out)  # kept functions are the exception, not the rule
-    kept = plan(probe, pool, cfg.model_copy(update={"vary_functions": False}), random.Random(0), "g", dom=TOOLCALL)
+    kept = tables.plan_table(plan(probe, pool, cfg.model_copy(update={"vary_functions": False}), random.Random(0), dom=TOOLCALL), "g")
     assert all(list(c.functions) == TOOLCALL.functions(parents.loc[c.parent_id].label) for c in kept.itertuples())
 
 
@@ -341,9 +341,9 @@ def test_broad_first_plans_random_rows_while_most_dev_rows_fail():
     pool, probe = weak_pool()
     cfg = ExpandConfig(budget=40, variations_per_failure=1, strategy={"error_driven": 1.0}, broad_above=0.5)
     failing = probe.assign(split="dev", correct=False)
-    assert set(plan(failing, pool, cfg, random.Random(0), "g", dom=TOOLCALL, skills=list(FN))["kind"]) == {"random"}
+    assert set(tables.plan_table(plan(failing, pool, cfg, random.Random(0), dom=TOOLCALL, skills=list(FN)), "g")["kind"]) == {"random"}
     learning = probe.assign(split="dev")  # 60 of 200 fail
-    assert set(plan(learning, pool, cfg, random.Random(0), "g", dom=TOOLCALL, skills=list(FN))["kind"]) == \
+    assert set(tables.plan_table(plan(learning, pool, cfg, random.Random(0), dom=TOOLCALL, skills=list(FN)), "g")["kind"]) == \
         {"error_driven"}
 
 
@@ -351,23 +351,23 @@ def test_static_varies_the_seed_rows_round_robin_whatever_the_probe_says():
     pool, probe = weak_pool()
     pool.loc[pool.index[:7], "generation"] = "seed"
     cfg = ExpandConfig(budget=20, strategy={"static": 1.0})
-    out = plan(probe, pool, cfg, random.Random(0), "g", dom=TOOLCALL, skills=list(FN))
+    out = tables.plan_table(plan(probe, pool, cfg, random.Random(0), dom=TOOLCALL, skills=list(FN)), "g")
     seeds = sorted(pool.loc[pool.index[:7], "id"])
     assert (out["kind"] == "static").all() and list(out["parent_id"]) == [seeds[i % 7] for i in range(20)]
-    assert out.equals(plan(probe.assign(correct=True), pool, cfg, random.Random(0), "g", dom=TOOLCALL,
-                           skills=list(FN)))
+    assert out.equals(tables.plan_table(plan(probe.assign(correct=True), pool, cfg, random.Random(0), dom=TOOLCALL,
+                           skills=list(FN)), "g"))
     with pytest.raises(store.DataError, match="no seed rows"):
-        plan(probe, pool.assign(generation="g"), cfg, random.Random(0), "g", dom=TOOLCALL, skills=list(FN))
+        tables.plan_table(plan(probe, pool.assign(generation="g"), cfg, random.Random(0), dom=TOOLCALL, skills=list(FN)), "g")
 
 
 def test_judge_off_keeps_every_readable_label_as_the_teacher_gave_it(tmp_path):
     from tasks.judge import unverified
 
-    wrong = C.dumps([{"name": "get_weather", "arguments": {"city": "nowhere"}}])
+    wrong = calls.dumps([{"name": "get_weather", "arguments": {"city": "nowhere"}}])
     gen = rows(3, "synthetic").assign(label=["[]", wrong, ""], raw="", error=["", "", "no JSON"], factors=[[]] * 3,
                                       kept=[[]] * 3, kind="random")
     out = unverified(gen)
     assert list(out["final_label"].iloc[:2]) == ["[]", wrong] and out["final_label"].isna().iloc[2]
     assert list(out["verdict"]) == ["label_ok", "label_ok", "teacher_error"]
-    store.write_table(out, tmp_path / "verdicts.parquet", store.VERDICTS)  # what the stage writes
+    store.write_table(out, tmp_path / "verdicts.parquet", tables.VERDICTS)  # what the stage writes
     assert list(verified(out)["label"]) == ["[]", wrong]

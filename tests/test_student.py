@@ -9,18 +9,20 @@ import random
 import torch
 
 from flywheel import student
-from flywheel.student import Student
-from flywheel.toolcall import calls as C
-from flywheel.toolcall import phrasings as P
+from flywheel.student import builtin
+from flywheel.student.batches import pad_batch
+from flywheel.student.builtin import Student
+from flywheel.toolcall import calls
+from flywheel.toolcall import phrasings
 from flywheel.toolcall.catalog import SKILLS
 from flywheel.vocab import EOS, PAD, SEP, UNK, train_tokenizer
 
 
 def setup(n=300):
     rng = random.Random(5)
-    reqs = [P.make_request(rng, P.spec_for_skill(rng, SKILLS[i % len(SKILLS)])) for i in range(n)]
-    tok = train_tokenizer([r.text + " " + C.render(r.calls) for r in reqs])
-    return reqs, tok, [r.text for r in reqs], [C.render(r.calls) for r in reqs]
+    reqs = [phrasings.make_request(rng, phrasings.spec_for_skill(rng, SKILLS[i % len(SKILLS)])) for i in range(n)]
+    tok = train_tokenizer([r.text + " " + calls.render(r.calls) for r in reqs])
+    return reqs, tok, [r.text for r in reqs], [calls.render(r.calls) for r in reqs]
 
 
 def fresh(tok) -> Student:
@@ -28,24 +30,24 @@ def fresh(tok) -> Student:
 
 
 def fit(st: Student, requests, targets, steps=30):
-    return student.train(st.model, st.pairs(requests, targets), steps=steps, batch_size=16, lr=3e-3, warmup_steps=3,
+    return builtin.train_loop(st.model, st.pairs(requests, targets), steps=steps, batch_size=16, lr=3e-3, warmup_steps=3,
                          weight_decay=0.0, seed=7, pad=st.codec.pad)
 
 
 def test_training_changes_the_weights_and_lowers_the_loss():
-    student.set_threads(2)
+    builtin.set_threads(2)
     _, tok, requests, targets = setup()
     st = fresh(tok)
     before = {k: v.clone() for k, v in st.model.state_dict().items()}
-    loss_before = st.losses(requests, targets, batch_size=64).mean()
+    loss_before = builtin.label_losses(st.model, st.pairs(requests, targets), pad=st.codec.pad, batch_size=64).mean()
     fit(st, requests, targets, steps=80)
     changed = [k for k, v in st.model.state_dict().items() if not torch.equal(v, before[k])]
     assert len(changed) > len(before) // 2
-    assert st.losses(requests, targets, batch_size=64).mean() < 0.6 * loss_before
+    assert builtin.label_losses(st.model, st.pairs(requests, targets), pad=st.codec.pad, batch_size=64).mean() < 0.6 * loss_before
 
 
 def test_training_is_bit_identical_for_the_same_seed():
-    student.set_threads(2)
+    builtin.set_threads(2)
     _, tok, requests, targets = setup(120)
     a, b = fresh(tok), fresh(tok)
     fit(a, requests, targets, 10)
@@ -58,8 +60,8 @@ def test_batched_greedy_equals_one_by_one():
     st = fresh(tok)
     fit(st, requests, targets, 20)
     prompts = [st.codec.prompt(r) for r in requests[:20]]
-    batched = student.greedy(st.model, prompts, eos=st.codec.eos, max_new_tokens=20, batch_size=8)
-    single = [student.greedy(st.model, [p], eos=st.codec.eos, max_new_tokens=20, batch_size=1)[0] for p in prompts]
+    batched = builtin.greedy(st.model, prompts, eos=st.codec.eos, max_new_tokens=20, batch_size=8)
+    single = [builtin.greedy(st.model, [p], eos=st.codec.eos, max_new_tokens=20, batch_size=1)[0] for p in prompts]
     assert batched == single
 
 
@@ -104,7 +106,7 @@ def test_special_token_ids_come_from_the_tokenizer():
 
 
 def test_the_checkpoint_is_a_hugging_face_gpt2(tmp_path):
-    """The built-in network is plain torch (flywheel/gpt2.py), but its folder is a GPT-2
+    """The built-in network is plain torch (flywheel/student/gpt2.py), but its folder is a GPT-2
     checkpoint: transformers loads weights and tokenizer and computes the same logits."""
     from transformers import AutoTokenizer, GPT2LMHeadModel
 
@@ -115,7 +117,7 @@ def test_the_checkpoint_is_a_hugging_face_gpt2(tmp_path):
     hf = GPT2LMHeadModel.from_pretrained(str(tmp_path), attn_implementation="eager").eval()
     hf_tok = AutoTokenizer.from_pretrained(str(tmp_path))
     assert hf_tok.convert_tokens_to_ids([PAD, EOS, SEP]) == [st.codec.pad, st.codec.eos, st.codec.sep]
-    ids, _, mask = student.pad_batch(st.pairs(requests[:8], targets[:8]), st.codec.pad)
+    ids, _, mask = pad_batch(st.pairs(requests[:8], targets[:8]), st.codec.pad)
     with torch.no_grad():
         ours = st.model.head(st.model(ids, mask)[0])
         theirs = hf(input_ids=ids, attention_mask=mask).logits
@@ -125,18 +127,17 @@ def test_the_checkpoint_is_a_hugging_face_gpt2(tmp_path):
 
 
 def test_row_losses_in_a_batch_equal_each_row_alone():
-    """token_losses pads and flattens a batch; each row's mean and worst token loss are
-    what that row gives on its own."""
+    """label_losses pads and flattens a batch; each row's mean token loss is what that
+    row gives on its own."""
     _, tok, requests, targets = setup(40)
     st = fresh(tok)
     fit(st, requests, targets, 10)
     pairs = st.pairs(requests, targets)
-    mean, worst = student.token_losses(st.model, pairs, pad=st.codec.pad, batch_size=16)
-    alone = [student.token_losses(st.model, [p], pad=st.codec.pad, batch_size=1) for p in pairs]
+    mean = builtin.label_losses(st.model, pairs, pad=st.codec.pad, batch_size=16)
+    alone = [builtin.label_losses(st.model, [p], pad=st.codec.pad, batch_size=1) for p in pairs]
     assert len(set(mean.round(4))) > 10  # rows differ
-    for i, (m, w) in enumerate(alone):
-        assert abs(mean[i] - m[0]) < 1e-5 and abs(worst[i] - w[0]) < 1e-5, i
-        assert worst[i] >= mean[i]
+    for i, m in enumerate(alone):
+        assert abs(mean[i] - m[0]) < 1e-5, i
 
 
 def test_grad_accum_averages_that_many_batches_a_step():
@@ -147,7 +148,7 @@ def test_grad_accum_averages_that_many_batches_a_step():
     pairs = st.pairs(requests, targets)
 
     def losses(steps, accum):
-        return [loss for _, loss in student.train(fresh(tok).model, pairs, steps=steps, batch_size=16, lr=0.0,
+        return [loss for _, loss in builtin.train_loop(fresh(tok).model, pairs, steps=steps, batch_size=16, lr=0.0,
                                                   warmup_steps=0, weight_decay=0.0, seed=7, pad=st.codec.pad,
                                                   grad_accum=accum)]
 

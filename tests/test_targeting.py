@@ -13,16 +13,16 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT
-from flywheel import store
+from flywheel import tables
 from flywheel.config import BackendConfig, Budget, DomainConfig, ExpandConfig
 from flywheel.domain import get
 from flywheel.gate import Gate
-from flywheel.llm import templates
-from flywheel.llm.cache import Cache
-from flywheel.llm.client import Spend, open_client
-from flywheel.toolcall import calls as C
-from flywheel.toolcall import phrasings as P
-from flywheel.toolcall import teach
+from flywheel.backends import templates
+from flywheel.backends.cache import Cache
+from flywheel.backends.client import Spend, open_client
+from flywheel.toolcall import calls
+from flywheel.toolcall import phrasings
+from flywheel.toolcall import teacher
 from flywheel.toolcall.catalog import SKILLS
 from flywheel.toolcall.factors import factors
 from llm_server import FakeLLM
@@ -36,10 +36,10 @@ def probe_of(n: int = 600, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A pool of generated requests and a probe in which every request writing a date as
     MM/DD fails, and a tenth of the others."""
     rng = random.Random(seed)
-    reqs = [P.make_request(rng, P.spec_for_skill(rng, SKILLS[i % len(SKILLS)])) for i in range(n)]
-    pool = pd.DataFrame([{"id": f"p{i}", "generation": "g", "skills": list(r.skills), "label": C.dumps(r.calls),
+    reqs = [phrasings.make_request(rng, phrasings.spec_for_skill(rng, SKILLS[i % len(SKILLS)])) for i in range(n)]
+    pool = pd.DataFrame([{"id": f"p{i}", "generation": "g", "skills": list(r.skills), "label": calls.dumps(r.calls),
                           "request": r.text} for i, r in enumerate(reqs)])
-    facs = [factors(r.text, C.dumps(r.calls)) for r in reqs]
+    facs = [factors(r.text, calls.dumps(r.calls)) for r in reqs]
     correct = [BLAMED not in f and rng.random() > 0.1 for f in facs]
     probe = pd.DataFrame({"id": pool["id"], "skills": pool["skills"], "split": "dev", "correct": correct,
                           "loss": [rng.random() for _ in reqs], "factors": facs,
@@ -50,10 +50,10 @@ def probe_of(n: int = 600, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def children(keep_factors: bool, pool, probe):
     cfg = ExpandConfig(budget=600, variations_per_failure=3, strategy={"error_driven": 1.0}, keep_factors=keep_factors)
-    planned = plan(probe, pool, cfg, random.Random(0), "gen-000", dom=TOOLCALL)
+    planned = tables.plan_table(plan(probe, pool, cfg, random.Random(0), dom=TOOLCALL), "gen-000")
     planned = planned[planned["kind"] == "error_driven"]  # the rest of the budget went to random
-    gen, _ = teach.embedded(random.Random(1), planned, "gen-001",
-                            gate=Gate(set(), set(pool["request"])), error_rate=0.0, skill_error_rates={})
+    gen, _ = teacher.embedded(random.Random(1), planned, "gen-001",
+                            gate=Gate(set(), set(pool["request"])), error_rate=0.0, skill_error_rates={}, twice=("skill_synth",))
     return planned, gen
 
 
@@ -84,7 +84,7 @@ def test_a_child_keeps_its_parents_blamed_factors_and_varies_the_rest():
     case = lambda fs: next(f for f in fs if f.startswith("case:"))  # noqa: E731
     same_case = sum(case(factors(c.request, c.label)) == case(parent_factors[c.parent_id]) for c in gen.itertuples())
     assert same_case < 0.7 * len(gen)
-    values = sum(C.loads(c.label) == C.loads(parents.loc[c.parent_id, "label"]) for c in gen.itertuples())
+    values = sum(calls.loads(c.label) == calls.loads(parents.loc[c.parent_id, "label"]) for c in gen.itertuples())
     assert values <= 0.05 * len(gen)
 
 
@@ -107,7 +107,7 @@ def test_borderline_rows_get_their_own_share():
     probe.loc[right & (probe["loss"] > 0.7), "category"] = "borderline"
     cfg = ExpandConfig(budget=300, variations_per_failure=2,
                        strategy={"error_driven": 0.5, "borderline": 0.3, "random": 0.2})
-    planned = plan(probe, pool, cfg, random.Random(0), "gen-000", dom=TOOLCALL)
+    planned = tables.plan_table(plan(probe, pool, cfg, random.Random(0), dom=TOOLCALL), "gen-000")
     assert planned["kind"].value_counts().to_dict() == {"error_driven": 150, "borderline": 90, "random": 60}
     unsure = probe[probe["category"] == "borderline"].sort_values("loss", ascending=False)
     rows = planned[planned["kind"] == "borderline"]
@@ -119,9 +119,9 @@ def test_borderline_rows_get_their_own_share():
 def test_a_model_teacher_sees_the_failure_it_varies(tmp_path):
     pool, probe = probe_of(200)
     cfg = ExpandConfig(budget=30, variations_per_failure=3, strategy={"error_driven": 1.0})
-    planned = plan(probe, pool, cfg, random.Random(0), "gen-000", dom=TOOLCALL)
-    drawn = teach.draw(random.Random(1), planned, Gate(set(), set(pool["request"])))
-    truth = {req.text: C.dumps(req.calls) for _, req, _ in drawn}
+    planned = tables.plan_table(plan(probe, pool, cfg, random.Random(0), dom=TOOLCALL), "gen-000")
+    drawn = teacher.draw(random.Random(1), planned, Gate(set(), set(pool["request"])))
+    truth = {req.text: calls.dumps(req.calls) for _, req, _ in drawn}
     seen: list[str] = []
 
     def brain(messages, body):
@@ -132,7 +132,7 @@ def test_a_model_teacher_sees_the_failure_it_varies(tmp_path):
                              Cache(tmp_path / "cache.sqlite"), Spend(Budget(), "generate.budget"), offline=False,
                              api_key=None, where="generate.teacher")
         template = templates.load(ROOT / "domains" / "toolcall" / "teacher.jinja")
-        rows, _ = teach.with_model(client, template, drawn, "gen-001", Gate(set(), set()))
+        rows, _ = teacher.with_model(client, template, drawn, "gen-001", Gate(set(), set()), twice=("skill_synth",))
     assert len(seen) == len(drawn) == len(rows) >= 25
     by_request = {req.text: plan_row for plan_row, req, _ in drawn}
     for row in rows.itertuples():
@@ -173,13 +173,13 @@ def test_learning_progress_moves_rows_from_a_cluster_that_did_not_move():
     assert lp[("weather",)]["per_row"] == pytest.approx(0.4 / 100) and lp[("calendar",)]["per_row"] == 0
     assert ("currency",) not in lp  # random rows are not spent on a cluster
     pool = pd.DataFrame({"id": after["id"], "generation": "g", "skills": after["skills"], "request": after["id"],
-                         "label": [C.dumps([{"name": FN[s[0]], "arguments": {}}]) for s in after["skills"]]})
+                         "label": [calls.dumps([{"name": FN[s[0]], "arguments": {}}]) for s in after["skills"]]})
     cfg = ExpandConfig(budget=60, variations_per_failure=3, strategy={"error_driven": 1.0}, allocate="progress")
-    by = plan(after, pool, cfg, random.Random(0), "gen-001", dom=TOOLCALL, lp=lp)["skills"].str[0].value_counts()
+    by = tables.plan_table(plan(after, pool, cfg, random.Random(0), dom=TOOLCALL, lp=lp), "gen-001")["skills"].str[0].value_counts()
     # weather moved (0.004 a row), calendar did not (0), currency is untried (the mean, 0.002): 2 : 0 : 1
     assert by.to_dict() == {"weather": 40, "currency": 20}
-    hardest = plan(after, pool, cfg.model_copy(update={"allocate": "loss"}), random.Random(0), "gen-001",
-                   dom=TOOLCALL)["skills"].str[0].value_counts()
+    hardest = tables.plan_table(plan(after, pool, cfg.model_copy(update={"allocate": "loss"}), random.Random(0),
+                   dom=TOOLCALL), "gen-001")["skills"].str[0].value_counts()
     assert hardest.get("calendar", 0) > 0  # by loss alone, the stuck cluster gets rows too
 
 
@@ -196,12 +196,12 @@ def test_a_full_cluster_hands_its_rows_to_the_others():
 def test_self_consistency_spends_the_teachers_second_label_where_asked():
     pool, probe = probe_of()
     cfg = ExpandConfig(budget=600, variations_per_failure=3, strategy={"error_driven": 0.5, "random": 0.5})
-    planned = plan(probe, pool, cfg, random.Random(0), "gen-000", dom=TOOLCALL)
+    planned = tables.plan_table(plan(probe, pool, cfg, random.Random(0), dom=TOOLCALL), "gen-000")
     rates = {"relative_dates": 0.3, "two_calls": 0.3}
 
     def run(twice):
         gate = Gate(set(), set(pool["request"]))
-        rows, truth = teach.embedded(random.Random(1), planned, "gen-001", gate=gate, error_rate=0.2,
+        rows, truth = teacher.embedded(random.Random(1), planned, "gen-001", gate=gate, error_rate=0.2,
                                      skill_error_rates=rates, twice=twice)
         wrong = rows.set_index("id")["label"] != truth.set_index("id")["true_label"]
         return rows, wrong.groupby(rows.set_index("id")["kind"]).mean(), gate.refused["inconsistent"]
@@ -217,9 +217,9 @@ def test_the_committee_hears_targeted_rows_first_within_its_rows(tmp_path):
 
     pool, probe = probe_of(300)
     cfg = ExpandConfig(budget=300, variations_per_failure=3, strategy={"error_driven": 0.3, "random": 0.7})
-    planned = plan(probe, pool, cfg, random.Random(0), "gen-000", dom=TOOLCALL)
-    rows, truth = teach.embedded(random.Random(1), planned, "gen-001", gate=Gate(set(), set(pool["request"])),
-                                 error_rate=0.3, skill_error_rates={})
+    planned = tables.plan_table(plan(probe, pool, cfg, random.Random(0), dom=TOOLCALL), "gen-000")
+    rows, truth = teacher.embedded(random.Random(1), planned, "gen-001", gate=Gate(set(), set(pool["request"])),
+                                 error_rate=0.3, skill_error_rates={}, twice=("skill_synth",))
     rows = rows.sample(frac=1.0, random_state=0).reset_index(drop=True)  # the kinds interleaved
     verdicts = TOOLCALL.first_verdicts(rows, None, use_repair=True)
     undecided = verdicts[TOOLCALL.undecided(verdicts)]

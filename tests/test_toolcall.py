@@ -7,18 +7,18 @@ from collections import Counter
 
 import pytest
 
-from flywheel import student
+from flywheel.student.codec import Codec
 from flywheel.vocab import train_copy_tokenizer
-from flywheel.toolcall import calls as C
-from flywheel.toolcall import judge, teacher
-from flywheel.toolcall import phrasings as P
+from flywheel.toolcall import calls
+from flywheel.toolcall import embedded_judge, label_noise
+from flywheel.toolcall import phrasings
 from flywheel.toolcall.catalog import BOOL, DATE, ENUM, FAMILIES, FUNCTIONS, INT, NUMBER, SKILLS, STR, TIME
 from flywheel.toolcall.verifier import check, dates_in, repair
 
 
-def draw(n: int, seed: int = 0, **kw) -> list[P.Request]:
+def draw(n: int, seed: int = 0, **kw) -> list[phrasings.Request]:
     rng = random.Random(seed)
-    return [P.make_request(rng, P.spec_for_skill(rng, SKILLS[i % len(SKILLS)]), **kw) for i in range(n)]
+    return [phrasings.make_request(rng, phrasings.spec_for_skill(rng, SKILLS[i % len(SKILLS)]), **kw) for i in range(n)]
 
 
 def test_catalog_covers_the_required_breadth():
@@ -45,14 +45,14 @@ def test_labels_survive_the_students_text_round_trip():
     markers pointing into the request) and decodes back to the same calls."""
     from flywheel.toolcall.sets import lexicon
 
-    codec = student.Codec(train_copy_tokenizer(lexicon(random.Random(9), 3000), 20))
+    codec = Codec(train_copy_tokenizer(lexicon(random.Random(9), 3000), 20))
     reqs = draw(800, seed=2, phrasing_sets=("heldout",), value_split="heldout")
     copied = 0
     for req in reqs:
-        ids = codec.target(C.render(req.calls), req.text)[:-1]
+        ids = codec.target(calls.render(req.calls), req.text)[:-1]
         copied += any(i in codec.markers for i in ids)
-        assert codec.unk not in ids, (req.text, C.render(req.calls))
-        assert C.ast_match(C.parse(codec.text(ids, req.text).split()), req.calls), (req.text, C.render(req.calls))
+        assert codec.unk not in ids, (req.text, calls.render(req.calls))
+        assert calls.ast_match(calls.parse(codec.text(ids, req.text).split()), req.calls), (req.text, calls.render(req.calls))
     assert copied > len(reqs) // 3  # most held-out values are copied, not known
 
 
@@ -76,12 +76,12 @@ def test_surface_notations_round_trip():
 
 
 def test_the_phrasing_space_is_large_and_held_out_parts_are_apart():
-    sizes = P.space_size()
+    sizes = phrasings.space_size()
     assert min(sizes.values()) > 1e6
     for pool in ("city", "name", "title", "text"):
-        train, held = set(P.values(pool, "train")), set(P.values(pool, "heldout"))
+        train, held = set(phrasings.values(pool, "train")), set(phrasings.values(pool, "heldout"))
         assert len(train) > 1000 and held and not train & held
-    for fn, sets in P.TEMPLATES.items():
+    for fn, sets in phrasings.TEMPLATES.items():
         assert not set(sets["heldout"]) & set(sets["seed"] + sets["gen"]), fn
 
 
@@ -107,17 +107,17 @@ def test_ast_match_is_order_free_and_normalised():
          {"name": "convert_length", "arguments": {"value": 12, "from_unit": "km", "to_unit": "mile"}}]
     b = [{"name": "convert_length", "arguments": {"to_unit": "mile", "value": 12.0, "from_unit": "km"}},
          {"name": "get_weather", "arguments": {"unit": "celsius", "city": "new york"}}]
-    assert C.ast_match(a, b)
-    assert not C.ast_match(a[:1], b)
-    assert not C.ast_match([{"name": "get_weather", "arguments": {"city": "paris"}}], a[:1])
-    assert not C.ast_match(None, [])
-    assert C.ast_match([], [])
+    assert calls.ast_match(a, b)
+    assert not calls.ast_match(a[:1], b)
+    assert not calls.ast_match([{"name": "get_weather", "arguments": {"city": "paris"}}], a[:1])
+    assert not calls.ast_match(None, [])
+    assert calls.ast_match([], [])
 
 
 def test_parse_rejects_malformed_output():
-    assert C.parse(["get_weather", "(", "city", "paris", ")"]) is None
-    assert C.parse(["get_weather", "city"]) is None
-    assert C.parse(["none"]) == []
+    assert calls.parse(["get_weather", "(", "city", "paris", ")"]) is None
+    assert calls.parse(["get_weather", "city"]) is None
+    assert calls.parse(["none"]) == []
 
 
 def test_dates_are_read_from_the_words():
@@ -150,7 +150,7 @@ def noisy_rows(n: int, rate: float, seed: int = 3):
     rng = random.Random(seed)
     rows = []
     for req in draw(n, seed=seed):
-        cand, true, kind = teacher.label(rng, req, {}, rate)
+        cand, true, kind = label_noise.label(rng, req, {}, rate)
         rows.append((req, cand, true, kind))
     return rows
 
@@ -159,26 +159,26 @@ def test_judge_finds_seeded_label_noise_without_a_student():
     rows = noisy_rows(3000, 0.3)
     wrong = [r for r in rows if r[1] != r[2]]
     assert 0.25 < len(wrong) / len(rows) < 0.35
-    verdicts = [judge.verdict(req.text, cand, None) for req, cand, _, _ in rows]
-    flagged = [v.verdict in (judge.LABEL_WRONG, judge.BOTH_WRONG) for v in verdicts]
+    verdicts = [embedded_judge.verdict(req.text, cand, None) for req, cand, _, _ in rows]
+    flagged = [v.verdict in (embedded_judge.LABEL_WRONG, embedded_judge.BOTH_WRONG) for v in verdicts]
     is_wrong = [cand != true for _, cand, true, _ in rows]
     tp = sum(f and w for f, w in zip(flagged, is_wrong))
     assert tp / sum(flagged) == 1.0  # the cascade never flags a correct label
     assert tp / sum(is_wrong) > 0.45  # and catches the errors it can see
     # Corrections it makes are right.
     fixed = [(v.final_label, true) for v, (_, _, true, _) in zip(verdicts, rows) if v.final_label is not None
-             and v.verdict != judge.LABEL_OK]
-    assert fixed and all(C.dumps(f) == C.dumps(t) for f, t in fixed)
+             and v.verdict != embedded_judge.LABEL_OK]
+    assert fixed and all(calls.dumps(f) == calls.dumps(t) for f, t in fixed)
 
 
 def test_a_disagreeing_student_exposes_errors_the_cascade_cannot_see():
     rows = noisy_rows(3000, 0.3)
     invisible = [(req, cand, true) for req, cand, true, _ in rows if cand != true and not check(req.text, cand)]
     assert invisible, "the teacher should make some errors that pass every check"
-    with_student = [judge.verdict(req.text, cand, true) for req, cand, true in invisible]
-    assert all(v.verdict == judge.MODEL_WRONG for v in with_student)  # the row is flagged for the student...
-    agree = [judge.verdict(req.text, true, true) for req, _, true in invisible]
-    assert all(v.verdict == judge.LABEL_OK for v in agree)
+    with_student = [embedded_judge.verdict(req.text, cand, true) for req, cand, true in invisible]
+    assert all(v.verdict == embedded_judge.MODEL_WRONG for v in with_student)  # the row is flagged for the student...
+    agree = [embedded_judge.verdict(req.text, true, true) for req, _, true in invisible]
+    assert all(v.verdict == embedded_judge.LABEL_OK for v in agree)
 
 
 def test_judge_quality_reads_the_truth():
@@ -187,14 +187,14 @@ def test_judge_quality_reads_the_truth():
     rows = noisy_rows(500, 0.3)
     verdicts = pd.DataFrame({
         "id": [str(i) for i in range(len(rows))],
-        "label": [C.dumps(c) for _, c, _, _ in rows],
-        "verdict": [judge.verdict(r.text, c, None).verdict for r, c, _, _ in rows],
-        "final_label": [None if (v := judge.verdict(r.text, c, None)).final_label is None else C.dumps(v.final_label)
+        "label": [calls.dumps(c) for _, c, _, _ in rows],
+        "verdict": [embedded_judge.verdict(r.text, c, None).verdict for r, c, _, _ in rows],
+        "final_label": [None if (v := embedded_judge.verdict(r.text, c, None)).final_label is None else calls.dumps(v.final_label)
                         for r, c, _, _ in rows],
     })
-    truth = pd.DataFrame({"id": verdicts["id"], "true_label": [C.dumps(t) for _, _, t, _ in rows],
+    truth = pd.DataFrame({"id": verdicts["id"], "true_label": [calls.dumps(t) for _, _, t, _ in rows],
                           "error_kind": [k for *_, k in rows]})
-    q = judge.quality(verdicts, truth)
+    q = embedded_judge.quality(verdicts, truth)
     assert q["teacher_errors"] == sum(c != t for _, c, t, _ in rows)
     assert q["precision"] == 1.0 and 0 < q["recall"] < 1
     assert q["kept_label_accuracy"] > 1 - q["teacher_error_rate"]

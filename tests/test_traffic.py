@@ -59,7 +59,7 @@ def test_a_bad_pattern_is_refused_by_the_config(patterns, names):
     from flywheel.config import Config
 
     with pytest.raises(Exception) as err:
-        Config.model_validate({"domain": {"redact": {"patterns": patterns}}})
+        Config.model_validate({"traffic": {"redact": {"patterns": patterns}}})
     assert names in str(err.value)
     assert not isinstance(err.value, ConfigError) or "\n" not in str(err.value)
 
@@ -73,17 +73,17 @@ def test_a_log_outside_logs_is_refused_in_one_line(tmp_path, where):
     from flywheel.config import load
 
     params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
-    params["domain"]["traffic"] = where
+    params["traffic"]["file"] = where
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     with pytest.raises(ConfigError) as err:
         load(path)
-    assert str(err.value) == (f"{path}: domain: traffic: {where!r} is not a file under logs/ (the folder only "
+    assert str(err.value) == (f"{path}: traffic: file: {where!r} is not a file under logs/ (the folder only "
                               "prepare and expand depend on, so a log that grows reruns only the generations "
                               "whose slice changed)")
-    params["domain"]["traffic"] = "logs/traffic.jsonl"
+    params["traffic"]["file"] = "logs/traffic.jsonl"
     path.write_text(yaml.safe_dump(params))
-    assert load(path).domain.traffic == "logs/traffic.jsonl"
+    assert load(path).traffic.file == "logs/traffic.jsonl"
 
 
 def test_traffic_is_read_redacted_distinct_and_in_utc(tmp_path):
@@ -127,7 +127,7 @@ def test_bad_parquet_and_a_missing_file_are_named(tmp_path):
     bad.write_bytes(b"PAR1 not really")
     with pytest.raises(store.DataError, match=r"t\.parquet: not a readable Parquet file"):
         traffic.read(bad, OFF)
-    with pytest.raises(store.DataError, match=r"nothere\.jsonl: not found \(domain\.traffic\)"):
+    with pytest.raises(store.DataError, match=r"nothere\.jsonl: not found \(traffic\.file\)"):
         traffic.read(tmp_path / "nothere.jsonl", OFF)
 
 
@@ -142,7 +142,7 @@ def test_slices_are_disjoint_in_time_order_or_a_seeded_shuffle(tmp_path):
     assert sampled[0] == set(traffic.take(log, 0, 6, "sample", 7)["request"])  # the same seed, the same slice
     assert sampled[0] != set(traffic.take(log, 0, 6, "sample", 8)["request"])
     untimed = traffic.read(_log(tmp_path, [{"request": "a"}, {"request": "b"}], "u.jsonl"), OFF)
-    with pytest.raises(store.DataError, match="traffic_slice: time needs a 'timestamp'"):
+    with pytest.raises(store.DataError, match="traffic.slice: time needs a 'timestamp'"):
         traffic.take(untimed, 0, 1, "time", 1)
 
 

@@ -19,7 +19,7 @@ import pytest
 
 from catalogs import CANARIES, judge_on_traffic, library_brain, library_folder, library_traffic
 from conftest import SMALL, make_project, merge, run
-from flywheel import layout, store
+from flywheel import decontam, layout, store, tables
 from flywheel.decontam import NearDuplicates
 from llm_server import FakeLLM
 
@@ -33,9 +33,9 @@ def library_workspace(dest: Path, url: str, *, redact: bool = True) -> tuple[Pat
     it and the truth."""
     model = {"backend": "openai", "base_url": url, "concurrency": 4}
     params = merge(SMALL, {
-        "domain": {"path": "domains/library", "tools": "library.yaml", "traffic": "logs/traffic.jsonl",
-                   "eval_file": "eval.jsonl", "seed_file": "seed.jsonl", "traffic_rows": TRAFFIC_ROWS,
-                   "traffic_slice": "time", "redact": {"default": redact}},
+        "domain": {"path": "domains/library",
+                   "toolcall": {"tools": "library.yaml", "user_file": "eval.jsonl", "seed_file": "seed.jsonl"}},
+        "traffic": {"file": "logs/traffic.jsonl", "rows": TRAFFIC_ROWS, "slice": "time", "redact": {"default": redact}},
         "prepare": {"plan_rows": 120},
         "generate": {"teacher": model | {"model": "teacher"}},
         "judge": {"committee": [model | {"model": "judge"}]},
@@ -69,11 +69,11 @@ def test_two_generations_train_on_written_and_logged_requests(own_run):
     assert [r["generation"] for r in results] == list(GENERATIONS) and all(r["logged"] for r in results)
     assert server.requests > 0
     for gen in GENERATIONS:
-        train = _table(project, gen, layout.TRAIN, store.TRAINSET)
+        train = _table(project, gen, layout.TRAIN, tables.TRAINSET)
         sources = train["source"].value_counts().to_dict()
         print(f"ROWS {gen} {dict(sorted(sources.items()))}")
         assert {"seed", "synthetic", "traffic"} <= set(sources), sources
-        generated = _table(project, gen, layout.GENERATED, store.GENERATED)
+        generated = _table(project, gen, layout.GENERATED, tables.GENERATED)
         logged = generated[generated["source"] == "traffic"]
         assert 0 < len(logged) <= TRAFFIC_ROWS
         assert (generated.loc[generated["source"] == "synthetic", "teacher"] == "teacher").all()
@@ -82,7 +82,7 @@ def test_two_generations_train_on_written_and_logged_requests(own_run):
         profile = store.read_json(project / layout.path(gen, layout.FAILURE_PROFILE))
         assert "traffic" in profile["sources"] and 0 <= profile["sources"]["traffic"]["failure_rate"] <= 1
     # the slices are disjoint and in time order: generation 1 labels the next 120 requests
-    first, second = (set(_table(project, g, layout.GENERATED, store.GENERATED).query("source == 'traffic'")["request"])
+    first, second = (set(_table(project, g, layout.GENERATED, tables.GENERATED).query("source == 'traffic'")["request"])
                      for g in GENERATIONS)
     assert not first & second
     metrics = store.read_json(project / layout.path("gen-001", layout.METRICS))
@@ -95,7 +95,7 @@ def test_two_generations_train_on_written_and_logged_requests(own_run):
 def test_the_judge_verifies_the_logged_requests_labels(own_run):
     project, _, _, truth = own_run
     for gen in GENERATIONS:
-        q = judge_on_traffic(_table(project, gen, layout.VERDICTS, store.VERDICTS), truth)
+        q = judge_on_traffic(_table(project, gen, layout.VERDICTS, tables.VERDICTS), truth)
         print(f"JUDGE {gen} traffic rows {q['rows']}, wrong labels {q['wrong']}, precision {q['precision']}, "
               f"recall {q['recall']}, kept labels right {q['kept_right']}")
         assert q["wrong"] > 0 and q["recall"] >= 0.9 and q["kept_right"] >= 0.95
@@ -103,20 +103,20 @@ def test_the_judge_verifies_the_logged_requests_labels(own_run):
 
 def test_traffic_is_trained_on_and_never_in_evaluation(own_run):
     project, _, _, _ = own_run
-    evals = store.read_table(project / layout.EVAL, store.EVALSET)
+    evals = store.read_table(project / layout.EVAL, tables.EVALSET)
     near = NearDuplicates(list(evals["request"]))
-    keys = set(store.request_keys(evals["request"]))
-    train = _table(project, "gen-001", layout.TRAIN, store.TRAINSET)
+    keys = set(decontam.request_keys(evals["request"]))
+    train = _table(project, "gen-001", layout.TRAIN, tables.TRAINSET)
     for request in train["request"]:
-        assert store.request_key(request) not in keys and near.match(request) is None, request
+        assert decontam.request_key(request) not in keys and near.match(request) is None, request
     # the next generation's slice travels in the plan, and failed traffic rows are varied
-    plan = _table(project, "gen-000", layout.PLAN, store.PLAN)
+    plan = _table(project, "gen-000", layout.PLAN, tables.PLAN)
     assert 0 < (plan["kind"] == "traffic").sum() <= TRAFFIC_ROWS
     logged_ids = set(train.loc[train["source"] == "traffic", "id"])
-    probe = _table(project, "gen-000", layout.PROBE, store.PROBE)
+    probe = _table(project, "gen-000", layout.PROBE, tables.PROBE)
     failed_logged = set(probe.loc[~probe["correct"], "id"]) & set(
-        _table(project, "gen-000", layout.TRAIN, store.TRAINSET).query("source == 'traffic'")["id"])
-    varied = _table(project, "gen-000", layout.PLAN, store.PLAN)
+        _table(project, "gen-000", layout.TRAIN, tables.TRAINSET).query("source == 'traffic'")["id"])
+    varied = _table(project, "gen-000", layout.PLAN, tables.PLAN)
     children = varied[varied["kind"] == "error_driven"]
     assert failed_logged and children["parent_id"].isin(failed_logged).any()
     assert logged_ids
@@ -141,13 +141,13 @@ def test_mlflow_logs_the_slice_and_the_redaction_counts_never_the_text(own_run):
     assert metrics["generate.redacted.email"] >= 1 and metrics["generate.redacted.card"] >= 1
     assert metrics["generate.rows.traffic"] > 0 and metrics["rows.traffic"] > 0
     params, tags = run_.data.params, run_.data.tags
-    logged = _table(project, "gen-000", layout.GENERATED, store.GENERATED).query("source == 'traffic'")["request"]
+    logged = _table(project, "gen-000", layout.GENERATED, tables.GENERATED).query("source == 'traffic'")["request"]
     for text in list(params.values()) + list(tags.values()):
         assert not any(r in str(text) for r in logged)
 
 
 def test_a_growing_log_reruns_only_the_generation_whose_slice_changed(own_run, tmp_path):
-    """New requests appended to the log, later than the old ones (`traffic_slice: time`):
+    """New requests appended to the log, later than the old ones (`traffic.slice: time`):
     DVC reruns the two stages that read logs/, `prepare` and `expand`, and after them only
     the generation whose slice was not yet full. The run's log (168 distinct requests)
     filled gen-000's slice of 120 and left gen-001's at 48, so gen-000 is not generated,
@@ -158,7 +158,7 @@ def test_a_growing_log_reruns_only_the_generation_whose_slice_changed(own_run, t
     dvc = [sys.executable, "-m", "dvc"]
 
     def slices() -> list[int]:  # the traffic rows of each generation's plan: seed's is gen-000's slice
-        return [int((_table(project, g, layout.PLAN, store.PLAN)["kind"] == "traffic").sum())
+        return [int((_table(project, g, layout.PLAN, tables.PLAN)["kind"] == "traffic").sum())
                 for g in (layout.SEED, *GENERATIONS)]
 
     before, sliced = lock_md5s(project), slices()
@@ -225,5 +225,5 @@ def test_with_redaction_off_the_canaries_reach_the_teacher(tmp_path):
             run([sys.executable, "-m", "tasks", *stage], project)
         bodies = b"".join(server.bodies)
     assert any(c.encode() in bodies for c in CANARIES[:1])
-    generated = _table(project, "gen-000", layout.GENERATED, store.GENERATED)
+    generated = _table(project, "gen-000", layout.GENERATED, tables.GENERATED)
     assert generated["request"].str.contains(CANARIES[0], regex=False).any()

@@ -8,7 +8,9 @@
 - README.md `results`: the committed reference run, from `data/<gen>/metrics.json` and
   `judge.json`, stamped with `data/reference.json` (the commit and CPU that made them);
 - docs/architecture.md `layers`: which package imports which, from the import
-  statements; `stages`: what each stage of `dvc.yaml` reads and writes;
+  statements; `stages`: what each stage of `dvc.yaml` reads and writes; `modules`:
+  every module of tasks/, flywheel/ and flows/ with its lines and its docstring's first
+  sentence;
 - docs/loop.md and docs/loop_default.md `loop`: the experiment's tables, from
   `docs/loop.json` and `docs/loop_default.json` (experiments/loop_report.py);
 - docs/benchmarks.md `bench`: the benchmark tables, from `bench/results.json`
@@ -80,6 +82,35 @@ def layers(root: Path) -> str:
         by = sorted(p for p in PACKAGES if package in uses[p])
         lines.append(f"| `{package}/` | {', '.join(f'`{u}`' for u in sorted(uses[package])) or '–'} | "
                      f"{', '.join(f'`{b}`' for b in by) or '–'} |")
+    return "\n".join(lines)
+
+
+MODULE_PACKAGES = ("tasks", "flywheel", "flows")
+
+
+def _first_sentence(doc: str) -> str:
+    text = " ".join(doc.split())
+    end = text.find(". ")
+    return (text if end < 0 else text[: end + 1]).replace("|", "\\|")
+
+
+def modules(root: Path) -> str:
+    """Every module of the stages, the shared code and the flow: its lines and the first
+    sentence of its docstring (what it is in the flywheel)."""
+    import ast
+
+    lines = ["| module | lines | what it is |", "|---|---:|---|"]
+    total = 0
+    for package in MODULE_PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            if "__pycache__" in path.parts:
+                continue
+            text = path.read_text(encoding="utf-8")
+            count = len(text.splitlines())
+            total += count
+            doc = ast.get_docstring(ast.parse(text)) or ""
+            lines.append(f"| `{path.relative_to(root).as_posix()}` | {count} | {_first_sentence(doc)} |")
+    lines.append(f"| all | {total} | |")
     return "\n".join(lines)
 
 
@@ -157,7 +188,7 @@ def your_tools(root: Path) -> str:
 
 BLOCKS: dict[str, dict[str, Callable[[Path], str]]] = {
     "README.md": {"results": results},
-    "docs/architecture.md": {"layers": layers, "stages": stages},
+    "docs/architecture.md": {"layers": layers, "stages": stages, "modules": modules},
     "docs/loop.md": {"loop": _loop("loop")},
     "docs/loop_default.md": {"loop": _loop("loop_default")},
     "docs/benchmarks.md": {"bench": _bench},

@@ -139,7 +139,7 @@ PARSER_VERSION = "toolcall-json-calls-v1"
 
 def parse_json(text: str) -> str:
     """A teacher or judge model's JSON list of calls, as a canonical label (ValueError if not one)."""
-    from flywheel.llm.judge import extract_json
+    from flywheel.backends.committee import extract_json
 
     return canonical(extract_json(text))
 

@@ -143,7 +143,7 @@ def _read(path: Path) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise DataError(f"{path}: not found (domain.tools)") from None
+        raise DataError(f"{path}: not found (domain.toolcall.tools)") from None
     try:
         if path.suffix.lower() in (".yaml", ".yml"):
             import yaml

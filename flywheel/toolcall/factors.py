@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 
 from flywheel.domain import length_factor
-from flywheel.toolcall import calls as C
+from flywheel.toolcall import calls
 from flywheel.toolcall.catalog import BOOL, DATE, ENUM, INT, MONTHS, NUMBER, SHIPPED, STR, TIME, Catalog
 from flywheel.toolcall.phrasings import ASKS, GREETINGS, SUFFIXES
 from flywheel.toolcall.surface import MONTH_ABBR, number_words
@@ -130,11 +130,11 @@ def factors(request: str, label: str, catalog: Catalog = SHIPPED) -> list[str]:
     if text.rstrip().endswith("?"):
         out.add("dress:question")
     try:
-        calls = C.loads(label)
+        made = calls.loads(label)
     except (ValueError, TypeError):
         return sorted(out)
-    out.add(f"calls:{len(calls)}")
-    for call in calls:
+    out.add(f"calls:{len(made)}")
+    for call in made:
         fn = catalog.functions.get(call.get("name"))
         for name, value in (call.get("arguments") or {}).items():
             arg = fn.arg(name) if fn is not None else None

@@ -5,7 +5,7 @@ The evaluation set has four splits. Three are drawn from the generator and measu
 of generalisation (`prepare.eval_mix`): `seen` (generator phrasings and values, new
 combinations), `new_values` (generator phrasings, held-out cities, names, titles and
 reminder texts) and `new_phrasing` (carrier phrasings never generated). The fourth,
-`user`, is read from `domain.user_file`: requests written by hand, the way people type,
+`user`, is read from `domain.toolcall.user_file`: requests written by hand, the way people type,
 independently of the generator. The seed set uses the `seed` phrasings and training
 values only, and never repeats an evaluation request.
 """
@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from flywheel import layout, store
-from flywheel.decontam import NearDuplicates
-from flywheel.toolcall import calls as C
-from flywheel.toolcall import phrasings as P
-from flywheel.toolcall.catalog import BOOL, DATE, ENUM, ENUM_WORDS, FUNCTIONS, PHENOMENA, SHIPPED, SKILLS, Catalog
+from flywheel import layout, store, tables
+from flywheel.decontam import EvalRequests, request_key
+from flywheel.toolcall import calls
+from flywheel.toolcall import phrasings
+from flywheel.toolcall.catalog import BOOL, DATE, ENUM, FUNCTIONS, PHENOMENA, SHIPPED, SKILLS, Catalog
 from flywheel.toolcall.verifier import _type_ok
 
 EVAL_KINDS = {  # kind -> (phrasing sets, value split)
@@ -31,20 +31,21 @@ EVAL_KINDS = {  # kind -> (phrasing sets, value split)
 }
 
 
-def _draw(rng: random.Random, n: int, phrasing_sets, value_split, exclude: set[str],
-          avoid: NearDuplicates | None = None) -> list[P.Request]:
-    """n distinct requests, skills spread uniformly, none equal (store.request_key) to one in `exclude`."""
-    out: list[P.Request] = []
-    seen = {store.request_key(t) for t in exclude}  # distinct after case, spacing and punctuation
+def _draw(rng: random.Random, n: int, phrasing_sets, value_split, distinct_from: set[str],
+          evals: EvalRequests | None = None) -> list[phrasings.Request]:
+    """n distinct requests, skills spread uniformly, none equal (decontam.request_key) to one
+    in `distinct_from`, and none equal or nearly the same as one of `evals`."""
+    out: list[phrasings.Request] = []
+    seen = {request_key(t) for t in distinct_from}  # distinct after case and spacing
     tries = 0
     while len(out) < n:
         tries += 1
         if tries > 50 * n:
             raise store.DataError(f"params.yaml: prepare: cannot draw {n} distinct requests; lower the count")
-        req = P.make_request(rng, P.spec_for_skill(rng, SKILLS[tries % len(SKILLS)]),
-                             phrasing_sets=phrasing_sets, value_split=value_split)
-        key = store.request_key(req.text)
-        if key not in seen and (avoid is None or avoid.match(req.text) is None):
+        req = phrasings.make_request(rng, phrasings.spec_for_skill(rng, SKILLS[tries % len(SKILLS)]),
+                                     phrasing_sets=phrasing_sets, value_split=value_split)
+        key = request_key(req.text)
+        if key not in seen and (evals is None or evals.match(req.text) is None):
             seen.add(key)
             out.append(req)
     return out
@@ -55,17 +56,17 @@ def eval_set(rng: random.Random, rows_total: int, mix: dict[str, float]) -> pd.D
     for kind, share in sorted(mix.items()):
         sets, values = EVAL_KINDS[kind]
         for req in _draw(rng, round(rows_total * share), sets, values, {r["request"] for r in rows}):
-            label = C.dumps(req.calls)
-            rows.append({"id": store.row_id(req.text, label), "request": req.text, "label": label,
+            label = calls.dumps(req.calls)
+            rows.append({"id": tables.row_id(req.text, label), "request": req.text, "label": label,
                          "skills": list(req.skills), "split": kind})
     return pd.DataFrame(rows)
 
 
 def seed_set(rng: random.Random, n: int, eval_texts: set[str]) -> pd.DataFrame:
     rows = []
-    for req in _draw(rng, n, ("seed",), "train", eval_texts, NearDuplicates(sorted(eval_texts))):
-        label = C.dumps(req.calls)
-        rows.append({"id": store.row_id(req.text, label), "generation": layout.SEED, "source": "seed",
+    for req in _draw(rng, n, ("seed",), "train", set(), EvalRequests(eval_texts)):
+        label = calls.dumps(req.calls)
+        rows.append({"id": tables.row_id(req.text, label), "generation": layout.SEED, "source": tables.SEED,
                      "parent_id": None, "skills": list(req.skills), "teacher": "seed", "request": req.text,
                      "label": label, "judge": "none"})
     return pd.DataFrame(rows)
@@ -77,22 +78,22 @@ def lexicon(rng: random.Random, n: int = 8000) -> list[str]:
     request and no held-out value is among them."""
     texts = []
     for _ in range(n):
-        req = P.make_request(rng, P.spec_for_skill(rng, rng.choice(SKILLS)))
-        texts.append(req.text + " " + C.render(req.calls))
+        req = phrasings.make_request(rng, phrasings.spec_for_skill(rng, rng.choice(SKILLS)))
+        texts.append(req.text + " " + calls.render(req.calls))
     texts += list(FUNCTIONS) + list(PHENOMENA) + ["true", "false", "none"]
     return texts
 
 
-def skills_of(request: str, calls: list, catalog: Catalog = SHIPPED) -> list[str]:
+def skills_of(request: str, made: list, catalog: Catalog = SHIPPED) -> list[str]:
     """The skills a labelled request shows, read off its label (families, relative dates,
     optional and boolean arguments, enums, two calls, no call) and its words (unit words),
     as far as `catalog` counts them."""
-    if not calls:
+    if not made:
         return ["no_call"]
     counted = set(catalog.phenomena)
     words = set(request.lower().replace(",", " ").replace("?", " ").split())
-    out = {catalog.functions[c["name"]].family for c in calls}
-    for call in calls:
+    out = {catalog.functions[c["name"]].family for c in made}
+    for call in made:
         fn = catalog.functions[call["name"]]
         for name, value in call["arguments"].items():
             arg = fn.arg(name)
@@ -104,31 +105,31 @@ def skills_of(request: str, calls: list, catalog: Catalog = SHIPPED) -> list[str
                 out.add("enums")
                 if value not in words and catalog.words_for(value)[0] not in words:
                     out.add("unit_words")
-    if len(calls) > 1:
+    if len(made) > 1:
         out.add("two_calls")
     return sorted(s for s in out if s in counted or s in catalog.families)
 
 
-def labelled_set(path: Path, split: str, catalog: Catalog = SHIPPED, *, key: str = "domain.user_file") -> pd.DataFrame:
+def labelled_set(path: Path, split: str, catalog: Catalog = SHIPPED, *, key: str = "domain.toolcall.user_file") -> pd.DataFrame:
     """Labelled requests, {"input": request, "output": [calls]} per JSONL line or Parquet
     row (store.read_records), checked against `catalog`, as rows of `split`; one-line
     errors name the file and line."""
     rows = []
     for where, rec in store.read_records(path, key):
         try:
-            request, label = rec["input"], C.canonical(rec["output"])
+            request, label = rec["input"], calls.canonical(rec["output"])
             if not isinstance(request, str) or not request.strip():
                 raise ValueError("input is not a request")
         except (KeyError, TypeError, ValueError) as exc:
             raise store.DataError(f"{where}: not a request with a call list ({exc})") from None
-        for call in C.loads(label):
+        for call in calls.loads(label):
             fn = catalog.functions.get(call["name"])
             bad = fn is None or any(fn.arg(k) is None or not _type_ok(fn.arg(k).type, v, fn.arg(k).enum)
                                     for k, v in call["arguments"].items())
             if bad or any(a.required and a.name not in call["arguments"] for a in fn.args):
                 raise store.DataError(f"{where}: {call['name']}: not a valid call of the catalog")
-        rows.append({"id": store.row_id(request, label), "request": request, "label": label,
-                     "skills": skills_of(request, C.loads(label), catalog), "split": split})
+        rows.append({"id": tables.row_id(request, label), "request": request, "label": label,
+                     "skills": skills_of(request, calls.loads(label), catalog), "split": split})
     if not rows:
         raise store.DataError(f"{path}: no requests")
     return pd.DataFrame(rows)

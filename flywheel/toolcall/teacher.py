@@ -1,102 +1,223 @@
-"""The embedded teacher: makes requests from a spec and labels them, imperfectly.
+"""The `toolcall` domain's teacher: how a generation's rows are written from the plan.
 
-It stands in for an LLM teacher. It knows the true calls (it drew the request), and
-returns a candidate label that is wrong with a skill-dependent probability, in the ways
-LLM labelers are wrong: a value not in the request, swapped arguments, a date off by a
-day, a forgotten optional argument, a sibling function, a number as text, a missed
-second call, a call where none was asked for. Some of these the verifier can see
-(ungrounded values, bad types); others (swaps, omissions, sibling functions) only a
-disagreeing student can reveal. The truth goes to a separate file that only the judge's
-quality measurement reads.
+With the shipped catalog, the request generator draws one fresh request per plan row
+(admitted by the gate); then either the embedded teacher labels it, imperfectly
+(teacher.py), or a teacher model labels it through the client layer. The truth is the
+request's own calls, which the generator knows. With a catalog of your own there is no
+generator: the teacher model writes each request and its calls from the plan row
+(`written`, APIGen-style), and no truth is known. Plan rows of kind `traffic` carry a
+logged request, which the teacher model labels as it is (`logged`). Rows of the plan kinds
+in `generate.self_consistency` are labelled twice and kept only when both labels agree
+(`consistent`, the one place that rule is applied).
 """
 
 from __future__ import annotations
 
-import copy
 import random
+from dataclasses import dataclass
 
-from flywheel.toolcall.calls import Call
-from flywheel.toolcall.catalog import DATE, ENUM, FUNCTIONS, NUMBER, STR, WEEKDAYS
-from flywheel.toolcall.phrasings import Request, values
+import pandas as pd
 
+from flywheel import store, tables
+from flywheel.gate import Gate
+from flywheel.backends.client import Prompt
+from flywheel.tables import TRAFFIC, generated_row, truth_row
+from flywheel.toolcall import calls, label_noise, phrasings
+from flywheel.toolcall.catalog import FUNCTIONS, PHENOMENA, SHIPPED, Catalog
+from flywheel.toolcall.factors import factors
+from flywheel.toolcall.sets import skills_of
 
-def error_rate(skills: tuple[str, ...], rates: dict[str, float], default: float) -> float:
-    """A row is as error-prone as its hardest skill."""
-    return max([rates.get(s, default) for s in skills] + [default])
-
-
-def _shift_date(value: str, rng: random.Random) -> str:
-    if value == "today":
-        return "tomorrow"
-    if value == "tomorrow":
-        return "+2d"
-    if value.startswith("+"):
-        return f"+{int(value[1:-1]) + 1}d"
-    if value.startswith("next_"):
-        return "next_" + rng.choice([d for d in WEEKDAYS if d != value[5:]])
-    month, day = value.split("-")
-    return f"{month}-{int(day) % 28 + 1:02d}"
+TRIES = 20  # redraws per plan row before giving up on a fresh request
+KEEP_TRIES = 60  # ... for a row that must keep its parent's factors (the closest draw is taken after that)
 
 
-def _mistakes(call: Call) -> list[str]:
-    fn = FUNCTIONS[call["name"]]
-    args = call["arguments"]
-    kinds = []
-    if any(fn.arg(a).type == STR for a in args):
-        kinds.append("wrong_value")
-    if len([a for a in args if fn.arg(a).type in (ENUM, STR)]) >= 2:
-        kinds.append("swap_args")
-    if any(fn.arg(a).type == DATE for a in args):
-        kinds.append("wrong_date")
-    if any(not fn.arg(a).required for a in args):
-        kinds.append("drop_optional")
-    if any(a.type == NUMBER for a in fn.args):
-        kinds.append("bad_type")
-    kinds.append("wrong_function")
-    return kinds
+def _spec(functions: list[str], skills: list[str]) -> phrasings.Spec:
+    unknown = [f for f in functions if f not in FUNCTIONS]
+    if unknown:
+        raise store.DataError(f"plan: unknown function {unknown[0]!r}")
+    return phrasings.Spec(tuple(functions), frozenset(s for s in skills if s in PHENOMENA))
 
 
-def corrupt(rng: random.Random, calls: list[Call]) -> tuple[list[Call], str]:
-    """A plausible wrong label for `calls`, and the kind of mistake made."""
-    if not calls:
-        fn = FUNCTIONS["get_weather"]
-        return [{"name": fn.name, "arguments": {"city": rng.choice(values("city", "train"))}}], "spurious_call"
-    label = copy.deepcopy(calls)
-    if len(label) == 2 and rng.random() < 0.4:
-        return [label[rng.randrange(2)]], "missed_call"
-    call = rng.choice(label)
-    fn, args = FUNCTIONS[call["name"]], call["arguments"]
-    kind = rng.choice(_mistakes(call))
-    if kind == "wrong_value":
-        name = rng.choice([a for a in args if fn.arg(a).type == STR])
-        pool = "city" if name in ("city", "origin", "destination") else name
-        choices = values(pool, "train")
-        value = rng.choice(choices)
-        while value == args[name]:
-            value = rng.choice(choices)
-        args[name] = value
-    elif kind == "swap_args":
-        names = [a for a in args if fn.arg(a).type in (ENUM, STR)][:2]
-        args[names[0]], args[names[1]] = args[names[1]], args[names[0]]
-    elif kind == "wrong_date":
-        name = next(a for a in args if fn.arg(a).type == DATE)
-        args[name] = _shift_date(args[name], rng)
-    elif kind == "drop_optional":
-        del args[rng.choice([a for a in args if not fn.arg(a).required])]
-    elif kind == "bad_type":
-        name = next(a.name for a in fn.args if a.type == NUMBER)
-        args[name] = f"{args[name]} units"
-    else:  # wrong_function: a sibling in the same family, keeping what arguments fit
-        siblings = [f for f in FUNCTIONS.values() if f.family == fn.family and f.name != fn.name]
-        other = rng.choice(siblings)
-        call["name"] = other.name
-        call["arguments"] = {k: v for k, v in args.items() if other.arg(k) is not None}
-    return label, kind
+def draw(rng: random.Random, plan: pd.DataFrame, gate: Gate) -> list[tuple[object, phrasings.Request, list[str]]]:
+    """One fresh request per plan row that shows every skill the row asks for (a carrier
+    without a slot for, say, a boolean cannot) and passes the gate, with the factors of the
+    row's `keep` it shows. A row with a parent is the parent's meaning (its functions and
+    skills) in a new composition; one with `keep` also keeps those factors of the parent
+    (a notation, a length, a dress: factors.py) and draws the rest afresh, taking the
+    first of `KEEP_TRIES` draws that shows all of them, else the one that shows most."""
+    out = []
+    for plan_row in plan.itertuples(index=False):
+        spec = _spec(list(plan_row.functions), list(plan_row.skills))
+        keep = set(plan_row.keep)
+        closest: list[tuple[int, int, phrasings.Request, list[str]]] = []
+        chosen = None
+        for i in range(KEEP_TRIES if keep else TRIES):
+            req = phrasings.make_request(rng, spec)
+            if not spec.phenomena <= set(req.skills):
+                continue
+            kept = sorted(keep & set(factors(req.text, calls.dumps(req.calls)))) if keep else []
+            if len(kept) < len(keep):
+                closest.append((-len(kept), i, req, kept))
+            elif gate.admit(req.text):
+                chosen = (req, kept)
+                break
+        else:
+            chosen = next(((req, kept) for _, _, req, kept in sorted(closest, key=lambda c: c[:2])
+                           if gate.admit(req.text)), None)
+        if chosen is None:
+            continue  # the plan asked for more than the phrasing space holds; skip, don't repeat
+        out.append((plan_row, *chosen))
+    return out
 
 
-def label(rng: random.Random, request: Request, rates: dict[str, float], default: float):
-    """(candidate label, true label, error kind or '') for one request."""
-    if rng.random() < error_rate(request.skills, rates, default):
-        wrong, kind = corrupt(rng, request.calls)
-        return wrong, request.calls, kind
-    return request.calls, request.calls, ""
+def consistent(gate: Gate, first, second) -> bool:
+    """Self-consistency (`generate.self_consistency`): a row labelled a second time is kept
+    only when both labels agree; a disagreement is counted as `inconsistent`. `second`
+    is None for a row that was labelled once."""
+    if second is None or second == first:
+        return True
+    gate.refuse("inconsistent")
+    return False
+
+
+def second_opinions(client, prompts: list[Prompt], kinds: list[str], twice: tuple[str, ...], parse) -> list:
+    """The teacher model's second answer (sample 1) to the prompts of rows whose plan kind
+    is in `twice`, as read by `parse` (None where it was not asked; an unreadable answer
+    reads as its error, which agrees with no label)."""
+    asked = [i for i, kind in enumerate(kinds) if kind in twice]
+    answers = dict(zip(asked, client.ask([prompts[i] for i in asked], parse, sample=1))) if asked else {}
+    return [None if i not in answers else (answers[i].error or answers[i].value) for i in range(len(prompts))]
+
+
+@dataclass(frozen=True)
+class Logged:
+    """A logged request to label: no calls known, no skills before its label."""
+    text: str
+    calls: None = None
+    skills: tuple[str, ...] = ()
+
+
+def logged(plan: pd.DataFrame, gate: Gate) -> list[tuple[object, Logged, list[str]]]:
+    """The plan's `traffic` rows as requests to label, those the gate admits (a request
+    the pool already holds is not labelled twice)."""
+    return [(row, Logged(row.parent_request), []) for row in plan.itertuples(index=False)
+            if row.kind == TRAFFIC and gate.admit(row.parent_request)]
+
+
+def embedded(rng: random.Random, plan: pd.DataFrame, generation: str, *, gate: Gate,
+             error_rate: float, skill_error_rates: dict[str, float],
+             twice: tuple[str, ...]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The embedded teacher: each request labelled by the error model (label_noise.py);
+    rows of the plan kinds in `twice` a second time (self-consistency)."""
+    rows, truth = [], []
+    for plan_row, req, kept in draw(rng, plan, gate):
+        candidate, true, kind = label_noise.label(rng, req, skill_error_rates, error_rate)
+        second = label_noise.label(rng, req, skill_error_rates, error_rate)[0] if plan_row.kind in twice else None
+        if not consistent(gate, candidate, second):
+            continue
+        row = generated_row(generation, plan_row.parent_id, req.skills, "embedded", req.text, calls.dumps(candidate),
+                            kept=kept, kind=plan_row.kind)
+        rows.append(row)
+        truth.append(truth_row(row["id"], calls.dumps(true), kind))
+    return tables.frame(rows, tables.GENERATED), tables.frame(truth, tables.TRUTH)
+
+
+def with_model(client, template, drawn, generation: str, gate: Gate, bar=None, *,
+               twice: tuple[str, ...], catalog: Catalog = SHIPPED):
+    """Requests labelled by a teacher model; the truth is the request's own calls (none for
+    a logged request, whose skills are read off its label). A row varied from a failure
+    shows the teacher that failure (the parent's request, the student's answer, the
+    verified label) as a worked example. Rows of the plan kinds in `twice` are asked a
+    second time (sample 1) and kept only if both agree."""
+    def example(plan_row, field: str):
+        return None if plan_row.kind == TRAFFIC else getattr(plan_row, field)
+
+    prompts = [Prompt(template.render(request=req.text, catalog=catalog.describe(),
+                                      example_request=example(plan_row, "parent_request"),
+                                      student_answer=example(plan_row, "parent_output"),
+                                      example_label=example(plan_row, "parent_label")),
+                      template.version, calls.PARSER_VERSION)
+               for plan_row, req, _ in drawn]
+    answers = client.ask(prompts, calls.parse_json, on_done=bar.advance if bar else None)
+    second = second_opinions(client, prompts, [plan_row.kind for plan_row, _, _ in drawn], twice, calls.parse_json)
+    rows, truth = [], []
+    for (plan_row, req, kept), ans, again in zip(drawn, answers, second):
+        if not ans.error and not consistent(gate, ans.value, again):
+            continue
+        label = "" if ans.error else ans.value
+        if req.calls is None:  # a logged request: skills from its label, no truth
+            skills = _skills(req.text, label, catalog)
+            rows.append(generated_row(generation, None, skills, client.name, req.text, label, ans.text, ans.error,
+                                      kind=plan_row.kind, source=TRAFFIC))
+            continue
+        row = generated_row(generation, plan_row.parent_id, req.skills, client.name, req.text, label, ans.text,
+                            ans.error, kept=kept, kind=plan_row.kind)
+        rows.append(row)
+        true = calls.dumps(req.calls)
+        truth.append(truth_row(row["id"], true, "teacher_error" if ans.error else
+                               ("" if label == true else "model_label")))
+    return tables.frame(rows, tables.GENERATED), tables.frame(truth, tables.TRUTH)
+
+
+def _skills(request: str, label: str, catalog: Catalog) -> list[str]:
+    try:
+        return skills_of(request, calls.loads(label), catalog) if label else []
+    except (KeyError, AttributeError, TypeError, ValueError):  # a call of no function of the catalog
+        return []
+
+
+WRITER_PARSER = "toolcall-written-request-v1"
+
+
+def parse_written(text: str) -> tuple[str, str]:
+    """A teacher's {"request": ..., "calls": [...]} as (request, canonical label); ValueError if not one."""
+    from flywheel.backends.committee import extract_json
+
+    value = extract_json(text)
+    if not isinstance(value, dict) or not isinstance(value.get("request"), str) or not value["request"].strip():
+        raise ValueError('not an object with a "request" and its "calls"')
+    return " ".join(value["request"].split()), calls.canonical(value.get("calls", []))
+
+
+def _references(rng: random.Random, rows: list, pool: pd.DataFrame) -> list[tuple[str | None, str | None]]:
+    """Per plan row, a pool row that calls the same functions (None where none does): an
+    example of the task, so that rows asking for the same functions do not share a prompt."""
+    by_functions: dict[tuple, list[tuple[str, str]]] = {}
+    for request, label in zip(pool["request"], pool["label"]):
+        by_functions.setdefault(tuple(c["name"] for c in calls.loads(label)), []).append((request, label))
+    return [rng.choice(by_functions[tuple(r.functions)]) if by_functions.get(tuple(r.functions)) else (None, None)
+            for r in rows]
+
+
+def written(client, template, plan: pd.DataFrame, pool: pd.DataFrame, generation: str, gate: Gate,
+            catalog: Catalog, rng: random.Random, bar=None, *, twice: tuple[str, ...]) -> pd.DataFrame:
+    """Requests and their calls written by the teacher model from the plan rows (a catalog
+    of your own has no request generator). Each prompt shows a pool row calling the same
+    functions as a reference and carries the row's number (`variation`), so no two rows
+    share a prompt (and an answer from the cache). A row varied from a failure shows the
+    failure (request, the student's answer, the verified calls) and asks for a request
+    like it. A request the gate refuses or an answer that cannot be read is not kept
+    (counted in `gate.refused`); rows of the kinds in `twice` are kept only when a second
+    answer writes the same calls for the same request."""
+    rows_in = [r for r in plan.itertuples(index=False) if r.kind != TRAFFIC]
+    refs = _references(rng, rows_in, pool)
+    prompts = [Prompt(template.render(catalog=catalog.describe(), functions=list(r.functions), skills=list(r.skills),
+                                      variation=i, reference_request=ref[0], reference_calls=ref[1],
+                                      example_request=r.parent_request, student_answer=r.parent_output,
+                                      example_label=r.parent_label), template.version, WRITER_PARSER)
+               for i, (r, ref) in enumerate(zip(rows_in, refs))]
+    answers = client.ask(prompts, parse_written, on_done=bar.advance if bar else None)
+    second = second_opinions(client, prompts, [r.kind for r in rows_in], twice, parse_written)
+    rows = []
+    for plan_row, ans, again in zip(rows_in, answers, second):
+        if ans.error:
+            gate.refuse("unreadable")
+            continue
+        if not consistent(gate, ans.value, again):
+            continue
+        request, label = ans.value
+        if not gate.admit(request):
+            continue
+        rows.append(generated_row(generation, plan_row.parent_id, _skills(request, label, catalog), client.name,
+                                  request, label, ans.text, kind=plan_row.kind))
+    return tables.frame(rows, tables.GENERATED)

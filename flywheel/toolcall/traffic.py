@@ -1,4 +1,4 @@
-"""Traffic: the requests a deployed model received (`domain.traffic`), unlabelled.
+"""Traffic: the requests a deployed model received (`traffic.file`), unlabelled.
 
 The file is JSONL (one object a line) or Parquet, with a `request` column (the text the
 user sent) and optionally `timestamp` (ISO 8601 text, or a Parquet timestamp) and
@@ -9,8 +9,8 @@ case and spacing) are read once, and any that equals or nearly duplicates an
 evaluation request is dropped (flywheel/decontam.py): the held-out `user` split stays
 unseen.
 
-Generation i labels slice i (`domain.traffic_rows` requests): of the file in timestamp
-order (`traffic_slice: time`, a nightly run's new logs) or of a shuffle seeded by
+Generation i labels slice i (`traffic.rows` requests): of the file in timestamp
+order (`traffic.slice: time`, a nightly run's new logs) or of a shuffle seeded by
 `seed` (`sample`). The slice travels to `generate` in the plan (rows of kind `traffic`,
 the request in `parent_request`), so DVC versions it with the plan.
 """
@@ -22,17 +22,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from flywheel import store
-from flywheel.decontam import NearDuplicates
+from flywheel import store, tables
+from flywheel.decontam import EvalRequests, request_key
 from flywheel.redact import Redactor
-
-KIND = "traffic"  # the plan kind and the training rows' source
-
 
 def read(path: Path, redactor: Redactor) -> pd.DataFrame:
     """id, request, timestamp (UTC or NaT), response: checked, redacted, distinct."""
     rows, seen = [], set()
-    for where, rec in store.read_records(path, "domain.traffic"):
+    for where, rec in store.read_records(path, "traffic.file"):
         request = rec.get("request")
         if not isinstance(request, str) or not request.strip():
             raise store.DataError(f"{where}: 'request' must be a non-empty string")
@@ -49,11 +46,11 @@ def read(path: Path, redactor: Redactor) -> pd.DataFrame:
         if response is not None and not isinstance(response, str):
             raise store.DataError(f"{where}: 'response' must be a string")
         text = " ".join(redactor(request).split())
-        key = store.request_key(text)
+        key = request_key(text)
         if key in seen:
             continue
         seen.add(key)
-        rows.append({"id": store.row_id(KIND, text), "request": text, "timestamp": stamp,
+        rows.append({"id": tables.row_id(tables.TRAFFIC, text), "request": text, "timestamp": stamp,
                      "response": redactor(response) if response else ""})
     if not rows:
         raise store.DataError(f"{path}: no requests")
@@ -62,9 +59,7 @@ def read(path: Path, redactor: Redactor) -> pd.DataFrame:
 
 def decontaminate(traffic: pd.DataFrame, eval_requests: list[str]) -> tuple[pd.DataFrame, int]:
     """Traffic without the requests that equal or nearly duplicate an evaluation request."""
-    exact = set(store.request_keys(pd.Series(eval_requests)))
-    near = NearDuplicates(sorted(eval_requests))
-    keep = [store.request_key(t) not in exact and near.match(t) is None for t in traffic["request"]]
+    keep = EvalRequests(eval_requests).clean(traffic["request"])
     return traffic[keep].reset_index(drop=True), int(len(keep) - sum(keep))
 
 
@@ -72,7 +67,7 @@ def take(traffic: pd.DataFrame, index: int, rows: int, order: str, seed: int) ->
     """Slice `index` of `rows` requests, in timestamp order or of a seeded shuffle."""
     if order == "time":
         if traffic["timestamp"].isna().any():
-            raise store.DataError("domain.traffic_slice: time needs a 'timestamp' on every traffic row")
+            raise store.DataError("traffic.slice: time needs a 'timestamp' on every traffic row")
         ordered = traffic.sort_values("timestamp", kind="stable")
     else:
         positions = list(range(len(traffic)))

@@ -39,7 +39,7 @@ def workspace(server, tmp_path_factory):
     model = {"backend": "openai", "base_url": server.url, "concurrency": 2}
     params = merge(SMALL, {
         "domain": {"name": "llm", "path": "domains/arithmetic", "metric": "exact",
-                   "skills": ["add", "subtract", "multiply"]},
+                   "llm": {"skills": ["add", "subtract", "multiply"]}},
         "generate": {"teacher": model | {"model": "teacher"}},
         "judge": {"committee": [model | {"model": "judge"}]},
     })
@@ -57,7 +57,7 @@ def _seed_parquet(root: Path, df: pd.DataFrame, *, truncate: bool = False) -> No
     df.to_parquet(path)
     if truncate:
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    _params(root, lambda c: c["domain"].update(seed_file="seed.parquet"))
+    _params(root, lambda c: c["domain"]["llm"].update(seed_file="seed.parquet"))
 
 
 def _seed_lines(root: Path, data: bytes) -> None:

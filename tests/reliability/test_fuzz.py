@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from conftest import ROOT
 from flywheel import llm_domain
 from flywheel.config import Config, ConfigError, load
-from flywheel.llm.judge import JudgeAnswer, parse_verdict
-from flywheel.toolcall import calls as C
+from flywheel.backends.committee import JudgeAnswer, parse_verdict
+from flywheel.toolcall import calls
 
 DEFAULT = yaml.safe_load((ROOT / "params.yaml").read_text())
 # CI draws the same examples every time (a red CI must be reproducible); elsewhere each
@@ -115,8 +115,8 @@ def _parses_or_refuses(parse, text):
 @SETTINGS
 @given(answers)
 def test_answer_parsers_return_a_value_or_a_value_error(text):
-    label = _parses_or_refuses(C.parse_json, text)
-    assert label is None or C.canonical(json.loads(label)) == label  # canonical and stable
+    label = _parses_or_refuses(calls.parse_json, text)
+    assert label is None or calls.canonical(json.loads(label)) == label  # canonical and stable
     verdict = _parses_or_refuses(parse_verdict, text)
     assert verdict is None or isinstance(verdict, JudgeAnswer)
     for metric in ("exact", "json"):
@@ -126,7 +126,7 @@ def test_answer_parsers_return_a_value_or_a_value_error(text):
 
 def test_answer_parsers_refuse_pathological_answers():
     for text in ("[" * 100_000, "{" * 300_000, "x" * 300_000):
-        for parse in (C.parse_json, parse_verdict, llm_domain.parse_teacher("json")):
+        for parse in (calls.parse_json, parse_verdict, llm_domain.parse_teacher("json")):
             assert _parses_or_refuses(parse, text) is None
 
 

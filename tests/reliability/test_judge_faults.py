@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from conftest import SMALL, env, make_project, merge, run
-from flywheel import layout, store
-from flywheel.toolcall.judge import JUDGE_ERROR, VERDICTS
+from flywheel import layout, store, tables
+from flywheel.toolcall.embedded_judge import JUDGE_ERROR, VERDICTS
 from llm_server import FakeLLM
 
 KINDS = ("500", "429:0", "hang:2", "badbody", "garbage")
@@ -40,7 +40,7 @@ def faulty(tmp_path_factory):
 
 
 def _verdicts(project):
-    return store.read_table(project / layout.path("gen-000", layout.VERDICTS), store.VERDICTS)
+    return store.read_table(project / layout.path("gen-000", layout.VERDICTS), tables.VERDICTS)
 
 
 def _set_judge(project, **values):

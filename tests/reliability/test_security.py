@@ -15,9 +15,10 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT, run
-from flywheel import layout, llm_domain, store, student
-from flywheel.llm import templates
-from flywheel.llm.judge import JUDGE_VARIABLES, parse_verdict
+from flywheel import layout, llm_domain, store, tables
+from flywheel.student import builtin
+from flywheel.backends import templates
+from flywheel.backends.committee import JUDGE_VARIABLES, parse_verdict
 
 CODE = [p for d in ("flywheel", "tasks", "flows", "bench") for p in (ROOT / d).rglob("*.py")]
 INJECTION = "{{ 7 * 7 }}{% for x in range(3) %}x{% endfor %} __import__('os').system('touch /tmp/pwned') $(id)"
@@ -44,7 +45,7 @@ def test_no_code_path_runs_text_as_code():
                 found.append(where)
             if any(k.arg == "shell" and getattr(k.value, "value", False) for k in node.keywords):
                 found.append(where + " shell=True")
-            if name.endswith(".from_string") and path != ROOT / "flywheel/llm/templates.py":
+            if name.endswith(".from_string") and path != ROOT / "flywheel/backends/templates.py":
                 found.append(where)
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module == "jinja2" and any(
@@ -70,16 +71,16 @@ def test_weights_load_only_from_safetensors(tmp_path):
 
     import torch
 
-    model = student.build_model(50, n_layer=1, n_embd=16, n_head=2, n_positions=16, seed=0, eos_token_id=3,
+    model = builtin.build_model(50, n_layer=1, n_embd=16, n_head=2, n_positions=16, seed=0, eos_token_id=3,
                                 pad_token_id=0)
     model.save(tmp_path / "safe")
     assert "model.safetensors" in {p.name for p in (tmp_path / "safe").iterdir()}
-    student.load_model(tmp_path / "safe")
+    builtin.load_model(tmp_path / "safe")
     (tmp_path / "pickled").mkdir()
     shutil.copy(tmp_path / "safe" / "config.json", tmp_path / "pickled" / "config.json")
     torch.save(model.state_dict(), tmp_path / "pickled" / "pytorch_model.bin")
     with pytest.raises(OSError, match="safetensors"):
-        student.load_model(tmp_path / "pickled")
+        builtin.load_model(tmp_path / "pickled")
 
 
 def test_every_checkpoint_the_pipeline_writes_is_safetensors(small_project):
@@ -97,17 +98,17 @@ def test_planted_evaluation_rows_are_refused_at_compose(small_project, tmp_path)
     original = verdicts_path.read_bytes()
     train_path = small_project / layout.path("gen-000", layout.TRAIN)
     train_before = train_path.read_bytes()
-    evals = store.read_table(small_project / layout.EVAL, store.EVALSET)
-    verdicts = store.read_table(verdicts_path, store.VERDICTS)
+    evals = store.read_table(small_project / layout.EVAL, tables.EVALSET)
+    verdicts = store.read_table(verdicts_path, tables.VERDICTS)
     kept = verdicts[verdicts["final_label"].notna()].head(3).copy()
     kept["request"] = ["  " + evals["request"].iloc[0].upper(), evals["request"].iloc[1].replace(" ", "   "),
                        evals["request"].iloc[2]]
     try:
-        store.write_table(pd.concat([verdicts, kept], ignore_index=True), verdicts_path, store.VERDICTS)
+        store.write_table(pd.concat([verdicts, kept], ignore_index=True), verdicts_path, tables.VERDICTS)
         proc = run([sys.executable, "-m", "tasks", "compose", "gen-000"], small_project, check=False)
         lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
         assert proc.returncode == 2 and len(lines) == 1, proc.stderr
-        assert "3 training request(s) equal evaluation requests" in lines[0]
+        assert "3 training request(s) equal or nearly duplicate evaluation requests" in lines[0]
         assert train_path.read_bytes() == train_before
     finally:
         verdicts_path.write_bytes(original)

@@ -14,10 +14,10 @@ import random
 
 import pandas as pd
 
-from flywheel import layout, store
+from flywheel import layout, tables
 from flywheel.domain import Domain, Prepared, register
-from flywheel.gate import generated_row
-from flywheel.llm.judge import flag_quality
+from flywheel.tables import generated_row
+from flywheel.backends.committee import flag_quality
 from flywheel.verdicts import LABEL_OK, LABEL_WRONG, TEACHER_ERROR, VERDICTS, WRONG
 from flywheel.vocab import train_bpe_tokenizer
 
@@ -42,7 +42,7 @@ class Shout(Domain):
     metrics = ("exact",)
     teacher_variables = frozenset({"request"})
 
-    def prepare(self, rng, cfg) -> Prepared:
+    def prepare(self, rng, cfg, traffic_cfg) -> Prepared:
         def rows(n, split, exclude):
             out, seen = [], set(exclude)
             for i in range(20 * n):
@@ -50,7 +50,7 @@ class Shout(Domain):
                 request, label = _request(rng, skill, split)
                 if request not in seen:
                     seen.add(request)
-                    out.append({"id": store.row_id(request, label), "request": request, "label": label,
+                    out.append({"id": tables.row_id(request, label), "request": request, "label": label,
                                 "skills": [skill], "split": "short" if skill == "one_word" else "long"})
                 if len(out) == n:
                     break
@@ -62,7 +62,7 @@ class Shout(Domain):
         texts = [w for ws in WORDS.values() for w in ws] + [w.upper() for ws in WORDS.values() for w in ws] + ["shout"]
         return Prepared(evals, seed, train_bpe_tokenizer(texts, 300))
 
-    def check_files(self) -> None:
+    def check_files(self, traffic_cfg) -> None:
         return None
 
     def label_format(self) -> str:
@@ -80,7 +80,7 @@ class Shout(Domain):
             row = generated_row(generation, plan_row.parent_id, [skill], "embedded", request, candidate)
             rows.append(row)
             truth.append({"id": row["id"], "true_label": label, "error_kind": "lower_case" if wrong else ""})
-        return pd.DataFrame(rows, columns=store.GENERATED.names), pd.DataFrame(truth, columns=store.TRUTH.names)
+        return pd.DataFrame(rows, columns=tables.GENERATED.names), pd.DataFrame(truth, columns=tables.TRUTH.names)
 
     def target(self, label: str) -> str:
         return label

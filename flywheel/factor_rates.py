@@ -22,7 +22,7 @@ def wilson(failed: int, rows: int, z: float = 1.96) -> tuple[float, float]:
     return (centre - half) / (1 + z * z / n), (centre + half) / (1 + z * z / n)
 
 
-def factor_profile(df: pd.DataFrame, *, min_rows: int = 20) -> dict:
+def factor_failure_rates(df: pd.DataFrame, *, min_rows: int = 20) -> dict:
     """Per factor of the rows' `factors` lists: rows, failures (`correct` false), the
     failure rate and its 95% Wilson interval. A factor `stands_out` when it was seen in
     at least `min_rows` rows and its interval lies wholly above the failure rate of all

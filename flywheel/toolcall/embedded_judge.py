@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from flywheel.toolcall import calls as C
+from flywheel.toolcall import calls
 from flywheel.toolcall.catalog import BOOL, DATE, ENUM, SHIPPED, Catalog
 from flywheel.verdicts import (BOTH_WRONG, JUDGE_ERROR, LABEL_OK, LABEL_WRONG, MODEL_WRONG, NO_CONSENSUS,
                                TEACHER_ERROR, VERDICTS)
@@ -41,7 +41,7 @@ def verdict(request: str, label: list, student: list | None, *, use_repair: bool
     problems = check(request, label, catalog)
     student_ok = student is not None and not check(request, student, catalog)
     if not problems:
-        if student is None or C.ast_match(student, label):
+        if student is None or calls.ast_match(student, label):
             return Verdict(LABEL_OK, "passes schema, types, grounding" + ("" if student is None else f", {AGREES}"),
                            label)
         return Verdict(MODEL_WRONG, "label passes every check; student answers otherwise", label)
@@ -101,7 +101,7 @@ def diagnose(answer: list | None, label: list, catalog: Catalog = SHIPPED) -> li
     def named(skill: str, fallback: str) -> str:
         return skill if skill in skills else fallback
 
-    if answer is not None and C.ast_match(answer, label):
+    if answer is not None and calls.ast_match(answer, label):
         return []
     if answer is None:
         return ["format"]
@@ -121,7 +121,7 @@ def diagnose(answer: list | None, label: list, catalog: Catalog = SHIPPED) -> li
             continue
         for arg in fn.args:
             want, have = call["arguments"].get(arg.name), got.get("arguments", {}).get(arg.name)
-            if C.ast_match([{"name": "x", "arguments": {"a": want}}], [{"name": "x", "arguments": {"a": have}}]):
+            if calls.ast_match([{"name": "x", "arguments": {"a": want}}], [{"name": "x", "arguments": {"a": have}}]):
                 continue
             if want is None or have is None and not arg.required:
                 missing.add("optional_args")

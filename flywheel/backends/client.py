@@ -32,8 +32,8 @@ from typing import Any, Callable
 import httpx
 
 from flywheel.config import BackendConfig, Budget
-from flywheel.llm import LLMError
-from flywheel.llm import cache as C
+from flywheel.backends import LLMError
+from flywheel.backends import cache as C
 
 RETRY_STATUS = {429, 500, 502, 503, 504}
 MAX_WAIT_S = 120.0  # longest Retry-After honoured

@@ -16,8 +16,8 @@ from typing import Mapping
 
 from flywheel import layout, store
 from flywheel.config import BackendConfig, Budget
-from flywheel.llm.cache import Cache
-from flywheel.llm.client import Client, Spend, Stats, open_client
+from flywheel.backends.cache import Cache
+from flywheel.backends.client import Client, Spend, Stats, open_client
 
 
 class Session:

@@ -30,11 +30,11 @@ if TYPE_CHECKING:
     from flywheel.config import StudentConfig, TrainConfig
     from flywheel.domain import Domain
 
+from flywheel.student import StudentError, StudentKind
+from flywheel.student.batches import answer_positions, mean_per_row, pad_batch
+
 MANIFEST = "flywheel_student.json"
 BASE_DIR = Path("models")  # where a local base model lives, so dvc.yaml can list it as a dependency
-
-
-from flywheel.student import StudentError, answer_positions, pad_batch, per_row  # noqa: E402  (shared by every kind)
 
 
 def is_hf(folder: Path) -> bool:
@@ -148,7 +148,7 @@ def _lora_config(lora, base: str, model):
         raise StudentError(f"student.lora: {str(e).splitlines()[0]}") from None
 
 
-class HFStudent:
+class HFStudent(StudentKind):
     """A Hugging Face causal LM with its tokenizer and chat format (kind `hf`)."""
     kind = "hf"
     random_at_start = False  # generation 0 starts from the base model's weights
@@ -323,7 +323,7 @@ class HFStudent:
                 logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
                 target, keep = answer_positions(labels.to(device))
                 ce = torch.nn.functional.cross_entropy(logits[:, :-1][keep], target[keep], reduction="none")
-                out.append(per_row(ce.cpu(), keep.cpu())[0])
+                out.append(mean_per_row(ce.cpu(), keep.cpu()))
         return np.concatenate(out) if out else np.zeros(0)
 
     # --- training -----------------------------------------------------------------------
@@ -397,7 +397,7 @@ class _Rows:
 
 def collate(batch: list[tuple[list[int], list[int]]], pad: int) -> dict:
     """Trainer's batch of (prompt ids, answer ids) rows: the one padding every kind of
-    student uses (flywheel/student.py pad_batch), under the names the model's forward takes."""
+    student uses (batches.py pad_batch), under the names the model's forward takes."""
     ids, labels, mask = pad_batch(batch, pad)
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 

@@ -20,7 +20,7 @@ from typing import Any, Callable, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from flywheel.llm.client import Answer, Client, Prompt
+from flywheel.backends.client import Answer, Client, Prompt
 from flywheel.verdicts import JUDGE_ERROR, NO_CONSENSUS
 
 PARSER_VERSION = "judge-answer-v1"
