@@ -24,7 +24,7 @@ from pathlib import Path
 import psutil
 
 from bench import ROOT, cpu_model
-from bench import report as R
+from bench import report
 
 MEASUREMENTS = ("e2e", "overhead", "client", "scale", "dvc", "efficiency", "train", "train_hf")
 
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         results.setdefault("partial_reruns", []).append({"date": dt.date.today().isoformat(), "only": only})
     out.mkdir(parents=True, exist_ok=True)
     results_file.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
-    R.write_markdown(results, Path(args.docs))
+    report.write_markdown(results, Path(args.docs))
     log(f"wrote {results_file} and {args.docs}")
     return 0
 

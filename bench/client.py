@@ -1,6 +1,6 @@
 """Benchmark 3: the teacher/judge client against its limit.
 
-A local OpenAI-compatible server (tests/llm_server.py, the project's one test double)
+A local OpenAI-compatible server (bench/llm_server.py, the project's one test double)
 answers every request after a fixed `latency`, in its own process so that it does not
 share the client's interpreter lock. With `concurrency` C requests in flight, no client
 can do better than C / latency requests per second; the benchmark reports what
@@ -32,10 +32,7 @@ def _echo(messages: list, body: dict) -> str:
 
 
 def _serve(latency: float, conn) -> None:
-    import sys
-
-    sys.path.insert(0, str(ROOT))
-    from tests.llm_server import FakeLLM
+    from bench.llm_server import FakeLLM
 
     with FakeLLM(_echo, latency=latency) as server:
         conn.send(server.url)

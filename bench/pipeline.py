@@ -29,7 +29,7 @@ import psutil
 import yaml
 
 from bench import ROOT
-from bench import workspace as W
+from bench import workspace
 
 DONE = re.compile(r"Task run '([^']+)' - \[\w+\] done in ([\d.]+)s")
 EVENT = re.compile(r"^(\d\d:\d\d:\d\d\.\d+) \| \w+\s*\| (?:Flow run '[^']+' - Beginning flow run|"
@@ -42,7 +42,7 @@ def watched(cmd: list[str], cwd: Path, log_file: Path, env: dict | None = None) 
     peak = {"tree": 0, "single": 0}
     with open(log_file, "w") as out:
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env or W.env(), stdout=out, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env or workspace.env(), stdout=out, stderr=subprocess.STDOUT, text=True)
         root = psutil.Process(proc.pid)
         done = threading.Event()
 
@@ -77,7 +77,7 @@ def _outputs(project: Path, generations: list[str]) -> dict:
 
 
 def e2e(work: Path, overrides: dict, log=print) -> dict:
-    project = W.make_project(work / "e2e", overrides)
+    project = workspace.make_project(work / "e2e", overrides)
     flywheel = str(Path(sys.executable).parent / "flywheel")
     log("e2e: flywheel run ...")
     res = watched([flywheel, "run"], project, work / "e2e.log")
@@ -123,7 +123,7 @@ def _stage_names() -> tuple[str, ...]:
 
 
 def direct(work: Path, overrides: dict, log=print) -> dict:
-    project = W.make_project(work / "direct", overrides, git=False)
+    project = workspace.make_project(work / "direct", overrides, git=False)
     log("direct: the stage functions in one process ...")
     res = watched([sys.executable, "-m", "bench.pipeline", "direct", str(project)], ROOT, work / "direct.log")
     lines = (work / "direct.log").read_text().strip().splitlines()
@@ -170,7 +170,7 @@ def overhead(e2e_res: dict, direct_res: dict) -> dict:
 
 def _dvc(project: Path, *args: str) -> tuple[float, str]:
     start = time.perf_counter()
-    proc = W.run([sys.executable, "-m", "dvc", *args], project)
+    proc = workspace.run([sys.executable, "-m", "dvc", *args], project)
     return time.perf_counter() - start, proc.stdout + proc.stderr
 
 
@@ -178,7 +178,7 @@ def dvc(work: Path, overrides: dict, generations: int = 10, repeats: int = 3, lo
         built: Path | None = None) -> dict:
     """`built`: an already reproduced workspace with that many generations, used as it is."""
     if built is None:
-        project = W.make_project(work / "dvc", W.merge(overrides, {"generations": W.generations(generations)}))
+        project = workspace.make_project(work / "dvc", workspace.merge(overrides, {"generations": workspace.generations(generations)}))
         log(f"dvc: building {generations} generations ...")
         build_s, _ = _dvc(project, "repro")
     else:

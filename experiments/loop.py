@@ -68,7 +68,7 @@ import yaml
 
 from bench import ROOT, commit, cpu_model
 from flywheel.config import load as load_config
-from bench import workspace as W
+from bench import workspace
 from flywheel import store
 
 # The closed loop of issue 25: variants of the failures that keep what made them fail, variants
@@ -123,7 +123,7 @@ SEED0 = 20261121
 
 
 def arm_params(arm: str, seed: int, generations: int, size: dict) -> dict:
-    params = W.merge(W.merge(W.merge(size, FULL), ARMS[arm]), {"seed": seed, "generations": W.generations(generations)})
+    params = workspace.merge(workspace.merge(workspace.merge(size, FULL), ARMS[arm]), {"seed": seed, "generations": workspace.generations(generations)})
     params["publish"] = {"git_commit": False, "git_tag": False, "dvc_push": False}
     return params
 
@@ -188,7 +188,7 @@ def job(seed: int, arms: list[str], generations: int, size: dict, work: Path) ->
     from flywheel import stage
 
     stage.offline()
-    gens = list(W.generations(generations))
+    gens = list(workspace.generations(generations))
     prefixes: dict[str, Path] = {}
     results = {}
     home = Path.cwd()
@@ -200,10 +200,10 @@ def job(seed: int, arms: list[str], generations: int, size: dict, work: Path) ->
         try:
             if key in prefixes:
                 shutil.copytree(prefixes[key], dest)
-                W.write_params(dest, params)
+                workspace.write_params(dest, params)
                 os.chdir(dest)
             else:
-                W.make_project(dest, params, git=False)
+                workspace.make_project(dest, params, git=False)
                 os.chdir(dest)
                 for name in PREFIX:
                     run_stage(name, "" if name == "prepare" else gens[0])
@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         start = time.monotonic()
         running: list[tuple[subprocess.Popen, int, list[str], float, Path]] = []
         logs = Path(tempfile.mkdtemp(prefix="flywheel-loop-logs-"))
-        env = W.env() | {"OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(ROOT)}
+        env = workspace.env() | {"OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(ROOT)}
         while todo or running:
             while todo and len(running) < max(1, args.parallel):
                 s, group = todo.pop(0)

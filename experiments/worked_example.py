@@ -1,7 +1,7 @@
 """docs/your-tools.md's worked example, measured: the shipped catalog read as a catalog of
 your own, the shipped 300-request log (logs/traffic_sample.jsonl), the hand-written
 requests as the labelled `user` file, and the test server as teacher and judge (it knows
-the log's calls from domains/toolcall/traffic_truth.jsonl, as tests/llm_server.py
+the log's calls from bench/traffic_truth.jsonl, as bench/llm_server.py
 `--truth` does). Three generations of 3,000 plan rows and 600 steps through the Prefect
 flow (`flywheel run`) in a workspace copy of the checkout.
 
@@ -25,13 +25,13 @@ GENERATIONS = ("gen-000", "gen-001", "gen-002")
 
 def main() -> None:
     sys.path.insert(0, str(ROOT / "tests"))
-    from llm_server import FakeLLM, toolcall_brain
+    from bench.llm_server import FakeLLM, toolcall_brain
 
     from bench.workspace import make_project, run
     from flywheel import layout, store, tables
 
     truth = {}
-    for line in (ROOT / "domains" / "toolcall" / "traffic_truth.jsonl").read_text(encoding="utf-8").splitlines():
+    for line in (ROOT / "bench" / "traffic_truth.jsonl").read_text(encoding="utf-8").splitlines():
         rec = json.loads(line)
         truth[" ".join(rec["request"].split())] = json.dumps(rec["calls"])
     began = time.monotonic()

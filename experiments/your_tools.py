@@ -26,7 +26,7 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     sys.path.insert(0, str(ROOT / "tests"))
     from catalogs import judge_on_traffic, library_brain, library_folder
-    from llm_server import FakeLLM
+    from bench.llm_server import FakeLLM
 
     from bench.workspace import generations, make_project, run
     from flywheel import layout, store, tables

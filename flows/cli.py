@@ -145,6 +145,10 @@ def cmd_status(args) -> int:
         print(f"champion: {where}")
     else:
         print("champion: none (no MLflow database yet)")
+    if made:
+        from flows.report import markdown, summary
+
+        print("\n" + markdown(summary(root)))
     return 0
 
 

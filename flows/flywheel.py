@@ -129,6 +129,14 @@ def _lineage_failed(generation: str, exc: BaseException) -> str:
     return f"{generation}: lineage not recorded ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
 
 
+def _log_table(run_id: str, rows: list[dict]) -> None:
+    """The run's full table of generations (every column) on its MLflow parent run."""
+    try:
+        mlflow.MlflowClient().log_text(run_id, report.markdown(rows) + "\n", "generations.md")
+    except Exception as exc:  # noqa: BLE001 - the data is done; a missing table is only a warning
+        get_run_logger().warning(f"the table of generations was not logged to MLflow: {exc}")
+
+
 def _parent_run(stack: contextlib.ExitStack, cfg: Config, root: Path, run_name: str) -> str | None:
     """The MLflow run of this flow run, or None when MLflow cannot be reached (the data
     goes on without it)."""
@@ -190,6 +198,8 @@ def flywheel(project: str = ".", generations: int = 0, shared: bool = False) -> 
             if any(ran) or result.get("logged") or generation in missing:
                 result["published"] = publish(root, cfg, generation, shared)
             done.append(result)
+        if parent_id is not None:
+            _log_table(parent_id, [r["table"] for r in done])
         if missing:
             raise LineageMissing(f"the data of {', '.join(missing)} is complete and published, but its lineage "
                                  "is not in MLflow; run `flywheel lineage --backfill` once MLflow is reachable")

@@ -15,7 +15,7 @@ from rich.table import Table
 from flows import results
 from flywheel.config import PARAMS, load
 
-JUDGE_COLUMNS = {"judge_precision": "judge P", "judge_recall": "judge R", "kept_label_accuracy": "kept labels ok"}
+JUDGE_COLUMNS = {"judge_precision": "judge P", "judge_recall": "judge R", "kept_label_accuracy": "kept ok"}
 
 
 def row(r: results.Results, record: dict | None = None) -> dict:
@@ -53,14 +53,45 @@ def columns(rows: list[dict]) -> dict[str, str]:
     return heads
 
 
-def print_table(rows: list[dict]) -> None:
+def _cell(value) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value if value is not None else "")
+
+
+def markdown(rows: list[dict]) -> str:
+    """The full table, every column, as Markdown (`flywheel status`, the MLflow run)."""
     heads = columns(rows)
-    table = Table(title="Flywheel generations")
-    for key, head in heads.items():
-        table.add_column(head, justify="left" if key in ("generation", "rows", "factors", "champion") else "right", no_wrap=True)
+    lines = ["| " + " | ".join(heads.values()) + " |", "|" + "---|" * len(heads)]
+    lines += ["| " + " | ".join(_cell(r.get(k, "")) for k in heads) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+NUMBERS = 9  # the compact table's most number columns (each about 9 characters wide)
+DETAILS = {"rows": "train rows", "factors": "dev failures that stand out"}
+
+
+def print_table(rows: list[dict], width: int | None = None) -> None:
+    """What `flywheel run` ends with, readable in a terminal of 100 columns: the numbers
+    per generation in one table, then each generation's training rows and standout
+    failure factors as lines of their own (the full table: `markdown`)."""
+    import textwrap
+
+    heads = {k: v for k, v in columns(rows).items() if k not in DETAILS}
+    numbers = [k for k in heads if k not in ("generation", "champion")][:NUMBERS]
+    shown = ["generation", *numbers] + (["champion"] if "champion" in heads else [])
+    console = Console(width=min(width or Console().width, 100), highlight=False)
+    table = Table(title="Flywheel generations", title_justify="left", pad_edge=False, box=None)
+    for key in shown:
+        table.add_column(heads[key], justify="left" if key in ("generation", "champion") else "right",
+                         overflow="fold", max_width=None if key == "champion" else 10,
+                         min_width={"generation": 7, "champion": 12}.get(key))
     for r in rows:
-        table.add_row(*[f"{r[k]:.3f}" if isinstance(r.get(k), float) else str(r.get(k, "")) for k in heads])
-    Console(width=max(Console().width, 160)).print(table)
+        table.add_row(*[_cell(r.get(k, "")) for k in shown])
+    console.print(table)
+    for r in rows:
+        for key, label in DETAILS.items():
+            if r.get(key):
+                console.print(textwrap.fill(f"{r['generation']} {label}: {r[key]}", width=console.width,
+                                            subsequent_indent="    "))
 
 
 def summary(root: Path = Path(".")) -> list[dict]:
@@ -70,4 +101,4 @@ def summary(root: Path = Path(".")) -> list[dict]:
 
 
 if __name__ == "__main__":
-    print_table(summary())
+    print(markdown(summary()))

@@ -18,7 +18,8 @@ import pandas as pd
 
 from flywheel import decontam, layout, tables
 from flywheel.domain import Domain, Prepared, Teacher, register
-from flywheel.gate import Gate, generated_row
+from flywheel.gate import Gate
+from flywheel.tables import generated_row
 from flywheel.backends.client import Prompt
 from flywheel.backends.committee import extract_json
 from flywheel.examples import UNTAGGED, canon, read_examples
@@ -90,7 +91,7 @@ def write_examples(client, template, plan: pd.DataFrame, pool: pd.DataFrame, gen
             continue
         rows.append(generated_row(generation, plan_row.parent_id, plan_row.skills, client.name, request, label,
                                   ans.text, kind=plan_row.kind))
-    return pd.DataFrame(rows, columns=tables.GENERATED.names)
+    return tables.frame(rows, tables.GENERATED)
 
 
 @register
@@ -137,7 +138,7 @@ class Llm(Domain):
     def generate(self, plan, pool, *, generation, gate, rng, teacher: Teacher, cfg, rubric, bar=None):
         rows = write_examples(teacher.client, teacher.template, plan, pool, generation, metric=self.cfg.metric,
                               skills=self.opts.skills, rubric=rubric, rng=rng, gate=gate, bar=bar)
-        return rows, pd.DataFrame(columns=tables.TRUTH.names)  # no truth: a model wrote the labels
+        return rows, tables.frame([], tables.TRUTH)  # no truth: a model wrote the labels
 
     def target(self, label: str) -> str:
         return label

@@ -49,7 +49,7 @@ def main(cfg: ConfigView, _: str) -> None:
     store.write_table(made.evals, layout.EVAL, tables.EVALSET)
     store.write_table(made.seed, layout.path(layout.SEED, layout.TRAIN), tables.TRAINSET)
     store.write_table(plan, layout.path(layout.SEED, layout.PLAN), tables.PLAN)
-    store.write_table(pd.DataFrame(columns=tables.PROBE.names), layout.path(layout.SEED, layout.PROBE), tables.PROBE)
+    store.write_table(tables.frame([], tables.PROBE), layout.path(layout.SEED, layout.PROBE), tables.PROBE)
     with store.atomic_dir(layout.path(layout.SEED, layout.MODEL)) as tmp:
         who = kind.make(tmp, dom=dom, tokenizer=made.tokenizer, prepare=pc, student=cfg.student,
                         seed=stage.stage_seed(cfg.seed, layout.SEED, "model"))

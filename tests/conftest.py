@@ -93,7 +93,7 @@ def free_port() -> int:
 
 
 def judged_params(url: str) -> dict:
-    """One generation whose judge is a committee of one on the test server (tests/llm_server.py),
+    """One generation whose judge is a committee of one on the test server (bench/llm_server.py),
     with training long enough to be killed in (tests/reliability/)."""
     judge = {"backend": "openai", "base_url": url, "model": "judge", "concurrency": 2, "max_retries": 1,
              "backoff_s": 0.05}
@@ -116,7 +116,7 @@ def unkilled_run(harness, tmp_path_factory):
     from prefect.settings import PREFECT_API_URL
 
     from flows.lineage import lock_md5s
-    from llm_server import FakeLLM
+    from bench.llm_server import FakeLLM
 
     with FakeLLM(label_ok, latency=0.02) as server:
         params = judged_params(server.url)

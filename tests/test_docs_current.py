@@ -25,7 +25,7 @@ def _docs():
 
 def test_every_generated_table_is_what_its_sources_give():
     docs = _docs()
-    assert docs.stale(ROOT) == [], "run `python tools/docs.py` and commit"
+    assert docs.stale(ROOT) == [], "run `python -m tools.docs` and commit"
 
 
 def test_a_number_changed_by_hand_is_caught(tmp_path):

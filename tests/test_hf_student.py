@@ -319,7 +319,7 @@ def test_an_adapter_is_saved_byte_for_byte_whatever_the_hash_seed(tmp_path):
 def test_the_llm_domain_trains_an_own_student_with_lora(base_model, tmp_path_factory):
     """domains/arithmetic: the user's input through the chat template, the label as the
     assistant turn, two generations with LoRA, the adapter moving, answers as text."""
-    from llm_server import FakeLLM, arithmetic_brain
+    from bench.llm_server import FakeLLM, arithmetic_brain
     from test_llm_flow import llm_params
 
     with FakeLLM(arithmetic_brain(wrong_every=5)) as server:

@@ -1,4 +1,4 @@
-"""The client layer against a real HTTP server on localhost (tests/llm_server.py):
+"""The client layer against a real HTTP server on localhost (bench/llm_server.py):
 concurrency, faults and retries, the cache, offline mode, budgets, a killed run resumed."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from flywheel.backends import LLMError
 from flywheel.backends.cache import Cache
 from flywheel.backends.client import Prompt, RateLimiter, Spend, open_client
 from flywheel.backends.committee import parse_verdict
-from llm_server import FakeLLM
+from bench.llm_server import FakeLLM
 
 ECHO = lambda messages, body: json.dumps({"echo": messages[-1]["content"]})  # noqa: E731
 

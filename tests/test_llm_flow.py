@@ -15,7 +15,7 @@ import yaml
 from conftest import SMALL, make_project, merge, run
 from flows.lineage import lock_md5s
 from flywheel import layout, store, tables
-from llm_server import FakeLLM, arithmetic, arithmetic_brain
+from bench.llm_server import FakeLLM, arithmetic, arithmetic_brain
 
 CANARY = "sk-canary-llm-domain-4d2c"
 KEY_ENV = "FLYWHEEL_TEST_LLM_KEY"

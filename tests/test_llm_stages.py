@@ -1,5 +1,5 @@
 """The judge stage with an LLM committee, for real: `dvc repro` in a project whose
-params point at an OpenAI-compatible server on localhost (tests/llm_server.py) or at a
+params point at an OpenAI-compatible server on localhost (bench/llm_server.py) or at a
 local transformers model; the cache and calls file, offline mode, faults, the key."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import yaml
 
 from conftest import SMALL, make_project, merge, run
 from flywheel import layout, store, tables
-from llm_server import FakeLLM, toolcall_brain
+from bench.llm_server import FakeLLM, toolcall_brain
 
 CANARY = "sk-canary-7f3a9e1b5c"
 KEY_ENV = "FLYWHEEL_TEST_JUDGE_KEY"

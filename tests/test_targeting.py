@@ -25,7 +25,7 @@ from flywheel.toolcall import phrasings
 from flywheel.toolcall import teacher
 from flywheel.toolcall.catalog import SKILLS
 from flywheel.toolcall.factors import factors
-from llm_server import FakeLLM
+from bench.llm_server import FakeLLM
 from tasks.expand import blamed_factors, plan
 
 TOOLCALL = get(DomainConfig())
@@ -212,7 +212,7 @@ def test_self_consistency_spends_the_teachers_second_label_where_asked():
 
 
 def test_the_committee_hears_targeted_rows_first_within_its_rows(tmp_path):
-    from llm_server import toolcall_brain
+    from bench.llm_server import toolcall_brain
     from tasks.judge import ask
 
     pool, probe = probe_of(300)

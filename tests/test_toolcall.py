@@ -58,20 +58,20 @@ def test_labels_survive_the_students_text_round_trip():
 
 def test_surface_notations_round_trip():
     """Every notation the generator writes is read back by the verifier's parser."""
-    from flywheel.toolcall import surface as S
+    from flywheel.toolcall import surface
 
     rng = random.Random(4)
     for value in ("today", "tomorrow", "+2d", "+7d", "next_friday", "12-05", "02-28"):
         for _ in range(40):
-            assert value in S.dates_in(S.normalise(S.render_date(rng, value)))
+            assert value in surface.dates_in(surface.normalise(surface.render_date(rng, value)))
     for value in ("15:00", "09:30", "12:00", "07:15"):
         for _ in range(40):
-            assert value in S.times_in(S.normalise(S.render_time(rng, value)))
+            assert value in surface.times_in(surface.normalise(surface.render_time(rng, value)))
     for value in (3, 12, 25, 100, 1200, 98765, 2_000_000, 12.5, 0.75):
         for _ in range(40):
-            assert float(value) in S.numbers_in(S.normalise(S.render_number(rng, value)))
-    assert S.numbers_in(S.normalise("1,200 yen, twenty five bucks, a hundred, 200g")) == [1200.0, 200.0, 25.0, 100.0]
-    assert S.dates_in(S.normalise("December 5th, the 14th of July, 12/5 or Friday")) == [
+            assert float(value) in surface.numbers_in(surface.normalise(surface.render_number(rng, value)))
+    assert surface.numbers_in(surface.normalise("1,200 yen, twenty five bucks, a hundred, 200g")) == [1200.0, 200.0, 25.0, 100.0]
+    assert surface.dates_in(surface.normalise("December 5th, the 14th of July, 12/5 or Friday")) == [
         "12-05", "07-14", "12-05", "next_friday"]
 
 

@@ -21,7 +21,7 @@ from catalogs import CANARIES, judge_on_traffic, library_brain, library_folder, 
 from conftest import SMALL, make_project, merge, run
 from flywheel import decontam, layout, store, tables
 from flywheel.decontam import NearDuplicates
-from llm_server import FakeLLM
+from bench.llm_server import FakeLLM
 
 GENERATIONS = ("gen-000", "gen-001")
 TRAFFIC_ROWS = 120

@@ -1,7 +1,7 @@
 """Tables in the docs that are generated from committed files, so they cannot go stale.
 
-`python tools/docs.py` rewrites each block between `<!-- generated: NAME ... -->` and
-`<!-- end generated: NAME -->` (flywheel/store.py `replace_block`); `python tools/docs.py
+`python -m tools.docs` rewrites each block between `<!-- generated: NAME ... -->` and
+`<!-- end generated: NAME -->` (flywheel/store.py `replace_block`); `python -m tools.docs
 --check` only names the files that differ (exit status 1), and
 `tests/test_docs_current.py` fails when one does. The blocks:
 
@@ -31,10 +31,9 @@ from typing import Callable
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from flywheel.store import atomic_file, replace_block
 
-from flywheel.store import atomic_file, replace_block  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 REFERENCE = Path("data/reference.json")
 
@@ -231,10 +230,10 @@ def main(argv: list[str]) -> int:
     if argv == ["--check"]:
         bad = stale()
         for name in bad:
-            print(f"{name}: a generated block differs from its sources; run `python tools/docs.py`", file=sys.stderr)
+            print(f"{name}: a generated block differs from its sources; run `python -m tools.docs`", file=sys.stderr)
         return 1 if bad else 0
     if argv:
-        print("usage: python tools/docs.py [--check]", file=sys.stderr)
+        print("usage: python -m tools.docs [--check]", file=sys.stderr)
         return 2
     for name in write():
         print(f"rewrote {name}")

@@ -33,7 +33,7 @@ import httpx
 
 from flywheel.config import BackendConfig, Budget
 from flywheel.backends import LLMError
-from flywheel.backends import cache as C
+from flywheel.backends.cache import Cache, key as cache_key
 
 RETRY_STATUS = {429, 500, 502, 503, 504}
 MAX_WAIT_S = 120.0  # longest Retry-After honoured
@@ -283,7 +283,7 @@ class Client:
     """One model of one role in one stage. Build it with `open_client`."""
 
     cfg: BackendConfig
-    cache: C.Cache
+    cache: Cache
     spend: Spend
     offline: bool
     backend: Any
@@ -301,7 +301,7 @@ class Client:
 
     def key(self, prompt: Prompt, sample: int) -> str:
         c = self.cfg
-        return C.key(backend=c.backend, model=self.backend.identity() if self.backend else c.model,
+        return cache_key(backend=c.backend, model=self.backend.identity() if self.backend else c.model,
                      temperature=c.temperature, top_p=c.top_p, max_tokens=c.max_tokens, sample=sample,
                      messages=[list(m) for m in prompt.messages], template=prompt.template_version,
                      parser=prompt.parser_version)
@@ -406,7 +406,7 @@ class Client:
         self.backend.close()
 
 
-def open_client(cfg: BackendConfig, cache: C.Cache, spend: Spend, *, offline: bool, api_key: str | None,
+def open_client(cfg: BackendConfig, cache: Cache, spend: Spend, *, offline: bool, api_key: str | None,
                 where: str) -> Client:
     """A client for `cfg`. `api_key` comes from the environment variable the config names;
     `where` is the config key, for messages."""

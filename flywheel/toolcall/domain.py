@@ -105,7 +105,7 @@ class Toolcall(Domain):
         from flywheel.vocab import train_copy_tokenizer
 
         evals = self._user(traffic_cfg)
-        seed = pd.DataFrame(columns=tables.TRAINSET.names)
+        seed = tables.frame([], tables.TRAINSET)
         if self.opts.seed_file:
             seed = self._labelled(self.opts.seed_file, "seed", "domain.toolcall.seed_file", traffic_cfg)
             seed = seed[EvalRequests(evals["request"]).clean(seed["request"])]

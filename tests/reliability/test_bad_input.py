@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from conftest import SMALL, free_port, make_project, merge, run
-from llm_server import FakeLLM, arithmetic_brain
+from bench.llm_server import FakeLLM, arithmetic_brain
 
 FLYWHEEL = str(Path(sys.executable).parent / "flywheel")
 

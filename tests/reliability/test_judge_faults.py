@@ -18,7 +18,7 @@ import yaml
 from conftest import SMALL, env, make_project, merge, run
 from flywheel import layout, store, tables
 from flywheel.toolcall.embedded_judge import JUDGE_ERROR, VERDICTS
-from llm_server import FakeLLM
+from bench.llm_server import FakeLLM
 
 KINDS = ("500", "429:0", "hang:2", "badbody", "garbage")
 

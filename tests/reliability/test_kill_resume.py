@@ -26,7 +26,7 @@ import yaml
 from conftest import env, judged_params, label_ok, make_project, run
 from flows.recover import loads
 from flows.lineage import lock_md5s
-from llm_server import FakeLLM
+from bench.llm_server import FakeLLM
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -16,7 +16,7 @@ import pandas as pd
 
 from flywheel import layout, tables
 from flywheel.domain import Domain, Prepared, register
-from flywheel.tables import generated_row
+from flywheel.tables import generated_row, truth_row
 from flywheel.backends.committee import flag_quality
 from flywheel.verdicts import LABEL_OK, LABEL_WRONG, TEACHER_ERROR, VERDICTS, WRONG
 from flywheel.vocab import train_bpe_tokenizer
@@ -79,8 +79,8 @@ class Shout(Domain):
             candidate = label.lower() if wrong else label
             row = generated_row(generation, plan_row.parent_id, [skill], "embedded", request, candidate)
             rows.append(row)
-            truth.append({"id": row["id"], "true_label": label, "error_kind": "lower_case" if wrong else ""})
-        return pd.DataFrame(rows, columns=tables.GENERATED.names), pd.DataFrame(truth, columns=tables.TRUTH.names)
+            truth.append(truth_row(row["id"], label, "lower_case" if wrong else ""))
+        return tables.frame(rows, tables.GENERATED), tables.frame(truth, tables.TRUTH)
 
     def target(self, label: str) -> str:
         return label

@@ -234,14 +234,12 @@ def arithmetic_brain(*, wrong_every: int = 5) -> Brain:
 
 
 def main() -> None:
-    """`python tests/llm_server.py --truth FILE [--port N]`: the toolcall oracle on a port,
+    """`python -m bench.llm_server --truth FILE [--port N]`: the toolcall oracle on a port,
     as the teacher and judge of docs/your-tools.md's worked example (FILE: JSONL of
     {"request", "calls"}, what the stand-in knows of the traffic)."""
     import argparse
-    import sys
     from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     ap = argparse.ArgumentParser(description=main.__doc__)
     ap.add_argument("--truth", required=True)
     ap.add_argument("--port", type=int, default=8765)
