@@ -22,7 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import ROOT
 
 SERVER_START_S = 20.0
 
