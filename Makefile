@@ -48,7 +48,7 @@ test: setup
 	$(BIN)/python -m pytest -n $(TEST_WORKERS)
 
 # The loop experiment (docs/loop.md): at the default size (docs/loop_default.json), the main arms, 5 seeds x
-# 3 generations (about 2 h 10 min); at the small size (docs/loop.json), the arms and issue 25's levers,
+# 3 generations (about 2 h 10 min); at the small size (docs/loop.json), the arms and the targeting levers,
 # 10 seeds x 3 generations. Resumable: a stopped run picks up where it stopped.
 EXPERIMENT_ARMS := full,static,random,oracle
 EXPERIMENT_SMALL := full,static,random,oracle,oracle_random,tags,no_borderline,progress,judge_first

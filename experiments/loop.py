@@ -1,4 +1,4 @@
-"""The loop experiment (issues 17 and 25): does the closed loop (verify the labels, probe
+"""The loop experiment: does the closed loop (verify the labels, probe
 the student, expand around what made its answers fail) beat generating the same number of
 rows without looking at the student?
 
@@ -17,7 +17,7 @@ arms (overrides of the checkout's params.yaml):
   oracle_random random with a teacher that never errs (oracle - oracle_random: what
                 targeting gains when no label is wrong)
   tags          full with expand.keep_factors false: children share only their parent's
-                functions and skill tags (the loop before issue 25)
+                functions and skill tags, not the blamed factors
   no_borderline full without the borderline share (error_driven 0.7 + random 0.3)
   progress      full with expand.allocate progress: error_driven's rows split across skill
                 combinations by the accuracy each gained per row spent last generation
@@ -71,7 +71,7 @@ from flywheel.config import load as load_config
 from bench import workspace
 from flywheel import store
 
-# The closed loop of issue 25: variants of the failures that keep what made them fail, variants
+# The closed loop: variants of the failures that keep what made them fail, variants
 # of the right-but-unsure rows, a random share (LoopTool's round-2 mix, less its 10% of repeated
 # failures, which its ablation found weaker than variants).
 FULL = {"judge": {"verify": True}, "compose": {"policy": "accumulate"},
@@ -87,10 +87,10 @@ ARMS = {
     # random expansion with true labels: oracle - oracle_random is what targeting gains without label noise
     "oracle_random": {"generate": {"error_rate": 0.0, "skill_error_rates": {k: 0.0 for k in _RATES}},
                       "expand": {"strategy": {"random": 1.0}}},
-    # the loop before issue 25: children share only their parent's functions and skill tags
+    # children share only their parent's functions and skill tags, not its blamed factors
     "tags": {"expand": {"keep_factors": False}},
     "no_borderline": {"expand": {"strategy": {"error_driven": 0.7, "borderline": 0.0, "random": 0.3}}},
-    # issue 25's budget and judge levers: error_driven split by learning progress per cluster;
+    # the budget and judge levers: error_driven split by learning progress per cluster;
     # the teacher's second label (self-consistency) on every targeted row
     "progress": {"expand": {"allocate": "progress"}},
     "judge_first": {"generate": {"self_consistency": ["skill_synth", "error_driven", "borderline"]}},

@@ -1,4 +1,4 @@
-"""The flywheel on a catalog and a request log that are not the shipped ones (issue 26):
+"""The flywheel on a catalog and a request log that are not the shipped ones:
 the test-built library catalog (tests/catalogs.py), 1,200 logged requests, 200 labelled
 held-out ones, 60 seed rows, with the test server as teacher (it writes requests and
 labels the logged ones, a wrong value in every fourth label) and as judge. Three

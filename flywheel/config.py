@@ -7,6 +7,7 @@ or a wrong type is a `ConfigError` whose one-line message names the key.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -144,8 +145,9 @@ class DomainConfig(_Section):
             if not isinstance(value, dict):
                 raise ValueError(f"{key}: the {key} domain's own section is a mapping")
         if self.name not in BUILT_IN_OPTIONS and self.name not in extra:
-            raise ValueError(f"{self.name}: the {self.name} domain needs its own section in params.yaml (dvc.yaml "
-                             f"declares domain.{self.name}; `{self.name}: {{}}` will do)")
+            raise ValueError(f"name: {self.name!r} is no built-in domain ({', '.join(BUILT_IN_OPTIONS)}); a domain of "
+                             f"your own needs its own section domain.{self.name} (dvc.yaml declares "
+                             f"domain.${{domain.name}}; `{self.name}: {{}}` will do)")
         return self
 
 
@@ -366,6 +368,9 @@ def _one_line(err: ValidationError, path: Path) -> str:
     if not key.isprintable():  # a key with a newline or control character: show it quoted, on one line
         key = repr(key)
     msg = " ".join(first["msg"].removeprefix("Value error, ").split())
+    named = re.match(r"([A-Za-z_][\w.]*): (.*)", msg) if first["type"] == "value_error" else None
+    if named:  # a section's own check names the key it is about: `traffic` + `file: ...` -> `traffic.file: ...`
+        key, msg = (f"{key}.{named.group(1)}" if key else named.group(1)), named.group(2)
     extra = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
     return f"{path}: {key + ': ' if key else ''}{msg}{extra}"
 

@@ -6,7 +6,7 @@ tokens, whose ids the student reads from the tokenizer.
   case-folded, numbers whole, punctuation as tokens, plus copy markers `[C0]`..: a word
   the vocabulary does not have (an unseen city, a name, a typo) is read as the marker of
   its place among the request's unknown words, and an answer writes that marker to copy
-  it (student.Codec). Nothing is lost: every word is a token of its own or a pointer to
+  it (flywheel/student/codec.py). Nothing is lost: every word is a token of its own or a pointer to
   the request's exact characters.
 - `train_tokenizer`: the same without markers (unknown words become [UNK]).
 - `train_bpe_tokenizer` (llm): byte-level BPE, so any text encodes and decodes back.
@@ -45,7 +45,7 @@ def train_tokenizer(texts: Iterable[str], *, min_frequency: int = 1, copy: bool 
 
 
 def train_copy_tokenizer(texts: Iterable[str], min_frequency: int) -> Tokenizer:
-    """Words seen at least `min_frequency` times, in lower case (student.Codec reads any
+    """Words seen at least `min_frequency` times, in lower case (the codec reads any
     case of them), with the copy markers; rare words are left to the markers."""
     return train_tokenizer((t.lower() for t in texts), min_frequency=min_frequency, copy=True)
 

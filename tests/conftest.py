@@ -208,12 +208,51 @@ def pytest_xdist_make_scheduler(config, log):
     return BySharedFixture(config, log)
 
 
-def pytest_terminal_summary(terminalreporter):
+DURATIONS = "FLYWHEEL_DURATIONS"  # a path: where the time went, per unit of work (.ci/run sets it)
+_STARTED: list[float] = []
+
+
+def pytest_sessionstart(session):
+    import time
+
+    _STARTED.append(time.monotonic())
+
+
+def durations(reports, wall: float, workers: int) -> dict:
+    """Seconds per unit of work (a test file, or the files sharing a workspace) summed over
+    setup, call and teardown, most first; with the commit and the CPU that measured them."""
+    from bench import commit, cpu_model
+
+    per: dict[str, float] = {}
+    tests = set()
+    for report in reports:
+        per[worker_unit(report.nodeid)] = per.get(worker_unit(report.nodeid), 0.0) + report.duration
+        tests.add(report.nodeid)
+    units = dict(sorted(((u, round(t, 1)) for u, t in per.items()), key=lambda kv: -kv[1]))
+    return {"commit": commit(), "cpu": cpu_model(), "tests": len(tests), "workers": workers,
+            "wall_s": round(wall, 1), "serial_s": round(sum(per.values()), 1), "units": units}
+
+
+def pytest_terminal_summary(terminalreporter, config):
     """The lines tests record as `reproducibility` (tests/test_reference.py: which CPU made
-    the tiny reference and which one checked it), at the end of the run, workers included."""
+    the tiny reference and which one checked it), at the end of the run, workers included;
+    with FLYWHEEL_DURATIONS set, where the time went (written there as JSON too)."""
+    import time
+
     lines = [value for key in ("passed", "failed") for report in terminalreporter.stats.get(key, [])
              for name, value in getattr(report, "user_properties", []) if name == "reproducibility"]
     if lines:
         terminalreporter.section("reproducibility")
         for line in lines:
             terminalreporter.write_line(line)
+    target = os.environ.get(DURATIONS)
+    if target and _STARTED and not hasattr(config, "workerinput"):
+        reports = [r for key in ("passed", "failed", "skipped", "error", "")
+                   for r in terminalreporter.stats.get(key, []) if hasattr(r, "duration") and hasattr(r, "nodeid")]
+        found = durations(reports, time.monotonic() - _STARTED[0], int(getattr(config.option, "numprocesses", 0) or 0))
+        Path(target).write_text(json.dumps(found, indent=1) + "\n")
+        terminalreporter.section("where the time went (seconds per unit of work, summed over workers)")
+        for unit, seconds in found["units"].items():
+            terminalreporter.write_line(f"{seconds:8.1f}  {unit}")
+        terminalreporter.write_line(f"{found['serial_s']:8.1f}  in all, {found['wall_s']:.1f} s of wall time, "
+                                    f"{found['tests']} tests, {found['workers']} workers")

@@ -1,4 +1,4 @@
-"""A catalog from a file (issue 26, point 1): the shipped catalog is one, a catalog from
+"""A catalog from a file: the shipped catalog is one, a catalog from
 another field loads into the same verifier, scorer, skills and student prompts, and a bad
 file is refused in one line naming the function and field, before anything is written."""
 

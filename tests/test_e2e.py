@@ -98,6 +98,29 @@ def test_changing_a_train_key_reruns_only_train_and_what_follows(small_project, 
 
 
 @pytest.mark.e2e
+def test_a_key_of_the_domain_not_in_use_reruns_nothing_and_a_log_key_only_prepare_and_expand(small_project):
+    """Every stage declares the shared domain keys and the section of the domain in use
+    (`domain.${domain.name}`), so an `llm`-only key changes no toolcall stage; only
+    prepare and expand read the request log's section."""
+    path = small_project / "params.yaml"
+    original = path.read_text()
+    for edit, expected in ((lambda c: c["domain"]["llm"].update(tokenizer_vocab=3000), set()),
+                           (lambda c: c["domain"]["llm"].update(skills=["add"]), set()),
+                           (lambda c: c["traffic"].update(rows=50), {"prepare", "expand@gen-000", "expand@gen-001"}),
+                           (lambda c: c["domain"]["toolcall"].update(vocab_min_count=19),
+                            {"prepare"} | {f"{s}@{g}" for s in layout.STAGES if s != "compose"
+                                           for g in ("gen-000", "gen-001")})):
+        cfg = yaml.safe_load(original)
+        edit(cfg)
+        try:
+            path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+            status = json.loads(run(DVC + ["status", "--json"], small_project).stdout)
+        finally:
+            path.write_text(original)
+        assert set(status) == expected
+
+
+@pytest.mark.e2e
 def test_push_and_pull_through_the_local_remote(small_project):
     run(DVC + ["push", "-q"], small_project)
     model = small_project / layout.path("gen-001", layout.MODEL) / "model.safetensors"

@@ -1,4 +1,4 @@
-"""The failure travels in the plan (issue 25): a child of a failed row keeps the factors of
+"""The failure travels in the plan: a child of a failed row keeps the factors of
 its parent that the failure analysis blames and draws the rest afresh (embedded teacher);
 a model teacher sees the failed request, the student's answer and the verified label; the
 probe's borderline rows get their own share."""

@@ -1,4 +1,4 @@
-"""Traffic files and redaction (issue 26, points 3 and 6), without a run: the reader's
+"""Traffic files and redaction, without a run: the reader's
 checks and one-line errors, the slices, decontamination, and what the redactor replaces
 and what it leaves."""
 
@@ -78,7 +78,7 @@ def test_a_log_outside_logs_is_refused_in_one_line(tmp_path, where):
     path.write_text(yaml.safe_dump(params))
     with pytest.raises(ConfigError) as err:
         load(path)
-    assert str(err.value) == (f"{path}: traffic: file: {where!r} is not a file under logs/ (the folder only "
+    assert str(err.value) == (f"{path}: traffic.file: {where!r} is not a file under logs/ (the folder only "
                               "prepare and expand depend on, so a log that grows reruns only the generations "
                               "whose slice changed)")
     params["traffic"]["file"] = "logs/traffic.jsonl"

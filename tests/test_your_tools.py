@@ -1,4 +1,4 @@
-"""The flywheel on a user's own tools and traffic (issue 26): a catalog from another field
+"""The flywheel on a user's own tools and traffic: a catalog from another field
 built here (tests/catalogs.py), a file of logged requests with people's data in it, a
 hand-labelled held-out file, and the local test server as teacher (writing requests and
 labelling the logged ones) and judge; two generations through the Prefect flow with DVC

@@ -17,7 +17,9 @@
   (bench/report.py);
 - docs/your-tools.md `worked_example`: the worked example, from
   `experiments/worked_example.json`; `your_tools`: the library-catalog run, from
-  `experiments/your_tools.json`.
+  `experiments/your_tools.json`;
+- docs/testing.md `durations`: where the suite's time went, from `tests/durations.json`
+  (written by `.ci/run`).
 
 Everything else in those files is written by hand.
 """
@@ -88,9 +90,11 @@ MODULE_PACKAGES = ("tasks", "flywheel", "flows")
 
 
 def _first_sentence(doc: str) -> str:
+    import re
+
     text = " ".join(doc.split())
-    end = text.find(". ")
-    return (text if end < 0 else text[: end + 1]).replace("|", "\\|")
+    end = re.search(r"[.?!](?= [A-Z`(])", text)
+    return (text if end is None else text[: end.end()]).replace("|", "\\|")
 
 
 def modules(root: Path) -> str:
@@ -110,6 +114,18 @@ def modules(root: Path) -> str:
             doc = ast.get_docstring(ast.parse(text)) or ""
             lines.append(f"| `{path.relative_to(root).as_posix()}` | {count} | {_first_sentence(doc)} |")
     lines.append(f"| all | {total} | |")
+    return "\n".join(lines)
+
+
+def durations(root: Path) -> str:
+    """docs/testing.md's table: where the suite's time went, from tests/durations.json
+    (written by `.ci/run` through tests/conftest.py)."""
+    d = json.loads((root / "tests" / "durations.json").read_text())
+    lines = [f"Measured by `.ci/run` at commit {d['commit']} on {d['cpu']}: {d['tests']} tests on {d['workers']} "
+             f"workers, {d['wall_s'] / 60:.1f} min of wall time for the suite ({d['serial_s'] / 60:.1f} min summed "
+             "over the workers).", "", "| unit of work (a file, or the files that share a workspace) | seconds |",
+             "|---|---:|"]
+    lines += [f"| `{unit}` | {seconds:,.0f} |" for unit, seconds in d["units"].items()]
     return "\n".join(lines)
 
 
@@ -192,6 +208,7 @@ BLOCKS: dict[str, dict[str, Callable[[Path], str]]] = {
     "docs/loop_default.md": {"loop": _loop("loop_default")},
     "docs/benchmarks.md": {"bench": _bench},
     "docs/your-tools.md": {"worked_example": worked_example, "your_tools": your_tools},
+    "docs/testing.md": {"durations": durations},
 }
 
 

@@ -2,8 +2,8 @@
 nothing, that reads a request and writes its answer.
 
 Text layout: `<request tokens> [SEP] <answer tokens> [EOS]`; the loss covers only the
-answer tokens. The tokenizer (word-level for `toolcall`, digits split one by one so unseen
-numbers and dates can still be copied; byte-level BPE for `llm`) is trained once, in
+answer tokens. The tokenizer (word-level for `toolcall`, numbers whole and rare words
+copied from the request through markers; byte-level BPE for `llm`) is trained once, in
 `prepare`, and travels inside every checkpoint (codec.py reads with it). A folder holds
 config, weights and tokenizer in transformers' layout (the network is GPT-2 in plain
 torch, gpt2.py, which transformers loads as a GPT2LMHeadModel).
