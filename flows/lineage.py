@@ -22,7 +22,7 @@ from mlflow.exceptions import MlflowException
 from flows.health import loop_health
 from flows.results import Results, lock_md5s, lock_stages
 from flows.student_model import requirements
-from flywheel import domain, failures, layout, store, tables
+from flywheel import domain, factor_rates, layout, store, tables
 from flywheel import student
 from flywheel.config import Config
 
@@ -180,7 +180,7 @@ def metric_values(r: Results, health: dict) -> dict[str, float]:
     values.update({f"probe.factor.{k}.failure_rate": v["failure_rate"] for k, v in dev_factors.items()})
     values["probe.factors_standing_out"] = sum(v["stands_out"] for v in dev_factors.values())
     if "user" in r.factor_failures:  # do the dev split's factor failures predict the user split's?
-        agree = failures.agreement(dev_factors, r.factor_failures["user"])
+        agree = factor_rates.agreement(dev_factors, r.factor_failures["user"])
         values["factors.dev_user.n"] = agree["n"]
         if agree["pearson"] is not None:
             values["factors.dev_user.pearson"] = agree["pearson"]

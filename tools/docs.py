@@ -60,6 +60,14 @@ def results(root: Path) -> str:
                                               for s in splits)]
         cells += [f"{j[k]:.3f}" if k in j else "–" for k in ("precision", "recall", "kept_label_accuracy")]
         lines.append("| " + " | ".join(cells) + " |")
+    for check in ref.get("checked_on", []):
+        lines += ["", f"Checked on {check['cpu']} at commit {check['commit']}: {check['equal']} of {check['outputs']} "
+                  f"outputs had the same md5; the others differ by {check['differ']}."]
+    clone = json.loads((root / "experiments" / "fresh_clone.json").read_text())[-1]
+    lines += ["", f"A fresh clone's `make setup` and `make run` (`python -m experiments.fresh_clone`, commit "
+              f"{clone['commit']}, {clone['cpu']}, pip cache {clone['cache']}): {clone['seconds']['total']:.0f} s in "
+              f"all, {len(clone['differ_from_committed'])} of {clone['outputs']} outputs differing from the committed "
+              "`dvc.lock`."]
     return "\n".join(lines)
 
 
