@@ -231,7 +231,7 @@ def log_generation(cfg: Config, root: Path, r: Results, parent_run_id: str | Non
 
     paths = dataset_paths(generation)
     digests = {context: md5[path] for context, path in paths.items()}
-    tables = {"training": r.train}
+    frames = {"training": r.train}
     with mlflow.start_run(run_name=generation, parent_run_id=parent_run_id, nested=parent_run_id is not None,
                           tags={"generation": generation, "prev": r.prev}) as run:
         mlflow.log_params(run_params(cfg))
@@ -239,7 +239,7 @@ def log_generation(cfg: Config, root: Path, r: Results, parent_run_id: str | Non
         if revision:
             mlflow.set_tag("git_revision", revision)
         for context, _, _, schema in DATASETS + [("evaluation", "prepare", None, tables.EVALSET)]:
-            df = tables.get(context)
+            df = frames.get(context)
             if df is None:
                 df = store.read_table(root / paths[context], schema)
             mlflow.log_input(mlflow.data.from_pandas(df, source=paths[context], name=paths[context],
