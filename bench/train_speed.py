@@ -35,7 +35,7 @@ def _pairs(n: int, seed: int):
     rng = random.Random(seed)
     from flywheel.config import load
 
-    vocab = load(ROOT / "params.yaml").domain.tokenizer_vocab
+    vocab = load(ROOT / "params.yaml").domain.llm.tokenizer_vocab
     codec = Codec(train_bpe_tokenizer(lexicon(rng), vocab))
     reqs = [phrasings.make_request(rng, phrasings.spec_for_skill(rng, SKILLS[i % len(SKILLS)])) for i in range(n)]
     return codec, [(codec.prompt(r.text), codec.target(calls.render(r.calls))) for r in reqs]

@@ -100,7 +100,7 @@ MODULE_PACKAGES = ("tasks", "flywheel", "flows")
 def _first_sentence(doc: str) -> str:
     import re
 
-    text = " ".join(doc.split())
+    text = " ".join(doc.split("\n\n")[0].split())
     end = re.search(r"[.?!](?= [A-Z`(])", text)
     return (text if end is None else text[: end.end()]).replace("|", "\\|")
 
