@@ -161,7 +161,7 @@ def toolcall_brain(truth: dict[str, str], *, wrong_every: int = 0) -> Brain:
             from flywheel.toolcall import phrasings
 
             fns = tuple(f.strip() for f in _field(messages, "FUNCTIONS").split(",") if f.strip() not in ("", "none"))
-            from flywheel.toolcall.catalog import PHENOMENA
+            from flywheel.toolcall.phrasings import PHENOMENA
 
             skills = frozenset(s.strip() for s in _field(messages, "SKILLS").split(",")) & set(PHENOMENA)
             seed = int(hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest(), 16)

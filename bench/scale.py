@@ -49,7 +49,7 @@ def build(dest: Path, n: int) -> dict:
     from flywheel.toolcall import phrasings
     from flywheel.decontam import NearDuplicates
     from flywheel.toolcall import sets
-    from flywheel.toolcall.catalog import SKILLS
+    from flywheel.toolcall.phrasings import SKILLS
 
     planted = {"rows": n, "repeats": int(n * REPEAT_SHARE), "eval_overlap": PLANTED_EVAL}
     if (dest / "data" / "gen-000" / "verdicts.parquet").exists():

@@ -28,7 +28,7 @@ def _pairs(n: int, seed: int):
     from flywheel.student.codec import Codec
     from flywheel.toolcall import calls
     from flywheel.toolcall import phrasings
-    from flywheel.toolcall.catalog import SKILLS
+    from flywheel.toolcall.phrasings import SKILLS
     from flywheel.toolcall.sets import lexicon
     from flywheel.vocab import train_bpe_tokenizer
 
@@ -153,7 +153,7 @@ def measure_hf(*, steps: int = 40, rounds: int = 2, rows: int = 800, width: int 
     from flywheel.config import DomainConfig, StudentConfig, TrainConfig
     from flywheel.toolcall import calls
     from flywheel.toolcall import phrasings
-    from flywheel.toolcall.catalog import SKILLS
+    from flywheel.toolcall.phrasings import SKILLS
 
     from flywheel.config import load
 

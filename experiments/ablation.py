@@ -96,7 +96,7 @@ class Arm:
     def __init__(self, name: str, seed: int, rows: int, eval_texts: list[str]):
         from flywheel.decontam import NearDuplicates
         from flywheel.toolcall import phrasings
-        from flywheel.toolcall.catalog import SKILLS
+        from flywheel.toolcall.phrasings import SKILLS
 
         self.name, self.seed = name, seed
         self.teacher = old_teacher() if name in ("old", "tokenizer") else phrasings
@@ -114,7 +114,7 @@ class Arm:
     def _lexicon(self, rng: random.Random) -> list[str]:
         """The tokenizer's texts, by sets.lexicon's recipe with this arm's teacher."""
         from flywheel.toolcall import calls
-        from flywheel.toolcall.catalog import FUNCTIONS, PHENOMENA, SKILLS
+        from flywheel.toolcall.phrasings import FUNCTIONS, PHENOMENA, SKILLS
 
         t = self.teacher
         texts = []
@@ -139,7 +139,8 @@ def wordpiece_tokenizer():
     and relative dates (next_friday) as whole tokens so an answer decodes to names the parser reads."""
     from tokenizers import Tokenizer, decoders, processors
 
-    from flywheel.toolcall.catalog import FUNCTIONS, WEEKDAYS
+    from flywheel.toolcall.catalog import WEEKDAYS
+    from flywheel.toolcall.phrasings import FUNCTIONS
     from flywheel.vocab import EOS
 
     tok = Tokenizer.from_file(str(minilm_dir() / "tokenizer.json"))

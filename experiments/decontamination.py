@@ -53,11 +53,11 @@ def measure(threshold: float, n_fresh: int = 5000) -> dict:
     from flywheel.toolcall import calls
     from flywheel.toolcall import phrasings
     from flywheel.toolcall import sets
-    from flywheel.toolcall.catalog import SKILLS
+    from flywheel.toolcall.phrasings import SKILLS
 
     rng = random.Random(0)
     drawn = sets.eval_set(rng, 600, {"seen": 0.4, "new_values": 0.3, "new_phrasing": 0.3})
-    user = sets.user_set(ROOT / "domains" / "toolcall" / "user.jsonl")
+    user = sets.user_set(ROOT / "domains" / "toolcall" / "user.jsonl", phrasings.CATALOG)
     evals = list(drawn["request"]) + list(user["request"])
     labels = [calls.loads(x) for x in list(drawn["label"]) + list(user["label"])]
     near = NearDuplicates(evals, threshold=threshold)

@@ -16,7 +16,7 @@ from flywheel import domain, store
 from flywheel.config import DomainConfig
 from flywheel.toolcall import calls
 from flywheel.toolcall import catalog
-from flywheel.toolcall import embedded_judge, sets
+from flywheel.toolcall import embedded_judge, phrasings, sets
 from flywheel.toolcall.verifier import check, repair
 
 FLYWHEEL = str(Path(sys.executable).parent / "flywheel")
@@ -37,12 +37,12 @@ def call(fn: str, /, **arguments) -> dict:
 
 def test_the_shipped_catalog_is_a_file_the_loader_reads():
     shipped = catalog.load(catalog.SHIPPED_FILE)
-    assert list(shipped.functions) == list(catalog.FUNCTIONS) and len(shipped.functions) == 12
-    assert shipped.skills == catalog.SKILLS and "relative_dates" in shipped.skills and "weather" in shipped.skills
+    assert list(shipped.functions) == list(phrasings.FUNCTIONS) and len(shipped.functions) == 12
+    assert shipped.skills == phrasings.SKILLS and "relative_dates" in shipped.skills and "weather" in shipped.skills
     assert shipped.functions["create_event"].arg("date").type == catalog.DATE
     assert shipped.enum_words["gbp"][0] == "gbp" and "quid" in shipped.enum_words["gbp"]
     dom = domain.get(DomainConfig())
-    assert dom.toolset is catalog.SHIPPED and dom.chat_tools() == catalog.SHIPPED.tools()
+    assert dom.toolset is catalog.shipped() is phrasings.CATALOG and dom.chat_tools() == catalog.shipped().tools()
 
 
 def test_a_catalog_from_another_field_gives_its_own_types_and_skills(library):
@@ -94,7 +94,7 @@ def test_the_verifier_checks_schema_types_enums_and_grounding_from_the_file(libr
 
 
 def test_json_schema_habits_a_catalog_may_have(tmp_path):
-    """An enum without a type, an ISO date, an enum value in capitals; a dash in a name is refused."""
+    """An enum without a type, an ISO date, an enum value in capitals; OpenAI's names (a dash)."""
     tools = [{"name": "book_desk", "parameters": {"type": "object", "required": ["desk", "day"], "properties": {
         "desk": {"enum": ["A1", "B2"]}, "day": {"type": "string", "format": "date"}}}}]
     cat = catalog.load(write_library(tmp_path, "desk.yaml", tools))
@@ -104,8 +104,10 @@ def test_json_schema_habits_a_catalog_may_have(tmp_path):
     assert check("book desk a1 on december 5, 2026", label, cat) == []
     assert check("book desk a1 on december 6, 2026", label, cat)[0].startswith("grounding: book_desk.day")
     assert calls.parse("book_desk ( day = 2026-12-05 , desk = a1 )".split(), cat) == label  # the catalog's case
-    with pytest.raises(store.DataError, match="name 'book-desk' is not a function name"):
-        catalog.load(write_library(tmp_path, "dash.yaml", [{"name": "book-desk", "parameters": {}}]))
+    dashed = catalog.load(write_library(tmp_path, "dash.yaml", [{"name": "book-desk", "parameters": {}}]))
+    assert dashed.functions["book-desk"].family == "book_desk"
+    with pytest.raises(store.DataError, match="name 'book.desk' is not a function name"):
+        catalog.load(write_library(tmp_path, "dot.yaml", [{"name": "book.desk", "parameters": {}}]))
 
 
 def test_the_scorer_matches_calls_typed_by_the_new_schema(library):
@@ -116,8 +118,10 @@ def test_the_scorer_matches_calls_typed_by_the_new_schema(library):
     assert calls.parse(out.split(), dom.toolset) == [call("renew_loan", loan_id=4521, weeks=2)]
     assert dom.score([label, label, label], [out, "renew_loan ( weeks = 2 , loan_id = 4521 )",
                                              "renew_loan ( loan_id = 4512 , weeks = 2 )"]) == [True, True, False]
-    # the same tokens under the shipped catalog's types stay strings: the schema decides
-    assert calls.parse(out.split()) == [call("renew_loan", loan_id="4521", weeks="2")]
+    # the same tokens under the shipped catalog's types (no such function) read as what they look like
+    assert calls.parse(out.split(), phrasings.CATALOG) == [call("renew_loan", loan_id=4521, weeks=2)]
+    assert calls.parse("f ( a = 12 , b = 2.5 , c = x y , d = [ 1 , 2 ] , e = { k = true } )".split(),
+                       phrasings.CATALOG) == [call("f", a=12, b=2.5, c="x y", d=[1, 2], e={"k": True})]
     assert dom.missing("renew_loan ( loan_id = 4512 )", label) == ["optional_args", "renew_loan"]
 
 
@@ -154,12 +158,24 @@ def _props(tools, name):
 
 # (case, the file's text or tools, what the one line names)
 BAD = [
-    ("unknown type", _broken(lambda t: _props(t, "find_book")["properties"].update(tags={"type": "array"})),
-     "find_book.tags: unknown type 'array'"),
+    ("unknown type", _broken(lambda t: _props(t, "find_book")["properties"].update(tags={"type": "list"})),
+     "find_book.tags: unknown type 'list'"),
+    ("array without items", _broken(lambda t: _props(t, "find_book")["properties"].update(tags={"type": "array"})),
+     "find_book.tags: an array without items is not supported"),
+    ("a union of schemas", _broken(lambda t: _props(t, "find_book")["properties"].update(
+        tags={"anyOf": [{"type": "string"}, {"type": "integer"}]})), "find_book.tags: anyOf is not supported"),
+    ("a list of types", _broken(lambda t: _props(t, "find_book")["properties"].update(tags={"type": ["string", "null"]})),
+     "find_book.tags: a list of types ['string', 'null'] is not supported"),
+    ("enum on an array", _broken(lambda t: _props(t, "find_book")["properties"].update(
+        tags={"type": "array", "items": {"type": "string"}, "enum": [["a"]]})),
+     "find_book.tags: enum on an array is not supported"),
     ("enum empty", _broken(lambda t: _props(t, "pay_fine")["properties"]["method"].update(enum=[])),
      "pay_fine.method: enum is empty"),
-    ("enum on a number", _broken(lambda t: _props(t, "renew_loan")["properties"]["weeks"].update(enum=[1, 2])),
-     "renew_loan.weeks: enum needs type string"),
+    ("enum value not of the type", _broken(lambda t: _props(t, "renew_loan")["properties"]["weeks"].update(
+        enum=[1, 2.5])), "renew_loan.weeks: enum value 2.5 is not of type integer"),
+    ("nested field", _broken(lambda t: _props(t, "find_book")["properties"].update(filters={
+        "type": "object", "properties": {"year": {"type": "integer", "enum": ["1999"]}}})),
+     "find_book.filters.year: enum value '1999' is not of type integer"),
     ("duplicate name", _broken(lambda t: t.append(copy.deepcopy(t[0]))), "find_book: duplicate function name"),
     ("required argument not in properties", _broken(lambda t: _props(t, "renew_loan")["required"].append("branch")),
      "renew_loan: required argument 'branch' is not in properties"),

@@ -13,7 +13,7 @@ import pytest
 from flywheel.factor_rates import agreement, factor_failure_rates, wilson
 from flywheel.toolcall import calls
 from flywheel.toolcall import phrasings
-from flywheel.toolcall.catalog import SKILLS
+from flywheel.toolcall.phrasings import CATALOG, SKILLS
 from flywheel.toolcall.factors import factors
 
 
@@ -35,27 +35,27 @@ def label(*made) -> str:
       "case:mixed", "string:one_word"}, set()),
 ])
 def test_a_requests_factors_are_read_from_its_words(request_text, made, expected, absent):
-    found = set(factors(request_text, label(*made)))
+    found = set(factors(request_text, label(*made), CATALOG))
     assert expected <= found, expected - found
     assert not absent & found
 
 
 def test_a_value_written_in_no_known_notation_is_unread_and_a_bad_label_gives_the_texts_factors():
     assert "notation:unread" in factors("book it for the fifth of dec", label(("book_hotel", {
-        "city": "Oslo", "check_in": "12-05", "nights": 2})))
-    assert factors("what is the weather?", "not json") == ["case:lower", "dress:question", "length:short"]
+        "city": "Oslo", "check_in": "12-05", "nights": 2})), CATALOG)
+    assert factors("what is the weather?", "not json", CATALOG) == ["case:lower", "dress:question", "length:short"]
     # a teacher's label with values of the wrong shape: read as unread, never an error
     for bad in ({"value": "24868.0 units", "from_unit": "km", "to_unit": "mile"},
                 {"value": None, "from_unit": 3, "to_unit": ["mile"]}):
-        assert "notation:unread" in factors("convert 24868 km to miles", label(("convert_length", bad)))
-    assert "notation:unread" in factors("weather in oslo on x", label(("get_weather", {"city": "Oslo", "date": 7})))
+        assert "notation:unread" in factors("convert 24868 km to miles", label(("convert_length", bad)), CATALOG)
+    assert "notation:unread" in factors("weather in oslo on x", label(("get_weather", {"city": "Oslo", "date": 7})), CATALOG)
 
 
 def test_every_notation_the_composer_writes_is_read_back():
     rng, seen = random.Random(7), collections.Counter()
     for i in range(1200):
         r = phrasings.make_request(rng, phrasings.spec_for_skill(rng, SKILLS[i % len(SKILLS)]))
-        found = factors(r.text, calls.dumps(r.calls))
+        found = factors(r.text, calls.dumps(r.calls), CATALOG)
         assert "notation:unread" not in found, (r.text, r.calls)
         seen.update(f.split(":")[0] for f in found)
         seen.update(f for f in found if f.startswith("date:"))

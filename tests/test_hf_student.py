@@ -34,7 +34,7 @@ def _prefect(shared_prefect):
 
 def requests(n: int, seed: int = 0):
     from flywheel.toolcall import phrasings
-    from flywheel.toolcall.catalog import SKILLS
+    from flywheel.toolcall.phrasings import SKILLS
 
     rng = random.Random(seed)
     return [phrasings.make_request(rng, phrasings.spec_for_skill(rng, SKILLS[i % len(SKILLS)])) for i in range(n)]
@@ -192,7 +192,7 @@ def test_evaluation_parses_the_chat_answers(own_run):
     assert hot[0] == hot[1] and hot[0] != hot[2] and hot[0] != cold
     assert list(preds["output"].head(16)) == [dom.from_chat(r) for r in raw]
     readable = [o for o in preds["output"] if o]
-    assert all(calls.parse(o.split()) is not None for o in readable)
+    assert all(calls.parse(o.split(), dom.toolset) is not None for o in readable)
     assert not preds.loc[preds["output"] == "", "correct"].any()
     assert list(preds["correct"]) == dom.score(list(evals["label"]), list(preds["output"]))
     if mode == "full":  # the fully tuned tiny model writes mostly well-formed calls

@@ -208,7 +208,7 @@ def _tiny_judge_model(path: Path, answer: str, prompts: list[str]) -> None:
 def test_transformers_backend_judges_through_the_same_code(judged, tmp_path):
     from flywheel.backends.committee import judge_prompt
     from flywheel.backends import templates
-    from flywheel.toolcall.catalog import SHIPPED
+    from flywheel.toolcall.phrasings import CATALOG
 
     project, _, _ = judged
     template = templates.load(project / "domains" / "toolcall" / "judge.jinja")
@@ -216,7 +216,7 @@ def test_transformers_backend_judges_through_the_same_code(judged, tmp_path):
     rendered = []
     for r in verdicts.head(8).itertuples():
         msgs = judge_prompt(template, request=r.request, label=r.label, student_output=r.student_output, rubric="",
-                            catalog=SHIPPED.describe(), skills=[]).messages
+                            catalog=CATALOG.describe(), skills=[]).messages
         rendered.append("\n".join(f"{role}: {c}" for role, c in msgs) + "\nassistant:")
     model_dir = tmp_path / "tiny-judge"
     _tiny_judge_model(model_dir, '{"verdict": "model_wrong"}', rendered)
@@ -235,7 +235,7 @@ def test_transformers_backend_judges_through_the_same_code(judged, tmp_path):
     from flywheel.toolcall.calls import loads
     from flywheel.toolcall.verifier import check
 
-    failed_checks = asked & pd.Series([bool(check(r, loads(lab))) for r, lab in zip(after["request"], after["label"])])
+    failed_checks = asked & pd.Series([bool(check(r, loads(lab), CATALOG)) for r, lab in zip(after["request"], after["label"])])
     assert failed_checks.any() and after.loc[failed_checks, "final_label"].isna().all()
 
 

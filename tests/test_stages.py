@@ -11,6 +11,7 @@ from flywheel import decontam, domain, store, tables
 from flywheel.config import ComposeConfig, DomainConfig, ExpandConfig
 from flywheel.decontam import check_decontaminated
 from flywheel.toolcall import calls
+from flywheel.toolcall.phrasings import CATALOG
 from tasks.compose import compose, verified
 from tasks.expand import plan
 
@@ -213,14 +214,14 @@ def test_diagnosis_names_the_skill_a_wrong_answer_missed():
 
     label = [{"name": "get_weather", "arguments": {"city": "oslo", "date": "tomorrow", "unit": "celsius"}},
              {"name": "list_events", "arguments": {"date": "05-01"}}]
-    assert diagnose(label, label) == []
-    assert diagnose(None, label) == ["format"]
-    assert diagnose(label[:1], label) == ["calendar", "two_calls"]
+    assert diagnose(label, label, CATALOG) == []
+    assert diagnose(None, label, CATALOG) == ["format"]
+    assert diagnose(label[:1], label, CATALOG) == ["calendar", "two_calls"]
     wrong_date = [dict(label[0], arguments=dict(label[0]["arguments"], date="today")), label[1]]
-    assert diagnose(wrong_date, label) == ["relative_dates"]
+    assert diagnose(wrong_date, label, CATALOG) == ["relative_dates"]
     wrong_unit = [dict(label[0], arguments=dict(label[0]["arguments"], unit="fahrenheit")), label[1]]
-    assert diagnose(wrong_unit, label) == ["unit_words"]
-    assert diagnose(label, []) == ["no_call"]
+    assert diagnose(wrong_unit, label, CATALOG) == ["unit_words"]
+    assert diagnose(label, [], CATALOG) == ["no_call"]
 
 
 def test_near_duplicates_of_evaluation_requests_are_refused_and_distinct_ones_kept():
@@ -248,7 +249,7 @@ def test_an_error_driven_child_is_its_parents_meaning_in_new_words_and_values():
     from flywheel.gate import Gate
     from flywheel.toolcall import phrasings
     from flywheel.toolcall import teacher
-    from flywheel.toolcall.catalog import SKILLS
+    from flywheel.toolcall.phrasings import SKILLS
     from flywheel.toolcall.factors import factors
 
     rng = random.Random(3)
@@ -257,7 +258,7 @@ def test_an_error_driven_child_is_its_parents_meaning_in_new_words_and_values():
                          for i, r in enumerate(reqs)])
     probe = pd.DataFrame({"id": pool["id"], "skills": pool["skills"], "correct": False, "split": "dev",
                           "loss": [rng.random() for _ in reqs], "output": "[]", "category": "failed",
-                          "factors": [factors(r.text, calls.dumps(r.calls)) for r in reqs]})
+                          "factors": [factors(r.text, calls.dumps(r.calls), CATALOG) for r in reqs]})
     cfg = ExpandConfig(budget=360, variations_per_failure=3, strategy={"error_driven": 1.0})
     children = tables.plan_table(plan(probe, pool, cfg, random.Random(0), dom=TOOLCALL), "gen-000")
     gen, _ = teacher.embedded(random.Random(1), children, "gen-001", gate=Gate(set(), set(pool["request"])),
@@ -315,7 +316,7 @@ def test_group_cap_bounds_each_skill_combination():
 
 
 def test_vary_functions_gives_a_child_a_new_combination_for_its_parents_skill():
-    from flywheel.toolcall.catalog import SKILLS
+    from flywheel.toolcall.phrasings import SKILLS
     from flywheel.toolcall import phrasings
 
     rng = random.Random(5)

@@ -14,7 +14,7 @@ from flywheel.student.batches import pad_batch
 from flywheel.student.builtin import Student
 from flywheel.toolcall import calls
 from flywheel.toolcall import phrasings
-from flywheel.toolcall.catalog import SKILLS
+from flywheel.toolcall.phrasings import SKILLS
 from flywheel.vocab import EOS, PAD, SEP, UNK, train_tokenizer
 
 

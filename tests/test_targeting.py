@@ -23,7 +23,7 @@ from flywheel.backends.client import Spend, open_client
 from flywheel.toolcall import calls
 from flywheel.toolcall import phrasings
 from flywheel.toolcall import teacher
-from flywheel.toolcall.catalog import SKILLS
+from flywheel.toolcall.phrasings import CATALOG, SKILLS
 from flywheel.toolcall.factors import factors
 from bench.llm_server import FakeLLM
 from tasks.expand import blamed_factors, plan
@@ -39,7 +39,7 @@ def probe_of(n: int = 600, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     reqs = [phrasings.make_request(rng, phrasings.spec_for_skill(rng, SKILLS[i % len(SKILLS)])) for i in range(n)]
     pool = pd.DataFrame([{"id": f"p{i}", "generation": "g", "skills": list(r.skills), "label": calls.dumps(r.calls),
                           "request": r.text} for i, r in enumerate(reqs)])
-    facs = [factors(r.text, calls.dumps(r.calls)) for r in reqs]
+    facs = [factors(r.text, calls.dumps(r.calls), CATALOG) for r in reqs]
     correct = [BLAMED not in f and rng.random() > 0.1 for f in facs]
     probe = pd.DataFrame({"id": pool["id"], "skills": pool["skills"], "split": "dev", "correct": correct,
                           "loss": [rng.random() for _ in reqs], "factors": facs,
@@ -74,15 +74,15 @@ def test_a_child_keeps_its_parents_blamed_factors_and_varies_the_rest():
     keep = planned.set_index("parent_id")["keep"].map(list).groupby(level=0).first()
     whole = 0
     for child in gen.itertuples():
-        shown = set(factors(child.request, child.label))
+        shown = set(factors(child.request, child.label, CATALOG))
         assert set(child.kept) <= shown and set(child.kept) <= set(keep[child.parent_id])  # recorded truthfully
         whole += set(child.kept) == set(keep[child.parent_id])
         assert child.request != parents.loc[child.parent_id, "request"]
     assert whole >= 0.9 * len(gen)
-    assert sum(BLAMED in factors(r, lab) for r, lab in zip(numeric["request"], numeric["label"])) >= 0.9 * len(numeric)
+    assert sum(BLAMED in factors(r, lab, CATALOG) for r, lab in zip(numeric["request"], numeric["label"])) >= 0.9 * len(numeric)
     # ... and the rest varies: a factor nobody blamed (the case) follows its parent no more than chance
     case = lambda fs: next(f for f in fs if f.startswith("case:"))  # noqa: E731
-    same_case = sum(case(factors(c.request, c.label)) == case(parent_factors[c.parent_id]) for c in gen.itertuples())
+    same_case = sum(case(factors(c.request, c.label, CATALOG)) == case(parent_factors[c.parent_id]) for c in gen.itertuples())
     assert same_case < 0.7 * len(gen)
     values = sum(calls.loads(c.label) == calls.loads(parents.loc[c.parent_id, "label"]) for c in gen.itertuples())
     assert values <= 0.05 * len(gen)
@@ -97,7 +97,7 @@ def test_without_keep_factors_children_lose_what_made_the_parent_fail():
 
     def share(gen):
         of = gen[gen["parent_id"].map(lambda p: BLAMED in parent_factors[p])]
-        return sum(BLAMED in factors(r, lab) for r, lab in zip(of["request"], of["label"])) / len(of)
+        return sum(BLAMED in factors(r, lab, CATALOG) for r, lab in zip(of["request"], of["label"])) / len(of)
     assert share(fresh) < 0.5 < 0.9 < share(kept)
 
 
@@ -132,7 +132,7 @@ def test_a_model_teacher_sees_the_failure_it_varies(tmp_path):
                              Cache(tmp_path / "cache.sqlite"), Spend(Budget(), "generate.budget"), offline=False,
                              api_key=None, where="generate.teacher")
         template = templates.load(ROOT / "domains" / "toolcall" / "teacher.jinja")
-        rows, _ = teacher.with_model(client, template, drawn, "gen-001", Gate(set(), set()), twice=("skill_synth",))
+        rows, _ = teacher.with_model(client, template, drawn, "gen-001", Gate(set(), set()), twice=("skill_synth",), catalog=CATALOG)
     assert len(seen) == len(drawn) == len(rows) >= 25
     by_request = {req.text: plan_row for plan_row, req, _ in drawn}
     for row in rows.itertuples():

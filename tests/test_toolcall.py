@@ -12,7 +12,8 @@ from flywheel.vocab import train_copy_tokenizer
 from flywheel.toolcall import calls
 from flywheel.toolcall import embedded_judge, label_noise
 from flywheel.toolcall import phrasings
-from flywheel.toolcall.catalog import BOOL, DATE, ENUM, FAMILIES, FUNCTIONS, INT, NUMBER, SKILLS, STR, TIME
+from flywheel.toolcall.catalog import BOOL, DATE, ENUM, INT, NUMBER, STR, TIME
+from flywheel.toolcall.phrasings import CATALOG, FAMILIES, FUNCTIONS, SKILLS
 from flywheel.toolcall.verifier import check, dates_in, repair
 
 
@@ -36,7 +37,7 @@ def test_every_skill_is_shown_by_some_request():
 def test_true_labels_pass_the_verifier():
     for sets, values in [(("seed", "gen"), "train"), (("heldout",), "heldout")]:
         for req in draw(1500, seed=1, phrasing_sets=sets, value_split=values):
-            assert check(req.text, req.calls) == [], (req.text, req.calls)
+            assert check(req.text, req.calls, CATALOG) == [], (req.text, req.calls)
 
 
 def test_labels_survive_the_students_text_round_trip():
@@ -52,7 +53,7 @@ def test_labels_survive_the_students_text_round_trip():
         ids = codec.target(calls.render(req.calls), req.text)[:-1]
         copied += any(i in codec.markers for i in ids)
         assert codec.unk not in ids, (req.text, calls.render(req.calls))
-        assert calls.ast_match(calls.parse(codec.text(ids, req.text).split()), req.calls), (req.text, calls.render(req.calls))
+        assert calls.accepts(calls.parse(codec.text(ids, req.text).split(), CATALOG), req.calls, CATALOG), (req.text, calls.render(req.calls))
     assert copied > len(reqs) // 3  # most held-out values are copied, not known
 
 
@@ -91,33 +92,46 @@ def test_the_user_split_reads_and_tags_its_rows(tmp_path):
 
     from conftest import ROOT
 
-    user = user_set(ROOT / "domains" / "toolcall" / "user.jsonl")
+    user = user_set(ROOT / "domains" / "toolcall" / "user.jsonl", CATALOG)
     assert len(user) >= 300 and user["request"].is_unique and (user["split"] == "user").all()
     skills = {s for row in user["skills"] for s in row}
     assert set(SKILLS) <= skills
     assert (user["skills"].map(lambda s: "no_call" in s) == (user["label"] == "[]")).all()
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"input": "weather in oslo", "output": [{"name": "get_weather", "arguments": {"town": "oslo"}}]}\n')
-    with pytest.raises(DataError, match="bad.jsonl: line 1: get_weather: not a valid call"):
-        user_set(bad)
+    with pytest.raises(DataError, match="bad.jsonl: line 1: not a valid call of the catalog "
+                                        r"\(schema: get_weather has no argument 'town'\)"):
+        user_set(bad, CATALOG)
 
 
-def test_ast_match_is_order_free_and_normalised():
+def test_the_scorer_is_order_free_and_compares_as_bfcl_does():
     a = [{"name": "get_weather", "arguments": {"city": "New  York", "unit": "celsius"}},
          {"name": "convert_length", "arguments": {"value": 12, "from_unit": "km", "to_unit": "mile"}}]
     b = [{"name": "convert_length", "arguments": {"to_unit": "mile", "value": 12.0, "from_unit": "km"}},
          {"name": "get_weather", "arguments": {"unit": "celsius", "city": "new york"}}]
-    assert calls.ast_match(a, b)
-    assert not calls.ast_match(a[:1], b)
-    assert not calls.ast_match([{"name": "get_weather", "arguments": {"city": "paris"}}], a[:1])
-    assert not calls.ast_match(None, [])
-    assert calls.ast_match([], [])
+    assert calls.accepts(a, b, CATALOG)
+    assert not calls.accepts(a[:1], b, CATALOG)
+    assert not calls.accepts([{"name": "get_weather", "arguments": {"city": "paris"}}], a[:1], CATALOG)
+    assert not calls.accepts(None, [], CATALOG)
+    assert calls.accepts([], [], CATALOG)
+    # BFCL's string rule: no case, spaces or ,./-_*^ ("Berkeley, CA" is "berkeley ca")
+    weather = [{"name": "get_weather", "arguments": {"city": "Berkeley, CA"}}]
+    assert calls.accepts([{"name": "get_weather", "arguments": {"city": "berkeley ca"}}], weather, CATALOG)
+    assert not calls.accepts([{"name": "get_weather", "arguments": {"city": "berkeley"}}], weather, CATALOG)
+    # an alternative, and an optional argument left out where "" allows it
+    either = [{"name": "get_weather", "arguments": {"city": "Paris"},
+               "accept": {"city": ["Paris", "Paris, France"], "unit": ["", "celsius"]}}]
+    for city in ("paris france", "Paris"):
+        assert calls.accepts([{"name": "get_weather", "arguments": {"city": city}}], either, CATALOG)
+    assert calls.accepts([{"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}], either, CATALOG)
+    assert not calls.accepts([{"name": "get_weather", "arguments": {"city": "Paris", "unit": "fahrenheit"}}],
+                             either, CATALOG)
 
 
 def test_parse_rejects_malformed_output():
-    assert calls.parse(["get_weather", "(", "city", "paris", ")"]) is None
-    assert calls.parse(["get_weather", "city"]) is None
-    assert calls.parse(["none"]) == []
+    assert calls.parse(["get_weather", "(", "city", "paris", ")"], CATALOG) is None
+    assert calls.parse(["get_weather", "city"], CATALOG) is None
+    assert calls.parse(["none"], CATALOG) == []
 
 
 def test_dates_are_read_from_the_words():
@@ -134,16 +148,16 @@ def test_dates_are_read_from_the_words():
     ([{"name": "teleport", "arguments": {}}], "schema"),
 ])
 def test_verifier_names_what_is_wrong(label, reason):
-    problems = check("what is the weather in paris tomorrow in celsius", label)
+    problems = check("what is the weather in paris tomorrow in celsius", label, CATALOG)
     assert problems and problems[0].startswith(reason)
 
 
 def test_repair_fixes_a_value_with_one_candidate_only():
     req = "convert 12.5 km to miles"
     bad = [{"name": "convert_length", "arguments": {"value": "12.5 units", "from_unit": "km", "to_unit": "mile"}}]
-    assert repair(req, bad) == [{"name": "convert_length",
+    assert repair(req, bad, CATALOG) == [{"name": "convert_length",
                                  "arguments": {"value": 12.5, "from_unit": "km", "to_unit": "mile"}}]
-    assert repair("weather in paris", [{"name": "get_weather", "arguments": {"city": "rome"}}]) is None
+    assert repair("weather in paris", [{"name": "get_weather", "arguments": {"city": "rome"}}], CATALOG) is None
 
 
 def noisy_rows(n: int, rate: float, seed: int = 3):
@@ -159,7 +173,7 @@ def test_judge_finds_seeded_label_noise_without_a_student():
     rows = noisy_rows(3000, 0.3)
     wrong = [r for r in rows if r[1] != r[2]]
     assert 0.25 < len(wrong) / len(rows) < 0.35
-    verdicts = [embedded_judge.verdict(req.text, cand, None) for req, cand, _, _ in rows]
+    verdicts = [embedded_judge.verdict(req.text, cand, None, catalog=CATALOG) for req, cand, _, _ in rows]
     flagged = [v.verdict in (embedded_judge.LABEL_WRONG, embedded_judge.BOTH_WRONG) for v in verdicts]
     is_wrong = [cand != true for _, cand, true, _ in rows]
     tp = sum(f and w for f, w in zip(flagged, is_wrong))
@@ -173,11 +187,11 @@ def test_judge_finds_seeded_label_noise_without_a_student():
 
 def test_a_disagreeing_student_exposes_errors_the_cascade_cannot_see():
     rows = noisy_rows(3000, 0.3)
-    invisible = [(req, cand, true) for req, cand, true, _ in rows if cand != true and not check(req.text, cand)]
+    invisible = [(req, cand, true) for req, cand, true, _ in rows if cand != true and not check(req.text, cand, CATALOG)]
     assert invisible, "the teacher should make some errors that pass every check"
-    with_student = [embedded_judge.verdict(req.text, cand, true) for req, cand, true in invisible]
+    with_student = [embedded_judge.verdict(req.text, cand, true, catalog=CATALOG) for req, cand, true in invisible]
     assert all(v.verdict == embedded_judge.MODEL_WRONG for v in with_student)  # the row is flagged for the student...
-    agree = [embedded_judge.verdict(req.text, true, true) for req, _, true in invisible]
+    agree = [embedded_judge.verdict(req.text, true, true, catalog=CATALOG) for req, _, true in invisible]
     assert all(v.verdict == embedded_judge.LABEL_OK for v in agree)
 
 
@@ -188,8 +202,8 @@ def test_judge_quality_reads_the_truth():
     verdicts = pd.DataFrame({
         "id": [str(i) for i in range(len(rows))],
         "label": [calls.dumps(c) for _, c, _, _ in rows],
-        "verdict": [embedded_judge.verdict(r.text, c, None).verdict for r, c, _, _ in rows],
-        "final_label": [None if (v := embedded_judge.verdict(r.text, c, None)).final_label is None else calls.dumps(v.final_label)
+        "verdict": [embedded_judge.verdict(r.text, c, None, catalog=CATALOG).verdict for r, c, _, _ in rows],
+        "final_label": [None if (v := embedded_judge.verdict(r.text, c, None, catalog=CATALOG)).final_label is None else calls.dumps(v.final_label)
                         for r, c, _, _ in rows],
     })
     truth = pd.DataFrame({"id": verdicts["id"], "true_label": [calls.dumps(t) for _, _, t, _ in rows],

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from flywheel.redact import DEFAULT_PATTERNS, Redactor
 from flywheel.toolcall import phrasings
-from flywheel.toolcall.catalog import SKILLS
+from flywheel.toolcall.phrasings import SKILLS
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -25,6 +25,11 @@ UV = "uv==0.13.8"
 TORCH = "torch==2.13.0"
 ROOT = Path(__file__).resolve().parents[1]
 LOCK = ROOT / "requirements.lock"
+# Installed without their dependencies: bfcl-eval (BFCL's data and checker, flywheel/bfcl.py)
+# depends on every model provider's SDK, none of which its checker and tool conversion
+# import; these four are the modules those two do import.
+NO_DEPS = ["bfcl-eval==2026.3.23", "tenacity==9.2.1", "tree-sitter==0.21.3", "tree-sitter-java==0.21.0",
+           "tree-sitter-javascript==0.21.4"]
 PLUGIN = ROOT / "tests" / "domains" / "shout"  # the test plug-in domain, installed as a package (tests/test_domain.py)
 
 
@@ -84,7 +89,7 @@ def install_with_uv(python: Path) -> bool:
     # the .pyc of what the project imports, once, on first use.
     uv = [str(python.parent / "uv"), "pip", "install", "--quiet", "--python", str(python)] + args
     run(uv + [TORCH, "-r", str(LOCK)], env)
-    run(uv + ["--no-deps", "-e", str(ROOT), "-e", str(PLUGIN)], env)
+    run(uv + ["--no-deps", *NO_DEPS, "-e", str(ROOT), "-e", str(PLUGIN)], env)
     return True
 
 
@@ -92,7 +97,7 @@ def install_with_pip(python: Path) -> None:
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     run(pip + [TORCH])  # first and alone: the CPU build on disk, before anything can ask for another
     run(pip + ["-r", str(LOCK)])
-    run(pip + ["--no-deps", "--no-build-isolation", "-e", str(ROOT), "-e", str(PLUGIN)])
+    run(pip + ["--no-deps", "--no-build-isolation", *NO_DEPS, "-e", str(ROOT), "-e", str(PLUGIN)])
 
 
 def main(argv: list[str] | None = None) -> int:

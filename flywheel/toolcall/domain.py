@@ -16,7 +16,7 @@ from flywheel.decontam import EvalRequests
 from flywheel.domain import Domain, Prepared, Teacher, register
 from flywheel.toolcall import calls
 from flywheel.toolcall import embedded_judge, phrasings, sets, traffic
-from flywheel.toolcall.catalog import SHIPPED, Catalog
+from flywheel.toolcall.catalog import Catalog, shipped
 from flywheel.toolcall.catalog import load as load_catalog
 from flywheel.toolcall.teacher import draw, embedded, logged, with_model, written
 from flywheel.toolcall.factors import factors as read_factors
@@ -43,7 +43,7 @@ class Toolcall(Domain):
     @cached_property
     def toolset(self) -> Catalog:
         """The functions requests call: `domain.toolcall.tools` under the domain's path, or the shipped catalog."""
-        return load_catalog(self.path / self.opts.tools) if self.opts.tools else SHIPPED
+        return load_catalog(self.path / self.opts.tools) if self.opts.tools else shipped()
 
     @property
     def own_catalog(self) -> bool:
@@ -190,7 +190,7 @@ class Toolcall(Domain):
         return list(skills) + extra
 
     def score(self, labels: list[str], outputs: list[str]) -> list[bool]:
-        return [calls.ast_match(self._parse(o), calls.loads(label)) for o, label in zip(outputs, labels)]
+        return [calls.accepts(self._parse(o), calls.loads(label), self.toolset) for o, label in zip(outputs, labels)]
 
     def deployed_answer(self, output: str) -> str:
         parsed = self._parse(output)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from flywheel.toolcall import calls
-from flywheel.toolcall.catalog import BOOL, DATE, ENUM, SHIPPED, Catalog
+from flywheel.toolcall.catalog import BOOL, DATE, ENUM, Catalog
 from flywheel.verdicts import (BOTH_WRONG, JUDGE_ERROR, LABEL_OK, LABEL_WRONG, MODEL_WRONG, NO_CONSENSUS,
                                TEACHER_ERROR, VERDICTS)
 from flywheel.toolcall.verifier import check, repair
@@ -29,7 +29,7 @@ class Verdict:
 
 
 def verdict(request: str, label: list, student: list | None, *, use_repair: bool = True,
-            catalog: Catalog = SHIPPED) -> Verdict:
+            catalog: Catalog) -> Verdict:
     """Judge one label. `student` is the student's parsed answer (None: unparseable or no student).
 
     - label passes the cascade: `label_ok` if the student agrees (or there is none to ask),
@@ -41,7 +41,7 @@ def verdict(request: str, label: list, student: list | None, *, use_repair: bool
     problems = check(request, label, catalog)
     student_ok = student is not None and not check(request, student, catalog)
     if not problems:
-        if student is None or calls.ast_match(student, label):
+        if student is None or calls.accepts(student, label, catalog):
             return Verdict(LABEL_OK, "passes schema, types, grounding" + ("" if student is None else f", {AGREES}"),
                            label)
         return Verdict(MODEL_WRONG, "label passes every check; student answers otherwise", label)
@@ -91,7 +91,7 @@ def quality(verdicts: pd.DataFrame, truth: pd.DataFrame) -> dict:
 _RELATIVE = ("today", "tomorrow", "+", "next_")
 
 
-def diagnose(answer: list | None, label: list, catalog: Catalog = SHIPPED) -> list[str]:
+def diagnose(answer: list | None, label: list, catalog: Catalog) -> list[str]:
     """The skills a wrong answer got wrong, named from how it differs from the label:
     the error analysis the failure profile counts (empty when the answer is right). A
     skill the catalog does not count under (a catalog of your own has no `unit_words`)
@@ -101,7 +101,7 @@ def diagnose(answer: list | None, label: list, catalog: Catalog = SHIPPED) -> li
     def named(skill: str, fallback: str) -> str:
         return skill if skill in skills else fallback
 
-    if answer is not None and calls.ast_match(answer, label):
+    if answer is not None and calls.accepts(answer, label, catalog):
         return []
     if answer is None:
         return ["format"]
@@ -121,7 +121,8 @@ def diagnose(answer: list | None, label: list, catalog: Catalog = SHIPPED) -> li
             continue
         for arg in fn.args:
             want, have = call["arguments"].get(arg.name), got.get("arguments", {}).get(arg.name)
-            if calls.ast_match([{"name": "x", "arguments": {"a": want}}], [{"name": "x", "arguments": {"a": have}}]):
+            if want is None and have is None or want is not None and have is not None and calls.value_ok(
+                    arg, have, (call.get("accept") or {}).get(arg.name) or calls.possible(want)):
                 continue
             if want is None or have is None and not arg.required:
                 missing.add("optional_args")

@@ -28,7 +28,7 @@ import re
 
 from flywheel.domain import length_factor
 from flywheel.toolcall import calls
-from flywheel.toolcall.catalog import BOOL, DATE, ENUM, INT, MONTHS, NUMBER, SHIPPED, STR, TIME, Catalog
+from flywheel.toolcall.catalog import BOOL, DATE, ENUM, INT, MONTHS, NUMBER, STR, TIME, Catalog, scalars
 from flywheel.toolcall.phrasings import ASKS, GREETINGS, SUFFIXES
 from flywheel.toolcall.surface import MONTH_ABBR, number_words
 
@@ -110,7 +110,7 @@ READERS = {DATE: ("date", _date), TIME: ("time", _time), NUMBER: ("number", _num
            ENUM: ("enum", _enum), STR: ("string", _string)}
 
 
-def factors(request: str, label: str, catalog: Catalog = SHIPPED) -> list[str]:
+def factors(request: str, label: str, catalog: Catalog) -> list[str]:
     """The request's factors, sorted, each once (argument types from `catalog`). A label
     that does not parse gives only the factors of the text."""
     text = " ".join(request.lower().split())
@@ -136,9 +136,10 @@ def factors(request: str, label: str, catalog: Catalog = SHIPPED) -> list[str]:
     out.add(f"calls:{len(made)}")
     for call in made:
         fn = catalog.functions.get(call.get("name"))
-        for name, value in (call.get("arguments") or {}).items():
-            arg = fn.arg(name) if fn is not None else None
-            if arg is None or arg.type == BOOL or arg.type not in READERS:
+        pairs = [leaf for name, v in (call.get("arguments") or {}).items()
+                 if fn is not None and fn.arg(name) is not None for leaf in scalars(fn.arg(name), v)]
+        for arg, value in pairs:
+            if arg.type == BOOL or arg.type not in READERS:
                 continue
             kind, read = READERS[arg.type]
             try:

@@ -17,8 +17,8 @@ import copy
 import random
 
 from flywheel.toolcall.calls import Call
-from flywheel.toolcall.catalog import DATE, ENUM, FUNCTIONS, NUMBER, STR, WEEKDAYS
-from flywheel.toolcall.phrasings import Request, values
+from flywheel.toolcall.catalog import DATE, ENUM, NUMBER, STR, WEEKDAYS
+from flywheel.toolcall.phrasings import FUNCTIONS, Request, values
 
 
 def error_rate(skills: tuple[str, ...], rates: dict[str, float], default: float) -> float:

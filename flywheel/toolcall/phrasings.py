@@ -33,8 +33,12 @@ from dataclasses import dataclass
 
 from flywheel.toolcall import surface
 from flywheel.toolcall.calls import Call
-from flywheel.toolcall.catalog import BOOL, BOOL_WORDS, DATE, ENUM, ENUM_WORDS, FAMILIES, FUNCTIONS, INT, NUMBER, \
-    STR, TIME, WEEKDAYS
+from flywheel.toolcall.catalog import BOOL, DATE, ENUM, INT, NUMBER, STR, TIME, WEEKDAYS, shipped
+
+# The catalog this generator is written for (the shipped one), and its parts.
+CATALOG = shipped()
+FUNCTIONS, FAMILIES, PHENOMENA, SKILLS = CATALOG.functions, CATALOG.families, CATALOG.phenomena, CATALOG.skills
+ENUM_WORDS, BOOL_WORDS = CATALOG.enum_words, CATALOG.bool_words
 
 _UNIT_TEMPLATES = {
     "seed": ["c:convert {value} {from_unit} to {to_unit}", "q:how many {to_unit} is {value} {from_unit}"],

@@ -21,8 +21,9 @@ from flywheel import layout, store, tables
 from flywheel.decontam import EvalRequests, request_key
 from flywheel.toolcall import calls
 from flywheel.toolcall import phrasings
-from flywheel.toolcall.catalog import BOOL, DATE, ENUM, FUNCTIONS, PHENOMENA, SHIPPED, SKILLS, Catalog
-from flywheel.toolcall.verifier import _type_ok
+from flywheel.toolcall.catalog import BOOL, DATE, ENUM, Catalog, scalars
+from flywheel.toolcall.phrasings import FUNCTIONS, PHENOMENA, SKILLS
+from flywheel.toolcall.verifier import check
 
 EVAL_KINDS = {  # kind -> (phrasing sets, value split)
     "seen": (("seed", "gen"), "train"),
@@ -84,7 +85,7 @@ def lexicon(rng: random.Random, n: int = 8000) -> list[str]:
     return texts
 
 
-def skills_of(request: str, made: list, catalog: Catalog = SHIPPED) -> list[str]:
+def skills_of(request: str, made: list, catalog: Catalog) -> list[str]:
     """The skills a labelled request shows, read off its label (families, relative dates,
     optional and boolean arguments, enums, two calls, no call) and its words (unit words),
     as far as `catalog` counts them."""
@@ -95,39 +96,37 @@ def skills_of(request: str, made: list, catalog: Catalog = SHIPPED) -> list[str]
     out = {catalog.functions[c["name"]].family for c in made}
     for call in made:
         fn = catalog.functions[call["name"]]
-        for name, value in call["arguments"].items():
-            arg = fn.arg(name)
-            if arg.type == DATE and not value[:2].isdigit():
-                out.add("relative_dates")
-            if not arg.required:
-                out.add("booleans" if arg.type == BOOL and "booleans" in counted else "optional_args")
-            if arg.type == ENUM:
-                out.add("enums")
-                if value not in words and catalog.words_for(value)[0] not in words:
-                    out.add("unit_words")
+        for name, top in call["arguments"].items():
+            if not fn.arg(name).required:
+                out.add("booleans" if fn.arg(name).type == BOOL and "booleans" in counted else "optional_args")
+            for arg, value in scalars(fn.arg(name), top):
+                if arg.type == DATE and isinstance(value, str) and not value[:2].isdigit():
+                    out.add("relative_dates")
+                if arg.type == ENUM:
+                    out.add("enums")
+                    if str(value) not in words and catalog.words_for(value)[0] not in words:
+                        out.add("unit_words")
     if len(made) > 1:
         out.add("two_calls")
     return sorted(s for s in out if s in counted or s in catalog.families)
 
 
-def labelled_set(path: Path, split: str, catalog: Catalog = SHIPPED, *, key: str = "domain.toolcall.user_file") -> pd.DataFrame:
+def labelled_set(path: Path, split: str, catalog: Catalog, *, key: str = "domain.toolcall.user_file") -> pd.DataFrame:
     """Labelled requests, {"input": request, "output": [calls]} per JSONL line or Parquet
     row (store.read_records), checked against `catalog`, as rows of `split`; one-line
-    errors name the file and line."""
+    errors name the file and line. A call may be BFCL's possible answer,
+    `{function: {argument: [acceptable values]}}` (calls.accept_label)."""
     rows = []
     for where, rec in store.read_records(path, key):
         try:
-            request, label = rec["input"], calls.canonical(rec["output"])
+            request, label = rec["input"], calls.accept_label(rec["output"])
             if not isinstance(request, str) or not request.strip():
                 raise ValueError("input is not a request")
         except (KeyError, TypeError, ValueError) as exc:
             raise store.DataError(f"{where}: not a request with a call list ({exc})") from None
-        for call in calls.loads(label):
-            fn = catalog.functions.get(call["name"])
-            bad = fn is None or any(fn.arg(k) is None or not _type_ok(fn.arg(k).type, v, fn.arg(k).enum)
-                                    for k, v in call["arguments"].items())
-            if bad or any(a.required and a.name not in call["arguments"] for a in fn.args):
-                raise store.DataError(f"{where}: {call['name']}: not a valid call of the catalog")
+        problems = check(None, calls.loads(label), catalog)
+        if problems:
+            raise store.DataError(f"{where}: not a valid call of the catalog ({problems[0]})")
         rows.append({"id": tables.row_id(request, label), "request": request, "label": label,
                      "skills": skills_of(request, calls.loads(label), catalog), "split": split})
     if not rows:
@@ -135,6 +134,6 @@ def labelled_set(path: Path, split: str, catalog: Catalog = SHIPPED, *, key: str
     return pd.DataFrame(rows)
 
 
-def user_set(path: Path, catalog: Catalog = SHIPPED) -> pd.DataFrame:
+def user_set(path: Path, catalog: Catalog) -> pd.DataFrame:
     """The `user` split: requests written by hand, with their calls."""
     return labelled_set(path, "user", catalog)

@@ -23,7 +23,8 @@ from flywheel.gate import Gate
 from flywheel.backends.client import Prompt
 from flywheel.tables import TRAFFIC, generated_row, truth_row
 from flywheel.toolcall import calls, label_noise, phrasings
-from flywheel.toolcall.catalog import FUNCTIONS, PHENOMENA, SHIPPED, Catalog
+from flywheel.toolcall.catalog import Catalog
+from flywheel.toolcall.phrasings import FUNCTIONS, PHENOMENA
 from flywheel.toolcall.factors import factors
 from flywheel.toolcall.sets import skills_of
 
@@ -55,7 +56,7 @@ def draw(rng: random.Random, plan: pd.DataFrame, gate: Gate) -> list[tuple[objec
             req = phrasings.make_request(rng, spec)
             if not spec.phenomena <= set(req.skills):
                 continue
-            kept = sorted(keep & set(factors(req.text, calls.dumps(req.calls)))) if keep else []
+            kept = sorted(keep & set(factors(req.text, calls.dumps(req.calls), phrasings.CATALOG))) if keep else []
             if len(kept) < len(keep):
                 closest.append((-len(kept), i, req, kept))
             elif gate.admit(req.text):
@@ -123,7 +124,7 @@ def embedded(rng: random.Random, plan: pd.DataFrame, generation: str, *, gate: G
 
 
 def with_model(client, template, drawn, generation: str, gate: Gate, bar=None, *,
-               twice: tuple[str, ...], catalog: Catalog = SHIPPED):
+               twice: tuple[str, ...], catalog: Catalog):
     """Requests labelled by a teacher model; the truth is the request's own calls (none for
     a logged request, whose skills are read off its label). A row varied from a failure
     shows the teacher that failure (the parent's request, the student's answer, the
