@@ -6,7 +6,8 @@ Two tables (docs/bfcl.md shows them, tools/docs.py generates the blocks):
 
 - acceptance: per category, the function docs `catalog.load` reads (as OpenAI tools, by
   BFCL's own conversion) and the questions whose every function it reads; each refusal
-  counted by its one-line reason;
+  counted by its one-line reason, and each distinct refusal listed (`refused`: the line,
+  and the first question it comes from);
 - agreement: on every readable question with a possible answer, answers of each kind
   made from that answer (the gold answer, each other acceptable value, an optional
   argument left out, a wrong value, a missing required argument, a wrong function, a
@@ -97,7 +98,7 @@ def measure() -> dict:
     from flywheel.toolcall import calls
     from flywheel.toolcall.catalog import from_tools
 
-    acceptance, refusals = {}, Counter()
+    acceptance, refusals, refused = {}, Counter(), {}
     stats: dict[str, Counter] = defaultdict(Counter)
     disagreements, rejected_gold = [], []
     for category in bfcl.CATEGORIES:
@@ -111,6 +112,8 @@ def measure() -> dict:
                     accepted += 1
                 except DataError as exc:
                     refusals[_reason(str(exc))] += 1
+                    message = str(exc).split(": ", 1)[1]  # the function, the argument, the reason
+                    refused.setdefault(message, q["id"])
         readable = [q for q in qs if bfcl.readable(q)]
         acceptance[category] = {"functions": functions, "functions_accepted": accepted, "questions": len(qs),
                                 "questions_readable": len(readable)}
@@ -133,15 +136,15 @@ def measure() -> dict:
                     disagreements.append({"id": q["id"], "kind": kind, "bfcl": theirs, "json": ours, "text": text,
                                           "answer": answer})
     return {"bfcl_eval": bfcl._bfcl().version, "acceptance": acceptance, "refusals": dict(refusals.most_common()),
+            "refused": [{"first_in": qid, "refusal": message} for message, qid in refused.items()],
             "agreement": {k: dict(stats[k]) for k in KINDS if k in stats}, "disagreements": disagreements,
             "gold_rejected_by_bfcl": rejected_gold}
 
 
 def main() -> None:
-    from flywheel import store
+    from bench import commit, cpu_model
 
-    result = measure()
-    result["made_at"] = store.provenance() if hasattr(store, "provenance") else {}
+    result = {"commit": commit(), "cpu": cpu_model(), **measure()}
     OUT.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
     for k, v in result["agreement"].items():
         print(f"{k:18} {v}")

@@ -98,7 +98,9 @@ def champion(client: MlflowClient, name: str):
 def champion_gate(new: dict, old: dict | None, margin: float, gated: tuple[str, ...] = ("user",)) -> tuple[bool, str]:
     """The champion gate: promote when accuracy is not below the champion's, and no skill
     and no gated split (the domain's `gated_splits`: the hand-written `user` requests)
-    drops by more than `margin`."""
+    drops by more than `margin`; where both were scored on BFCL (evaluate.bfcl), neither
+    of its summaries drops by more than `margin` either (general tool calling must not fall
+    while the flywheel specialises the student)."""
     if old is None:
         return True, "first model"
     if new["accuracy"] < old["accuracy"]:
@@ -107,6 +109,10 @@ def champion_gate(new: dict, old: dict | None, margin: float, gated: tuple[str, 
         was, now = old.get("per_split", {}).get(split), new.get("per_split", {}).get(split)
         if was is not None and now is not None and was - now > margin:
             return False, f"split {split} drops {was - now:.4f} (> margin {margin})"
+    for summary in ("non_live", "live"):
+        was, now = old.get("bfcl", {}).get(summary), new.get("bfcl", {}).get(summary)
+        if was is not None and now is not None and was - now > margin:
+            return False, f"BFCL {summary} drops {was - now:.4f} (> margin {margin})"
     drops = {s: old["per_skill"][s] - a for s, a in new["per_skill"].items() if s in old["per_skill"]}
     worst = max(drops, key=drops.get) if drops else None
     if worst and drops[worst] > margin:
@@ -170,6 +176,9 @@ def metric_values(r: Results, health: dict) -> dict[str, float]:
     values = {"accuracy": r.metrics["accuracy"]}
     values.update({f"accuracy.{k}": v for k, v in r.metrics["per_split"].items()})
     values.update({f"skill.{k}": v for k, v in r.metrics["per_skill"].items()})
+    bfcl = r.metrics.get("bfcl", {})
+    values.update({f"bfcl.{k}": v for k, v in bfcl.get("per_category", {}).items()})
+    values.update({f"bfcl.{k}": bfcl[k] for k in ("non_live", "live") if k in bfcl})
     values.update({f"judge.{k}": v for k, v in r.judge.items() if isinstance(v, (int, float))})
     values.update({f"judge.verdict.{k}": v for k, v in r.judge["verdicts"].items()})
     values.update({f"probe.failure_rate.{k}": v["failure_rate"] for k, v in r.profile["skills"].items()})
@@ -253,7 +262,8 @@ def log_generation(cfg: Config, root: Path, r: Results, parent_run_id: str | Non
         mlflow.log_metrics(metric_values(r, health) | llm_numbers(root, generation), step=r.index)
         for path in _plots(root, generation, tmp):
             mlflow.log_artifact(str(path), "plots")
-        for name in (layout.METRICS, layout.JUDGE_METRICS, layout.FAILURE_PROFILE, layout.FACTOR_FAILURES):
+        for name in (layout.METRICS, layout.JUDGE_METRICS, layout.FAILURE_PROFILE, layout.FACTOR_FAILURES,
+                     layout.BFCL_ACCURACY):
             mlflow.log_artifact(str(root / layout.path(generation, name)), "metrics")
         own = student.origin(root / layout.path(generation, layout.MODEL))
         artifacts = {"model": str(root / layout.path(generation, layout.MODEL))}

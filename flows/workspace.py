@@ -16,7 +16,7 @@ from flywheel.stage import child_env
 
 _DVC_LOCK = threading.Lock()
 METRIC_FILES = (layout.METRICS, layout.JUDGE_METRICS, layout.GENERATE_METRICS, layout.FAILURE_PROFILE, layout.FACTOR_FAILURES,
-                layout.SKILL_ACCURACY, layout.TRAIN_LOSS)
+                layout.SKILL_ACCURACY, layout.BFCL_ACCURACY, layout.TRAIN_LOSS)
 
 
 def dvc(root: Path, *args: str, log=None) -> tuple[int, str]:

@@ -22,7 +22,6 @@ import random
 import sys
 import types
 from pathlib import Path
-from typing import Any
 
 from flywheel.store import DataError
 from flywheel.toolcall import calls
@@ -114,6 +113,17 @@ def request(question: dict) -> str:
     return next((m["content"] for m in reversed(question["messages"]) if m.get("role") == "user"), "")
 
 
+@functools.cache
+def all_requests() -> list[str]:
+    """Every single-turn question's request: what a traffic log is decontaminated against,
+    so that BFCL stays unseen like the `user` split ([] without the bfcl-eval package)."""
+    try:
+        import bfcl_eval  # noqa: F401
+    except ImportError:
+        return []
+    return [request(q) for c in CATEGORIES for q in questions(c)]
+
+
 def check(question: dict, answer: list[dict] | None) -> bool:
     """BFCL's verdict on an answer given as calls (None: unreadable). Irrelevance: right
     when no call is made (BFCL counts an unreadable answer as no call)."""
@@ -155,5 +165,35 @@ def summaries(accuracy: dict[str, tuple[int, int]]) -> dict[str, float]:
     return out
 
 
-def as_json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+def _json_calls(text: str) -> list[dict] | None:
+    """A chat student's answer as calls (None: not exactly one JSON value of calls)."""
+    try:
+        return calls.loads(calls.canonical(json.loads(text)))
+    except (ValueError, TypeError):
+        return None
+
+
+def answer(student, qs: list[dict], *, batch_size: int, max_new_tokens: int, on_batch=None) -> list[str]:
+    """The student's answers to `qs` as JSON calls ("null" where unreadable). A student
+    that reads tools (Hugging Face) gets each question's turns and tools through its chat
+    template; the built-in one gets the last user turn and its call text is read with the
+    question's tools (it never saw them: it can only get the irrelevance questions right)."""
+    requests = [request(q) for q in qs]
+    if student.reads_tools:
+        texts = student.answer(requests, batch_size=batch_size, max_new_tokens=max_new_tokens, on_batch=on_batch,
+                               contexts=[{"messages": q["messages"], "tools": q["tools"]} for q in qs], raw=True)
+        made = [_json_calls(t) for t in texts]
+    else:
+        outs = student.answer(requests, batch_size=batch_size, max_new_tokens=max_new_tokens, on_batch=on_batch)
+        made = [calls.parse(o.split(), catalog(q)) for o, q in zip(outs, qs)]
+    return [json.dumps(m, ensure_ascii=False, sort_keys=True) for m in made]
+
+
+def scored(qs: list[dict], answers: list[str]) -> tuple[list[bool], dict[str, tuple[int, int]]]:
+    """BFCL's verdict per answer, and (right, asked) per category."""
+    right = [check(q, json.loads(a)) for q, a in zip(qs, answers)]
+    per: dict[str, tuple[int, int]] = {}
+    for q, ok in zip(qs, right):
+        r, n = per.get(q["category"], (0, 0))
+        per[q["category"]] = (r + ok, n + 1)
+    return right, per

@@ -253,9 +253,21 @@ class StudentConfig(_Section):
     max_length: int = Field(512, ge=8, description="longest prompt + answer in tokens")
 
 
+class BfclConfig(_Section):
+    categories: list[Literal["simple_python", "multiple", "parallel", "parallel_multiple", "live_simple",
+                             "live_multiple", "live_parallel", "live_parallel_multiple", "irrelevance",
+                             "live_irrelevance"]] = Field([], description=(
+        "BFCL's single-turn categories the student is also scored on (flywheel/bfcl.py, docs/bfcl.md); "
+        "empty: off"))
+    per_category: int = Field(20, ge=0, description="questions per category, a seeded sample; 0: all")
+    seed: int = Field(0, description="the sample's seed")
+    max_new_tokens: int = Field(128, ge=1, description="the longest answer a question gets")
+
+
 class EvaluateConfig(_Section):
     batch_size: int = Field(256, ge=1)
     max_new_tokens: int = Field(64, ge=1)
+    bfcl: BfclConfig = BfclConfig()
 
 
 class ProbeConfig(_Section):

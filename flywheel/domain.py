@@ -288,3 +288,12 @@ def check(cfg: "Config", root: Path = Path(".")) -> Domain:
     require_teacher(dom, cfg.generate.teacher, logged=bool(cfg.traffic.file))
     require_committee(dom, cfg.judge.committee)
     return dom
+
+
+def score_rows(dom: Domain, labels: list[str], outputs: list[str], contexts=None) -> list[bool]:
+    """`dom.score`, each row against its own context (the tools its logged request offered:
+    flywheel/toolcall/records.py) where some row has one; a domain without contexts is
+    asked as ever."""
+    if contexts is not None and any(isinstance(c, str) and c for c in contexts) and hasattr(dom, "score_with"):
+        return dom.score_with(labels, outputs, list(contexts))
+    return dom.score(labels, outputs)

@@ -26,6 +26,7 @@ MODEL = "model"  # student checkpoint directory (save_pretrained)
 TRAIN_LOSS = "train_loss.csv"
 METRICS = "metrics.json"
 SKILL_ACCURACY = "skill_accuracy.csv"
+BFCL_ACCURACY = "bfcl_accuracy.csv"
 PREDICTIONS = "predictions.parquet"
 PROBE = "probe.parquet"
 FAILURE_PROFILE = "failure_profile.json"

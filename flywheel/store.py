@@ -88,7 +88,9 @@ def replace_block(text: str, name: str, body: str, where: str = "") -> str:
 
 
 def write_table(df: pd.DataFrame, path: Path, schema: pa.Schema) -> None:
-    table = pa.Table.from_pandas(df[schema.names], schema=schema, preserve_index=False)
+    """`df` as Parquet with `schema` (a nullable column `df` lacks is written as nulls)."""
+    absent = {f.name: None for f in schema if f.nullable and f.name not in df.columns}
+    table = pa.Table.from_pandas(df.assign(**absent)[schema.names], schema=schema, preserve_index=False)
     # No pandas metadata: the file then depends only on the rows and the schema.
     table = table.replace_schema_metadata(None)
     with atomic_file(path) as tmp:

@@ -53,6 +53,9 @@ _LINEAGE = [
     pa.field("teacher", _STR, nullable=False),
     pa.field("request", _STR, nullable=False),
     pa.field("label", _STR, nullable=False),  # canonical JSON list of calls
+    # what a logged request came with (flywheel/toolcall/records.py): {"messages": the turns
+    # before it, "tools": the tools it offered} as JSON; null: none (the domain's catalog)
+    pa.field("context", _STR),
 ]
 
 # `raw`: the teacher model's answer as received ("" for the embedded teacher); `error`:
@@ -74,7 +77,7 @@ VERDICTS = pa.schema(list(GENERATED) + [
 TRAINSET = pa.schema(_LINEAGE + [pa.field("judge", _STR, nullable=False)])
 EVALSET = pa.schema([pa.field("id", _STR, nullable=False), pa.field("request", _STR, nullable=False),
                      pa.field("label", _STR, nullable=False), pa.field("skills", _LIST, nullable=False),
-                     pa.field("split", _STR, nullable=False)])
+                     pa.field("split", _STR, nullable=False), pa.field("context", _STR)])
 PREDICTIONS = pa.schema([pa.field("id", _STR, nullable=False), pa.field("output", _STR, nullable=False),
                          pa.field("correct", pa.bool_(), nullable=False)])
 PROBE = pa.schema([pa.field("id", _STR, nullable=False), pa.field("skills", _LIST, nullable=False),
@@ -92,7 +95,8 @@ PLAN = pa.schema([pa.field("plan_id", _STR, nullable=False), pa.field("parent_id
                   pa.field("keep", _LIST, nullable=False),  # the parent's factors a child must keep
                   # the failure the row varies: the parent's request, the student's answer, the verified label
                   # (a `traffic` row: the logged request in parent_request)
-                  pa.field("parent_request", _STR), pa.field("parent_output", _STR), pa.field("parent_label", _STR)])
+                  pa.field("parent_request", _STR), pa.field("parent_output", _STR), pa.field("parent_label", _STR),
+                  pa.field("context", _STR)])  # a `traffic` row: what the request came with (as in _LINEAGE)
 
 
 # -- ids and builders -------------------------------------------------------------------------
@@ -103,11 +107,11 @@ def row_id(*parts: str) -> str:
 
 
 def plan_row(parent_id, functions, skills, kind: str, *, keep=(), parent_request=None, parent_output=None,
-             parent_label=None) -> dict:
+             parent_label=None, context=None) -> dict:
     """One row of a plan (PLAN) before `plan_table` numbers it."""
     return {"parent_id": parent_id, "functions": list(functions), "skills": list(skills), "kind": kind,
             "keep": list(keep), "parent_request": parent_request, "parent_output": parent_output,
-            "parent_label": parent_label}
+            "parent_label": parent_label, "context": context}
 
 
 def plan_table(rows: list[dict], generation: str) -> pd.DataFrame:
@@ -119,13 +123,14 @@ def plan_table(rows: list[dict], generation: str) -> pd.DataFrame:
 
 
 def generated_row(generation: str, parent_id, skills, teacher: str, request: str, label: str, raw: str = "",
-                  error: str = "", *, kept=(), kind: str = "", source: str = SYNTHETIC) -> dict:
+                  error: str = "", *, kept=(), kind: str = "", source: str = SYNTHETIC, context=None) -> dict:
     """One row of generated.parquet (GENERATED); `kind` is the plan row's, `source`
     `synthetic` (the teacher wrote the request) or `traffic` (a user did). `generate`
     fills in its `factors`."""
     return {"id": row_id(request, label), "generation": generation, "source": source,
             "parent_id": parent_id, "skills": list(skills), "teacher": teacher, "request": request,
-            "label": label, "raw": raw, "error": error, "factors": [], "kept": list(kept), "kind": kind}
+            "label": label, "context": context, "raw": raw, "error": error, "factors": [], "kept": list(kept),
+            "kind": kind}
 
 
 def truth_row(row_id_: str, true_label: str, error_kind: str) -> dict:

@@ -14,6 +14,11 @@ Reads data/<gen>/model, data/eval.parquet; writes data/<gen>/metrics.json (DVC m
 data/<gen>/factor_failures.json,
 data/<gen>/skill_accuracy.csv (DVC plot), data/<gen>/predictions.parquet and
 data/<gen>/evaluate_calls.parquet.
+
+With `evaluate.bfcl.categories`, the same student also answers a seeded sample of BFCL's
+single-turn questions (flywheel/bfcl.py: its data, its tools, its checker), each with its
+own turns and tools: per category accuracy and BFCL's two summaries go to metrics.json
+(`bfcl`) and data/<gen>/bfcl_accuracy.csv (DVC plot; only its header when off).
 """
 
 from __future__ import annotations
@@ -49,14 +54,35 @@ def judge_scored(dom: domain.Domain, jc, session, evals: pd.DataFrame, outputs: 
     return [d.verdict == LABEL_OK for d in decisions]
 
 
+def bfcl_scores(student, bc, batch_size: int) -> dict:
+    """The student on BFCL's questions: per category accuracy, BFCL's summaries."""
+    import time
+
+    from flywheel import bfcl
+    from flywheel.stage import Progress
+
+    start = time.monotonic()
+    qs = bfcl.sample(list(bc.categories), bc.per_category, bc.seed)
+    bar = Progress("evaluate", "BFCL questions", len(qs))
+    answers = bfcl.answer(student, qs, batch_size=batch_size, max_new_tokens=bc.max_new_tokens, on_batch=bar.advance)
+    bar.close()
+    _, per = bfcl.scored(qs, answers)
+    out = {"per_category": {c: round(r / n, 4) for c, (r, n) in per.items()},
+           **{k: round(v, 4) for k, v in bfcl.summaries(per).items()},
+           "questions": len(qs), "bfcl_eval": bfcl._bfcl().version}
+    stage.log("evaluate", f"BFCL: {len(qs)} questions in {time.monotonic() - start:.0f}s {out['per_category']}")
+    return out
+
+
 def main(cfg: ConfigView, generation: str) -> None:
     ec = cfg.evaluate
     dom = domain.get(cfg.domain)
     evals = store.read_table(layout.EVAL, tables.EVALSET)
-    _, outputs = student_answers("evaluate", layout.path(generation, layout.MODEL), list(evals["request"]),
-                                 dom=dom, batch_size=ec.batch_size, max_new_tokens=ec.max_new_tokens)
+    student, outputs = student_answers("evaluate", layout.path(generation, layout.MODEL), list(evals["request"]),
+                                       dom=dom, batch_size=ec.batch_size, max_new_tokens=ec.max_new_tokens,
+                                       contexts=evals["context"])
     preds = pd.DataFrame({"id": evals["id"].to_numpy(), "output": outputs,
-                          "correct": dom.score(list(evals["label"]), outputs)})
+                          "correct": domain.score_rows(dom, list(evals["label"]), outputs, evals["context"])})
     with Session("evaluate", generation, cfg.judge.budget, **stage.model_call_env()) as session:
         if cfg.domain.metric == "judge":
             preds["correct"] = judge_scored(dom, cfg.judge, session, evals, outputs)
@@ -68,7 +94,12 @@ def main(cfg: ConfigView, generation: str) -> None:
         "per_split": {k: round(float(v), 4) for k, v in preds["correct"].groupby(evals["split"]).mean().items()},
         "per_skill": skills,
     }
+    if ec.bfcl.categories:
+        metrics["bfcl"] = bfcl_scores(student, ec.bfcl, ec.batch_size)
     store.write_json(metrics, layout.path(generation, layout.METRICS))
+    per_category = metrics.get("bfcl", {}).get("per_category", {})
+    store.write_csv(pd.DataFrame({"category": list(per_category), "accuracy": list(per_category.values())}),
+                    layout.path(generation, layout.BFCL_ACCURACY))
     rows = pd.DataFrame({"factors": [dom.factors(r, label) for r, label in zip(evals["request"], evals["label"])],
                          "correct": preds["correct"].to_numpy()})
     store.write_json({split: factor_failure_rates(part) for split, part in rows.groupby(evals["split"].to_numpy())},

@@ -68,9 +68,19 @@ def ask(verdicts: pd.DataFrame, dom: domain.Domain, consensus: float, team, temp
     if limit:
         idx = idx[:limit]
     catalog = dom.catalog()
-    prompts = [committee.judge_prompt(template, request=out.at[i, "request"], label=out.at[i, "label"],
-                                      student_output=out.at[i, "student_output"], rubric=rubric, catalog=catalog,
-                                      skills=dom.tag_choices()) for i in idx]
+
+    def shown(context) -> tuple[list, str]:
+        """A logged request's own tools and earlier turns, where it came with them."""
+        if not (isinstance(context, str) and context and hasattr(dom, "shown_with")):
+            return catalog, ""
+        return dom.shown_with(context)
+
+    prompts = []
+    for i in idx:
+        tools, turns = shown(out.at[i, "context"] if "context" in out else None)
+        prompts.append(committee.judge_prompt(template, request=out.at[i, "request"], label=out.at[i, "label"],
+                                              student_output=out.at[i, "student_output"], rubric=rubric,
+                                              catalog=tools, skills=dom.tag_choices(), conversation=turns))
     bar = stage.Progress("judge", "committee answers", len(prompts) * len(team))
     decisions, kappa = committee.ask_committee(team, prompts, consensus=consensus, canon=dom.canon,
                                                on_done=bar.advance)
@@ -82,7 +92,8 @@ def ask(verdicts: pd.DataFrame, dom: domain.Domain, consensus: float, team, temp
         if d.verdict in (LABEL_OK, MODEL_WRONG):
             # a label that failed one of the domain's checks stays dropped: the checks are certain
             final = label if out.at[i, "verdict"] not in WRONG else None
-        elif d.verdict in WRONG and d.corrected is not None and dom.passes(d.corrected, request):
+        elif d.verdict in WRONG and d.corrected is not None and _passes(dom, d.corrected, request,
+                                                                        out.at[i, "context"]):
             final = d.corrected
         why = d.analysis or "; ".join(d.errors)
         out.at[i, "verdict"] = d.verdict
@@ -96,6 +107,13 @@ def ask(verdicts: pd.DataFrame, dom: domain.Domain, consensus: float, team, temp
     asked = out.loc[idx, "kind"].value_counts().sort_index().to_dict() if idx else {}
     return out, {"asked": len(idx), "undecided": len(undecided), "asked_by_kind": asked, "kappa": kappa,
                  "members": len(team)}
+
+
+def _passes(dom, label: str, request: str, context) -> bool:
+    """The domain's checks on a corrected label, against the row's own tools where it has some."""
+    if isinstance(context, str) and context and hasattr(dom, "passes_with"):
+        return dom.passes_with(label, request, context)
+    return dom.passes(label, request)
 
 
 def unverified(rows: pd.DataFrame) -> pd.DataFrame:
@@ -119,7 +137,8 @@ def main(cfg: ConfigView, generation: str) -> None:
     # (a Hugging Face student's base model, also generation 0's, does answer).
     untrained = prev == layout.SEED and student.kind_of(model_dir).random_at_start
     if jc.use_student and jc.verify and not untrained:
-        _, outputs = student_answers("judge", model_dir, list(rows["request"]), dom=dom, batch_size=jc.batch_size)
+        _, outputs = student_answers("judge", model_dir, list(rows["request"]), dom=dom, batch_size=jc.batch_size,
+                                     contexts=rows["context"])
     verdicts = dom.first_verdicts(rows, outputs, use_repair=jc.repair) if jc.verify else unverified(rows)
     report: dict = {}
     with Session("judge", generation, jc.budget, **stage.model_call_env()) as session:

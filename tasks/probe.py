@@ -30,7 +30,7 @@ from flywheel import domain, layout, stage, store, tables
 from flywheel.config import ConfigView
 from flywheel.tables import BORDERLINE, FAILED, MASTERED
 from flywheel.factor_rates import factor_failure_rates
-from flywheel.student import student_answers
+from flywheel.student import student_answers, with_contexts
 
 
 
@@ -82,23 +82,26 @@ def main(cfg: ConfigView, generation: str) -> None:
     dev = store.read_table(layout.path(generation, layout.DEV), tables.TRAINSET)
     rows = pd.concat([train.assign(split="train"), dev.assign(split="dev")], ignore_index=True)
     requests, labels = list(rows["request"]), list(rows["label"])
+    contexts = list(rows["context"])
     student, outputs = student_answers("probe", layout.path(generation, layout.MODEL), requests, dom=dom,
-                                       batch_size=pc.batch_size)
-    probe = pd.DataFrame({"id": rows["id"].to_numpy(), "output": outputs, "correct": dom.score(labels, outputs)})
+                                       batch_size=pc.batch_size, contexts=contexts)
+    own = with_contexts(student, requests, contexts)
+    probe = pd.DataFrame({"id": rows["id"].to_numpy(), "output": outputs,
+                          "correct": domain.score_rows(dom, labels, outputs, contexts)})
     right = probe["correct"].astype(int).to_numpy()
     if pc.samples:
         bar = stage.Progress("probe", f"sampled answers (temperature {pc.temperature})", len(requests) * pc.samples)
         for k in range(pc.samples):
             sampled = student.answer(requests, batch_size=pc.batch_size, temperature=pc.temperature,
                                      seed=stage.stage_seed(cfg.seed, generation, f"probe-sample-{k}"),
-                                     on_batch=bar.advance)
-            right = right + np.array(dom.score(labels, sampled), dtype=int)
+                                     on_batch=bar.advance, **own)
+            right = right + np.array(domain.score_rows(dom, labels, sampled, contexts), dtype=int)
         bar.close()
     probe["samples"] = pc.samples
     probe["success_rate"] = right / (1 + pc.samples)  # the greedy answer and the samples
     probe["skills"], probe["split"] = rows["skills"], rows["split"]
     # A diverged student has NaN losses: count those rows as infinitely hard, not as missing.
-    probe["loss"] = np.nan_to_num(student.label_losses(requests, labels, batch_size=pc.batch_size), nan=np.inf)
+    probe["loss"] = np.nan_to_num(student.label_losses(requests, labels, batch_size=pc.batch_size, **own), nan=np.inf)
     probe["perplexity"] = np.exp(np.minimum(probe["loss"], 700.0))
     probe["category"] = categorize(probe["correct"], probe["perplexity"], pc.borderline_quantile)
     probe["missing"] = [dom.missing(o, label) if not ok else []

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pandas as pd
 
 from flywheel import domain, layout, stage, store, tables
-from flywheel.student import StudentError
+from flywheel.student import StudentError, with_contexts
 from flywheel.student import load as load_student
 from flywheel.config import ConfigView
 
@@ -35,7 +35,7 @@ def main(cfg: ConfigView, generation: str) -> None:
 
     try:
         history = student.fit(list(rows["request"]), list(rows["label"]), train=tc, student=cfg.student, seed=seed,
-                              progress=progress)
+                              progress=progress, **with_contexts(student, list(rows["request"]), rows["context"]))
     except StudentError as e:
         raise store.DataError(f"{layout.path(generation, layout.TRAIN)}: {e}") from None
     seconds = bar.close()

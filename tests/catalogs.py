@@ -41,6 +41,48 @@ LIBRARY = [
 ]
 
 
+_BRANCH = {"type": "string", "enum": ["central", "north", "east"]}
+_TITLES = {"type": "array", "items": {"type": "string"}}
+
+# Twelve more desks of the same library, with the schema constructs real catalogs use:
+# arrays of scalars and of objects, objects nested in objects, an integer enum, defaults.
+SERVICES = [
+    _fn("hold_books", "Put books on hold at a branch", {"titles": _TITLES, "branch": dict(_BRANCH, default="central")},
+        ["titles"]),
+    _fn("order_supplies", "Order supplies for the desk", {"items": {"type": "array", "items": {
+        "type": "object", "properties": {"name": {"type": "string"}, "quantity": {"type": "integer"}},
+        "required": ["name", "quantity"]}}}, ["items"]),
+    _fn("book_event", "Book an event in the hall", {"event": {"type": "object", "properties": {
+        "title": {"type": "string"}, "date": {"type": "string", "format": "date"}, "seats": {"type": "integer"}},
+        "required": ["title", "date"]}, "notify": {"type": "boolean", "default": False}}, ["event"]),
+    _fn("set_preferences", "Set a member's preferences", {"prefs": {"type": "object", "properties": {
+        "language": {"type": "string", "enum": ["english", "spanish", "german"]},
+        "large_print": {"type": "boolean"}}, "required": ["language"]}}, ["prefs"]),
+    _fn("send_notice", "Send a notice to members", {"members": {"type": "array", "items": {"type": "string"}},
+                                                    "message": {"type": "string"}}, ["members", "message"]),
+    _fn("rate_book", "Rate a book from 1 to 5 stars", {"title": {"type": "string"},
+                                                       "stars": {"type": "integer", "enum": [1, 2, 3, 4, 5]}},
+        ["title", "stars"]),
+    _fn("report_damage", "Report a damaged item", {"item_id": {"type": "integer"}, "damage": {
+        "type": "object", "properties": {"kind": {"type": "string", "enum": ["torn", "wet", "missing_pages"]},
+                                         "pages": {"type": "array", "items": {"type": "integer"}}},
+        "required": ["kind"]}}, ["item_id", "damage"]),
+    _fn("schedule_pickup", "Pick up returns from an address", {"address": {"type": "object", "properties": {
+        "street": {"type": "string"}, "city": {"type": "string"}}, "required": ["street", "city"]},
+        "time": {"type": "string", "format": "time"}}, ["address", "time"]),
+    _fn("add_tags", "Tag a book", {"title": {"type": "string"}, "tags": _TITLES}, ["title", "tags"]),
+    _fn("transfer_books", "Move books between branches", {"titles": _TITLES, "from_branch": _BRANCH,
+                                                          "to_branch": _BRANCH}, ["titles", "from_branch", "to_branch"]),
+    _fn("request_purchase", "Ask the library to buy a book", {
+        "title": {"type": "string"}, "copies": {"type": "integer", "default": 1},
+        "formats": {"type": "array", "items": {"type": "string", "enum": ["print", "ebook", "audio"]}}}, ["title"]),
+    _fn("donate_items", "Register a donation", {"donor": {"type": "object", "properties": {
+        "name": {"type": "string"}, "city": {"type": "string"}}, "required": ["name"]}, "count": {"type": "integer"}},
+        ["donor", "count"]),
+]
+FULL = LIBRARY + SERVICES  # 21 functions
+
+
 def write_library(folder: Path, name: str = "library.yaml", tools: list | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
@@ -61,8 +103,69 @@ ROOM_WORDS = {"quiet": "quiet room", "group": "group room", "media_lab": "media 
 GENRES = ["fiction", "history", "science", "poetry"]
 
 
+CITIES = ["oslo", "porto", "graz", "turku"]
+STREETS = ["elm street", "mill lane", "harbour road"]
+SUPPLIES = ["pencils", "folders", "stamps", "labels"]
+TAGS = ["mystery", "classic", "local", "rare"]
+
+
+def _service(rng, name: str) -> tuple[str, dict]:
+    """A request that calls one of SERVICES, every value said in it."""
+    if name == "hold_books":
+        titles = rng.sample(TITLES, 2)
+        branch = rng.choice(["central", "north", "east"])
+        return f"hold {titles[0]} and {titles[1]} at the {branch} branch", {"titles": titles, "branch": branch}
+    if name == "order_supplies":
+        things = rng.sample(SUPPLIES, 2)
+        counts = [rng.randint(2, 20), rng.randint(2, 20)]
+        return f"order {counts[0]} {things[0]} and {counts[1]} {things[1]}", \
+            {"items": [{"name": t, "quantity": c} for t, c in zip(things, counts)]}
+    if name == "book_event":
+        title, day, seats = rng.choice(["poetry night", "chess club", "story hour"]), rng.choice(["today", "tomorrow"]), \
+            rng.randint(10, 60)
+        return f"book the hall for {title} {day} with {seats} seats", \
+            {"event": {"title": title, "date": day, "seats": seats}}
+    if name == "set_preferences":
+        language = rng.choice(["english", "spanish", "german"])
+        if rng.random() < 0.5:
+            return f"set my language to {language} with large print", \
+                {"prefs": {"language": language, "large_print": True}}
+        return f"set my language to {language}", {"prefs": {"language": language}}
+    if name == "send_notice":
+        who = rng.sample(NAMES, 2)
+        message = rng.choice(["the library closes early", "your books are ready", "the hall is booked"])
+        return f"tell {who[0]} and {who[1]} that {message}", {"members": who, "message": message}
+    if name == "rate_book":
+        title, stars = rng.choice(TITLES), rng.randint(1, 5)
+        return f"give {title} {stars} stars", {"title": title, "stars": stars}
+    if name == "report_damage":
+        item, pages = rng.randint(1000, 9999), sorted(rng.sample(range(10, 99), 2))
+        return f"item {item} has missing pages {pages[0]} and {pages[1]}", \
+            {"item_id": item, "damage": {"kind": "missing_pages", "pages": pages}}
+    if name == "schedule_pickup":
+        street, city, hour = rng.choice(STREETS), rng.choice(CITIES), rng.randint(9, 17)
+        return f"pick up returns from {street} in {city} at {hour:02d}:00", \
+            {"address": {"street": street, "city": city}, "time": f"{hour:02d}:00"}
+    if name == "add_tags":
+        title, tags = rng.choice(TITLES), rng.sample(TAGS, 2)
+        return f"tag {title} as {tags[0]} and {tags[1]}", {"title": title, "tags": tags}
+    if name == "transfer_books":
+        title = rng.choice(TITLES)
+        a, b = rng.sample(["central", "north", "east"], 2)
+        return f"move {title} from the {a} branch to the {b} branch", \
+            {"titles": [title], "from_branch": a, "to_branch": b}
+    if name == "request_purchase":
+        title, copies = rng.choice(TITLES), rng.randint(2, 5)
+        return f"buy {copies} copies of {title} in print and ebook", \
+            {"title": title, "copies": copies, "formats": ["print", "ebook"]}
+    who, city, count = rng.choice(NAMES), rng.choice(CITIES), rng.randint(2, 30)
+    return f"{who} from {city} donates {count} books", {"donor": {"name": who, "city": city}, "count": count}
+
+
 def _one(rng, name: str) -> tuple[str, dict]:
     """A request that calls `name`, and the call."""
+    if name in {f["function"]["name"] for f in SERVICES}:
+        return _service(rng, name)
     if name == "find_book":
         title = rng.choice(TITLES)
         if rng.random() < 0.4:
@@ -245,3 +348,74 @@ def judge_on_traffic(verdicts, truth: dict[str, list]) -> dict:
             "precision": round(hits / sum(flagged), 4) if any(flagged) else None,
             "recall": round(hits / sum(wrong), 4) if any(wrong) else None,
             "kept_right": sum(kept) / len(kept) if kept else None}
+
+
+# --- OpenAI chat-completions records (flywheel/toolcall/records.py) -----------------------
+
+SYSTEM = "You are the desk assistant of the city library. Escalations go to {contact}."
+
+
+def openai_records(rng, n: int, *, canaries: bool = True, labelled: bool = False) -> list[dict]:
+    """`n` chat-completions records over FULL: a system prompt (with a person's contact
+    in every third one when `canaries`), sometimes an earlier exchange, the request, the
+    tools that request offered (the functions it calls and four others), and the deployed
+    model's `tool_calls` (`labelled`: the calls as `output` instead). Each with its calls."""
+    import datetime as dt
+    import json
+
+    names = [f["function"]["name"] for f in FULL]
+    by_name = {f["function"]["name"]: f for f in FULL}
+    start = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
+    out = []
+    for i in range(n):
+        fns = [rng.choice(names)] if rng.random() < 0.85 else (sorted(rng.sample(names, 2)) if rng.random() < 0.6
+                                                                 else [])
+        text, made = library_request(rng, fns)
+        if canaries and i % 10 == 5:
+            text += f", my contact is {CANARIES[(i // 10) % len(CANARIES)]}"
+        contact = CANARIES[i % len(CANARIES)] if canaries and i % 3 == 0 else "the head librarian"
+        messages = [{"role": "system", "content": SYSTEM.format(contact=contact)}]
+        if rng.random() < 0.3:
+            messages += [{"role": "user", "content": "hello, is anyone there?"},
+                         {"role": "assistant", "content": "Yes, how can I help you today?"}]
+        messages.append({"role": "user", "content": text})
+        offered = sorted(set(fns) | set(rng.sample([x for x in names if x not in fns], 4)))
+        record = {"messages": messages, "tools": [by_name[x] for x in offered],
+                  "timestamp": (start + dt.timedelta(minutes=7 * i)).isoformat()}
+        if labelled:
+            record["output"] = made
+        else:
+            record["response"] = {"role": "assistant", "content": None, "tool_calls": [
+                {"id": f"call_{i}_{k}", "type": "function", "function": {"name": c["name"],
+                                                                          "arguments": json.dumps(c["arguments"])}}
+                for k, c in enumerate(made)]}
+        out.append({"record": record, "request": text, "calls": made, "offered": offered})
+    return out
+
+
+def records_folder(project: Path, *, logged: int = 120, held_out: int = 40, seed: int = 30) -> dict[str, list]:
+    """domains/library in `project` with the 21-function catalog, `logged` records in
+    logs/traffic.jsonl, `held_out` labelled records in eval.jsonl and `seed` in seed.jsonl.
+    Returns the calls of every request, keyed as the teacher receives it (redacted)."""
+    import json
+    import random
+    import shutil
+
+    from flywheel.redact import DEFAULT_PATTERNS, Redactor
+
+    def jsonl(path: Path, rows: list[dict]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps(r["record"]) + "\n" for r in rows))
+
+    folder = project / "domains" / "library"
+    shutil.copytree(project / "domains" / "toolcall", folder,
+                    ignore=shutil.ignore_patterns("user.jsonl", "traffic_*.jsonl"))
+    write_library(folder, tools=FULL)
+    traffic = openai_records(random.Random(36), logged)
+    evals = openai_records(random.Random(37), held_out, canaries=False, labelled=True)
+    seeds = openai_records(random.Random(38), seed, canaries=False, labelled=True)
+    jsonl(project / "logs" / "traffic.jsonl", traffic)
+    jsonl(folder / "eval.jsonl", evals)
+    jsonl(folder / "seed.jsonl", seeds)
+    red = Redactor(dict(DEFAULT_PATTERNS))
+    return {" ".join(red(r["request"]).split()): r["calls"] for r in traffic + evals + seeds}

@@ -5,14 +5,18 @@ file is refused in one line naming the function and field, before anything is wr
 from __future__ import annotations
 
 import copy
+import random
 import sys
+import types
 from pathlib import Path
 
 import pytest
 
 from catalogs import LIBRARY, write_library
 from conftest import SMALL, free_port, make_project, merge, run
-from flywheel import domain, store
+import pandas as pd
+
+from flywheel import domain, store, tables
 from flywheel.config import DomainConfig
 from flywheel.toolcall import calls
 from flywheel.toolcall import catalog
@@ -244,3 +248,38 @@ def test_a_catalog_of_your_own_with_the_embedded_teacher_is_refused_with_the_rea
                                           r"teacher knows only the shipped catalog"):
         domain.require_teacher(_library_domain(library), "embedded")
     domain.require_teacher(domain.get(DomainConfig()), "embedded")  # the shipped catalog: fine
+
+
+def test_a_teachers_unreadable_or_unknown_answers_are_counted_not_raised(library):
+    """The request writer for a catalog of your own: an answer that is not JSON counts as
+    `unreadable` in the gate, one calling a function the catalog lacks is kept for the
+    judge to drop (its skills: none it could show), a good one is admitted."""
+    from flywheel.backends.client import Answer
+    from flywheel.gate import Gate
+    from flywheel.toolcall import teacher
+
+    cat = catalog.load(library)
+    good = '{"request": "renew loan 4521 for 2 weeks", "calls": [{"name": "renew_loan", ' \
+           '"arguments": {"loan_id": 4521, "weeks": 2}}]}'
+    texts = ["I cannot help with that", good, '{"request": "order a pizza", "calls": [{"name": "order_pizza"}]}']
+
+    class Client:
+        name = "teacher"
+
+        def ask(self, prompts, parse, on_done=None, sample=0):
+            out = []
+            for text in texts[: len(prompts)]:
+                try:
+                    out.append(Answer(parse(text), text))
+                except ValueError as exc:
+                    out.append(Answer(None, text, str(exc)))
+            return out
+
+    plan = pd.DataFrame([tables.plan_row(None, ["renew_loan"], ["renew_loan"], "random") for _ in texts])
+    template = types.SimpleNamespace(render=lambda **kw: "write one", version="t1")
+    gate = Gate(set(), set())
+    rows = teacher.written(Client(), template, plan, pd.DataFrame({"request": [], "label": []}), "gen-001", gate,
+                           cat, random.Random(0), twice=())
+    assert gate.refused["unreadable"] == 1
+    assert list(rows["request"]) == ["renew loan 4521 for 2 weeks", "order a pizza"]
+    assert list(rows["skills"])[1] == []

@@ -73,7 +73,7 @@ def test_declared_outputs_match_the_layout():
         "judge": {layout.VERDICTS, layout.JUDGE_METRICS, layout.JUDGE_CALLS},
         "compose": {layout.TRAIN, layout.DEV},
         "train": {layout.MODEL, layout.TRAIN_LOSS},
-        "evaluate": {layout.METRICS, layout.SKILL_ACCURACY, layout.PREDICTIONS, layout.EVALUATE_CALLS,
+        "evaluate": {layout.METRICS, layout.SKILL_ACCURACY, layout.BFCL_ACCURACY, layout.PREDICTIONS, layout.EVALUATE_CALLS,
                      layout.FACTOR_FAILURES},
         "probe": {layout.PROBE, layout.FAILURE_PROFILE},
         "expand": {layout.PLAN},

@@ -37,6 +37,13 @@ def test_gate_rules():
     ok, why = champion_gate({"accuracy": 0.6, "per_skill": {"a": 0.5, "b": 0.5}, "per_split": {"user": 0.6}}, with_user, 0.05)
     assert not ok and "split user drops" in why
     assert champion_gate({"accuracy": 0.6, "per_skill": {"a": 0.5, "b": 0.5}, "per_split": {"user": 0.68}}, with_user, 0.05)[0]
+    # BFCL's summaries, where both generations were scored on it: general tool calling must not fall
+    with_bfcl = dict(old, bfcl={"non_live": 0.4, "live": 0.3})
+    better = {"accuracy": 0.6, "per_skill": {"a": 0.5, "b": 0.5}}
+    ok, why = champion_gate(dict(better, bfcl={"non_live": 0.3, "live": 0.3}), with_bfcl, 0.05)
+    assert not ok and "BFCL non_live drops 0.1000" in why
+    assert champion_gate(dict(better, bfcl={"non_live": 0.38, "live": 0.29}), with_bfcl, 0.05)[0]
+    assert champion_gate(better, with_bfcl, 0.05)[0]  # not scored this time: nothing to compare
 
 
 def test_the_lineage_parts_are_pure_functions_of_the_results(small_run):

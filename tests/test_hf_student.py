@@ -20,10 +20,14 @@ from flows.lineage import lock_md5s
 from flywheel import layout, store, tables
 
 STUDENT = {"model": "models/tiny", "max_length": 256}
+BFCL = ("simple_python", "multiple", "parallel", "parallel_multiple", "live_simple", "live_multiple", "live_parallel",
+        "live_parallel_multiple", "irrelevance", "live_irrelevance")
 LORA = {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
 HF_SMALL = merge(SMALL, {"train": {"steps": 30, "batch_size": 8, "lr": 0.01, "warmup_steps": 3, "log_every": 5},
                          "prepare": {"eval_rows": 60, "seed_rows": 40, "plan_rows": 80}, "expand": {"budget": 80},
-                         "evaluate": {"batch_size": 32, "max_new_tokens": 48}, "probe": {"batch_size": 32},
+                         "evaluate": {"batch_size": 32, "max_new_tokens": 48,
+                                      "bfcl": {"categories": list(BFCL), "per_category": 2, "max_new_tokens": 48}},
+                         "probe": {"batch_size": 32},
                          "judge": {"batch_size": 32}})
 
 
@@ -197,6 +201,34 @@ def test_evaluation_parses_the_chat_answers(own_run):
     assert list(preds["correct"]) == dom.score(list(evals["label"]), list(preds["output"]))
     if mode == "full":  # the fully tuned tiny model writes mostly well-formed calls
         assert len(readable) >= 0.5 * len(preds), preds["output"].head(10).tolist()
+
+
+def test_bfcl_is_scored_by_its_checker_in_every_generation(own_run):
+    """evaluate.bfcl on: each generation's student answers 2 questions of each of BFCL's
+    single-turn categories; the scores are in metrics.json, MLflow and `dvc plots`."""
+    import mlflow
+    import pandas as pd
+
+    from flows.lineage import setup_mlflow
+    from flywheel.config import load
+
+    mode, project, results, _ = own_run
+    cfg = load(project / "params.yaml")
+    setup_mlflow(cfg, project)
+    client = mlflow.MlflowClient()
+    for r in results:
+        metrics = store.read_json(project / layout.path(r["generation"], layout.METRICS))
+        bfcl = metrics["bfcl"]
+        assert set(bfcl["per_category"]) == set(BFCL) and bfcl["questions"] == 2 * len(BFCL)
+        assert all(0 <= v <= 1 for v in bfcl["per_category"].values()) and {"non_live", "live"} <= set(bfcl)
+        plot = pd.read_csv(project / layout.path(r["generation"], layout.BFCL_ACCURACY))
+        assert dict(zip(plot["category"], plot["accuracy"])) == bfcl["per_category"]
+        version = client.get_model_version(cfg.lineage.registered_model, r["version"])
+        logged = client.get_run(version.run_id).data.metrics
+        assert logged["bfcl.simple_python"] == bfcl["per_category"]["simple_python"]
+        assert logged["bfcl.non_live"] == bfcl["non_live"]
+    shown = run([sys.executable, "-m", "dvc", "plots", "show", "--json"], project).stdout
+    assert "gen-001/bfcl_accuracy.csv" in shown
 
 
 def test_the_registered_model_loads_and_answers_as_evaluate_did(own_run):

@@ -22,7 +22,8 @@ def rows(n, source, start=0):
     return pd.DataFrame({
         "id": [f"{source}{i}" for i in range(start, start + n)], "generation": "g", "source": source,
         "parent_id": None, "skills": [["weather"]] * n, "teacher": "t",
-        "request": [f"weather in city{i}" for i in range(start, start + n)], "label": "[]", "judge": "j"})
+        "request": [f"weather in city{i}" for i in range(start, start + n)], "label": "[]", "judge": "j",
+        "context": None})
 
 
 def test_accumulate_keeps_everything_and_dedups_by_request():

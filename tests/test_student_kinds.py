@@ -50,18 +50,19 @@ class Lookup(student.StudentKind):
     def origin(cls, folder: Path) -> dict:
         return {"base": "an empty table", "revision": "", "adapter": False}
 
-    def fit(self, requests, labels, *, train, student, seed, progress=None):
+    def fit(self, requests, labels, *, train, student, seed, progress=None, contexts=None):
         self.table.update({r: self.dom.target(label) for r, label in zip(requests, labels)})
         if progress:
             progress(train.steps, 0.0)
         return [(train.steps, 0.0)]
 
-    def answer(self, requests, *, batch_size, max_new_tokens=64, on_batch=None, temperature=0.0, seed=0):
+    def answer(self, requests, *, batch_size, max_new_tokens=64, on_batch=None, temperature=0.0, seed=0,
+               contexts=None, raw=False):
         if on_batch:
             on_batch(len(requests))
         return [self.table.get(r, "") for r in requests]
 
-    def label_losses(self, requests, labels, *, batch_size):
+    def label_losses(self, requests, labels, *, batch_size, contexts=None):
         return np.array([0.0 if self.table.get(r) == self.dom.target(lab) else 10.0 for r, lab in zip(requests, labels)])
 
     def save(self, folder: Path) -> None:

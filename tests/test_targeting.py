@@ -142,7 +142,8 @@ def test_a_model_teacher_sees_the_failure_it_varies(tmp_path):
         assert f"Verified answer: {plan_row.parent_label}" in prompt
         assert row.label == truth[row.request]
     # a row with no parent is asked as before: no example in its prompt
-    plain = template.render(request="x", catalog=[], example_request=None, student_answer=None, example_label=None)
+    plain = template.render(request="x", catalog=[], conversation="", example_request=None, student_answer=None,
+                            example_label=None)
     assert "got wrong" not in json.dumps(plain)
     assert Counter(planned["kind"]) == {"error_driven": 30}
 

@@ -209,7 +209,52 @@ def your_tools(root: Path) -> str:
     return "\n".join(lines)
 
 
+def bfcl_acceptance(root: Path) -> str:
+    """docs/bfcl.md: the catalog loader on BFCL's function docs, per category."""
+    run = json.loads((root / "experiments" / "bfcl.json").read_text())
+    lines = [f"Made by `python -m experiments.bfcl_agreement` at commit {run['commit']} on {run['cpu']}, bfcl-eval "
+             f"{run['bfcl_eval']} (`experiments/bfcl.json`).", "",
+             "| BFCL category | functions accepted | questions whose every function is accepted |", "|---|---|---|"]
+    for cat, a in run["acceptance"].items():
+        lines.append(f"| {cat} | {a['functions_accepted']:,} / {a['functions']:,} | {a['questions_readable']:,} / "
+                     f"{a['questions']:,} ({100 * a['questions_readable'] / a['questions']:.1f}%) |")
+    lines += ["", "| refused because | functions |", "|---|---|"]
+    lines += [f"| {reason} | {n} |" for reason, n in run["refusals"].items()]
+    return "\n".join(lines)
+
+
+def bfcl_agreement(root: Path) -> str:
+    """docs/bfcl.md: calls.accepts against BFCL's checker, per answer kind."""
+    run = json.loads((root / "experiments" / "bfcl.json").read_text())
+    lines = ["| answer kind | answers | BFCL accepts | the project accepts | agree (JSON) | agree (call text) |",
+             "|---|---|---|---|---|---|"]
+    for kind, k in run["agreement"].items():
+        lines.append(f"| {kind.replace('_', ' ')} | {k['answers']:,} | {k['bfcl_accepts']:,} | {k['project_accepts']:,} | "
+                     f"{k['agree_json']:,} | {k['agree_text']:,} |")
+    kinds = sorted({d["kind"] for d in run["disagreements"]})
+    lines += ["", f"Disagreements: {len(run['disagreements']):,}, all of kind {', '.join(kinds) or 'none'}; gold "
+                  f"answers BFCL's own checker rejects: {len(run['gold_rejected_by_bfcl'])} "
+                  f"({', '.join(g['id'] for g in run['gold_rejected_by_bfcl'])})."]
+    return "\n".join(lines)
+
+
+def bfcl_cost(root: Path) -> str:
+    """docs/bfcl.md: what the suite costs (bench/bfcl_cost.py)."""
+    c = json.loads((root / "bench" / "bfcl_cost.json").read_text())
+    a = c["answer"]
+    return "\n".join([
+        f"Measured by `python -m bench.bfcl_cost` at commit {c['commit']} on {c['cpu']} (`bench/bfcl_cost.json`):", "",
+        f"- importing BFCL's checker and tool conversion (`flywheel.bfcl._bfcl`): {c['import_s']:.2f} s on top of "
+        f"the interpreter ({c['interpreter_s']:.2f} s), median of 5 fresh processes;",
+        f"- reading all {c['questions']:,} single-turn questions and loading their tools: {c['read_s']:.1f} s "
+        f"({c['readable']:,} readable);",
+        f"- BFCL's checker: {c['check_ms_per_question']:.2f} ms a question;",
+        f"- answering: {a['student']}, {a['questions']} questions (the tests' sample) with their own turns and "
+        f"tools: {a['seconds']:.1f} s."])
+
+
 BLOCKS: dict[str, dict[str, Callable[[Path], str]]] = {
+    "docs/bfcl.md": {"acceptance": bfcl_acceptance, "agreement": bfcl_agreement, "cost": bfcl_cost},
     "README.md": {"results": results},
     "docs/architecture.md": {"layers": layers, "stages": stages, "modules": modules},
     "docs/loop.md": {"loop": _loop("loop")},

@@ -109,16 +109,17 @@ def fleiss_kappa(ratings: Sequence[Sequence[str | None]]) -> float | None:
     return 1.0 if p_e == 1 else round((p_bar - p_e) / (1 - p_e), 4)
 
 
-JUDGE_VARIABLES = frozenset({"request", "label", "student_output", "rubric", "catalog", "skills", "reference"})
+JUDGE_VARIABLES = frozenset({"request", "label", "student_output", "rubric", "catalog", "skills", "reference",
+                             "conversation"})
 
 
 def judge_prompt(template, *, request: str, label: str, student_output: str, rubric: str, catalog: list,
-                 skills: list[str], reference: str = "") -> Prompt:
+                 skills: list[str], reference: str = "", conversation: str = "") -> Prompt:
     """The judge template's variables, the same for the judge stage, calibration and
     judge-scored evaluation (where `label` is the student's answer and `reference` the
-    evaluation set's)."""
+    evaluation set's); `conversation`: a logged request's turns before it ("" for none)."""
     messages = template.render(request=request, label=label, student_output=student_output, rubric=rubric,
-                               catalog=catalog, skills=skills, reference=reference)
+                               catalog=catalog, skills=skills, reference=reference, conversation=conversation)
     return Prompt(messages, template.version, PARSER_VERSION)
 
 

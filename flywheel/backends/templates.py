@@ -90,6 +90,12 @@ def load(path: Path) -> Template:
     return Template(path, hashlib.sha256(source.encode("utf-8")).hexdigest()[:16], template)
 
 
+def conversation(messages: list[dict]) -> str:
+    """Turns before a request (a log record's system prompt and earlier turns) as text for
+    a template's `conversation` ("" for none)."""
+    return "\n".join(f"{m.get('role')}: {m.get('content') or ''}".strip() for m in messages)
+
+
 def read_text(path: Path) -> str:
     """A rubric or other plain file shown to a model (empty when absent)."""
     path = Path(path)

@@ -32,9 +32,12 @@ class StudentError(FlywheelError, ValueError):
 
 class StudentKind(ABC):
     """A kind of student. `kind` names it (`student.kind`); `random_at_start` says that
-    prepare's student knows nothing yet, so the judge does not ask it."""
+    prepare's student knows nothing yet, so the judge does not ask it; `reads_tools`, that
+    `answer` takes per-row `contexts` (messages and tools through a chat template) and
+    `raw` answers."""
     kind: ClassVar[str]
     random_at_start: ClassVar[bool]
+    reads_tools: ClassVar[bool] = False
 
     # -- before any work, and for the lineage (no instance) -------------------------------------
     @classmethod
@@ -70,18 +73,21 @@ class StudentKind(ABC):
     # -- a loaded student ------------------------------------------------------------------------
     @abstractmethod
     def fit(self, requests: list[str], labels: list[str], *, train, student, seed: int,
-            progress: Callable[[int, float], None] | None = None) -> list[tuple[int, float]]:
+            progress: Callable[[int, float], None] | None = None, contexts: list | None = None) -> list[tuple[int, float]]:
         """Train on the rows (`train`: the train section; `student`: grad_accum and
-        max_length); returns the (step, loss) curve `train_loss.csv` plots."""
+        max_length); returns the (step, loss) curve `train_loss.csv` plots. `contexts`
+        (a kind that `reads_tools`): each row's turns and tools (records.prompt)."""
 
     @abstractmethod
     def answer(self, requests: list[str], *, batch_size: int, max_new_tokens: int = 64,
-               on_batch: Callable[[int], None] | None = None, temperature: float = 0.0, seed: int = 0) -> list[str]:
+               on_batch: Callable[[int], None] | None = None, temperature: float = 0.0, seed: int = 0,
+               contexts: list | None = None, raw: bool = False) -> list[str]:
         """Its answer to each request, as the domain's output text (greedy; sampled at
-        `temperature` > 0, reproducibly per `seed`)."""
+        `temperature` > 0, reproducibly per `seed`); with `raw`, the text as it wrote it."""
 
     @abstractmethod
-    def label_losses(self, requests: list[str], labels: list[str], *, batch_size: int) -> np.ndarray:
+    def label_losses(self, requests: list[str], labels: list[str], *, batch_size: int,
+                     contexts: list | None = None) -> np.ndarray:
         """The mean answer-token loss of each stored label, teacher-forced."""
 
     @abstractmethod
@@ -140,14 +146,27 @@ def origin(folder: Path) -> dict:
     return kind_of(folder).origin(Path(folder))
 
 
+def with_contexts(student: StudentKind, requests: list[str], contexts) -> dict:
+    """The keyword that hands a student that reads tools each row's own turns and tools
+    (flywheel/toolcall/records.py `prompt`); {} where no row has any or the student reads
+    only the request."""
+    if contexts is None or not student.reads_tools or not any(isinstance(c, str) and c for c in contexts):
+        return {}
+    from flywheel.toolcall.records import prompt
+
+    return {"contexts": [prompt(r, c if isinstance(c, str) else None) for r, c in zip(requests, contexts)]}
+
+
 def student_answers(stage: str, model_dir: Path, requests: list[str], *, dom, batch_size: int,
-                    max_new_tokens: int = 64) -> tuple[StudentKind, list[str]]:
+                    max_new_tokens: int = 64, contexts=None) -> tuple[StudentKind, list[str]]:
     """The one answering path of `judge`, `evaluate` and `probe`: load the checkpoint and
-    answer every request greedily, with progress. Returns the student and its answers."""
+    answer every request greedily (with its row's context: `with_contexts`), with
+    progress. Returns the student and its answers."""
     from flywheel.stage import Progress
 
     student = load(model_dir, dom)
     bar = Progress(stage, "student answers", len(requests))
-    outputs = student.answer(requests, batch_size=batch_size, max_new_tokens=max_new_tokens, on_batch=bar.advance)
+    outputs = student.answer(requests, batch_size=batch_size, max_new_tokens=max_new_tokens, on_batch=bar.advance,
+                             **with_contexts(student, requests, contexts))
     bar.close()
     return student, outputs

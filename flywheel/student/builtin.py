@@ -211,9 +211,10 @@ class Student(StudentKind):
         return cls(load_model(folder), Codec(Tokenizer.from_file(str(Path(folder) / TOKENIZER))), dom)
 
     def fit(self, requests: list[str], labels: list[str], *, train, student, seed: int,
-            progress: Callable[[int, float], None] | None = None) -> list[tuple[int, float]]:
+            progress: Callable[[int, float], None] | None = None, contexts: list | None = None) -> list[tuple[int, float]]:
         """`train.steps` steps of AdamW on the answer tokens, each on `student.grad_accum`
-        batches; returns the loss every `train.log_every` steps and at the last."""
+        batches; returns the loss every `train.log_every` steps and at the last. It reads
+        the request only (`contexts` are not for it: reads_tools is False)."""
         pairs = self.pairs(requests, [self.dom.target(label) for label in labels])
         limit = self.model.config.n_positions
         too_long = [i for i, (p, t) in enumerate(pairs) if len(p) + len(t) > limit]
@@ -249,7 +250,8 @@ class Student(StudentKind):
         return [self.codec.pair(r, t) for r, t in zip(requests, targets)]
 
     def answer(self, requests: list[str], *, batch_size: int, max_new_tokens: int = 64,
-               on_batch: Callable[[int], None] | None = None, temperature: float = 0.0, seed: int = 0) -> list[str]:
+               on_batch: Callable[[int], None] | None = None, temperature: float = 0.0, seed: int = 0,
+               contexts: list | None = None, raw: bool = False) -> list[str]:
         """The student's greedy answer to each request, as decoded text (sampled at
         `temperature` > 0)."""
         outs = greedy(self.model, [self.codec.prompt(r) for r in requests], eos=self.codec.eos,
@@ -257,7 +259,8 @@ class Student(StudentKind):
                       temperature=temperature, seed=seed)
         return [self.codec.text(o, r) for o, r in zip(outs, requests)]
 
-    def label_losses(self, requests: list[str], labels: list[str], *, batch_size: int) -> np.ndarray:
+    def label_losses(self, requests: list[str], labels: list[str], *, batch_size: int,
+                     contexts: list | None = None) -> np.ndarray:
         """Mean answer-token loss per row, for labels in the domain's format."""
         pairs = self.pairs(requests, [self.dom.target(label) for label in labels])
         return label_losses(self.model, pairs, pad=self.codec.pad, batch_size=batch_size)

@@ -152,6 +152,7 @@ class HFStudent(StudentKind):
     """A Hugging Face causal LM with its tokenizer and chat format (kind `hf`)."""
     kind = "hf"
     random_at_start = False  # generation 0 starts from the base model's weights
+    reads_tools = True
 
     @staticmethod
     def check(student: "StudentConfig", dom: "Domain", root: Path = Path(".")) -> None:
@@ -265,17 +266,22 @@ class HFStudent(StudentKind):
 
     # --- formats ------------------------------------------------------------------------
 
-    def prompt_ids(self, request: str) -> list[int]:
-        messages = [{"role": "user", "content": request}]
-        out = self.tok.apply_chat_template(messages, tools=self.manifest["tools"], add_generation_prompt=True,
+    def prompt_ids(self, request: str, context: dict | None = None) -> list[int]:
+        """The chat template's prompt for `request`: the catalog's tools, or a row's own
+        `context` (`messages`: the turns up to and with the request, `tools`: what that
+        request offered)."""
+        context = context or {}
+        messages = context.get("messages") or [{"role": "user", "content": request}]
+        tools = context["tools"] if context.get("tools") is not None else self.manifest["tools"]
+        out = self.tok.apply_chat_template(messages, tools=tools, add_generation_prompt=True,
                                            tokenize=True, return_dict=False)
         return list(out["input_ids"] if isinstance(out, dict) else out)
 
-    def pair(self, request: str, label: str) -> tuple[list[int], list[int]]:
+    def pair(self, request: str, label: str, context: dict | None = None) -> tuple[list[int], list[int]]:
         """(prompt ids, answer ids): the answer is the domain's chat target and the end of
         the turn (the tokenizer's eos)."""
         answer = self.tok(self.dom.chat_target(label), add_special_tokens=False)["input_ids"]
-        return self.prompt_ids(request), list(answer) + [self.tok.eos_token_id]
+        return self.prompt_ids(request, context), list(answer) + [self.tok.eos_token_id]
 
     def read(self, text: str) -> str:
         """The assistant's text as the domain's output (strict: unreadable scores wrong)."""
@@ -284,9 +290,11 @@ class HFStudent(StudentKind):
     # --- answering ----------------------------------------------------------------------
 
     def answer(self, requests: list[str], *, batch_size: int, max_new_tokens: int = 64,
-               on_batch: Callable[[int], None] | None = None, temperature: float = 0.0, seed: int = 0) -> list[str]:
+               on_batch: Callable[[int], None] | None = None, temperature: float = 0.0, seed: int = 0,
+               contexts: list[dict] | None = None, raw: bool = False) -> list[str]:
         """The one decoding path: batched, left-padded, greedy (sampled at `temperature` > 0,
-        torch seeded with `seed`)."""
+        torch seeded with `seed`); per row its own messages and tools where `contexts`
+        gives them; the assistant's text as it is with `raw`, else read by the domain."""
         import torch
 
         sample = {"do_sample": True, "temperature": temperature, "top_k": 0} if temperature > 0 else \
@@ -296,7 +304,8 @@ class HFStudent(StudentKind):
         out: list[str] = []
         device = next(self.model.parameters()).device
         for start in range(0, len(requests), batch_size):
-            chunk = [self.prompt_ids(r) for r in requests[start: start + batch_size]]
+            chunk = [self.prompt_ids(r, contexts[start + i] if contexts else None)
+                     for i, r in enumerate(requests[start: start + batch_size])]
             width = max(map(len, chunk))
             pad = self.tok.pad_token_id
             ids = torch.tensor([[pad] * (width - len(p)) + p for p in chunk], device=device)
@@ -305,16 +314,19 @@ class HFStudent(StudentKind):
                 gen = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
                                           **sample, pad_token_id=pad, eos_token_id=self.tok.eos_token_id)
             for row in gen[:, width:].tolist():
-                out.append(self.read(self.tok.decode(row, skip_special_tokens=True)))
+                text = self.tok.decode(row, skip_special_tokens=True)
+                out.append(text if raw else self.read(text))
             if on_batch:
                 on_batch(len(chunk))
         return out
 
-    def label_losses(self, requests: list[str], labels: list[str], *, batch_size: int) -> np.ndarray:
+    def label_losses(self, requests: list[str], labels: list[str], *, batch_size: int,
+                     contexts: list | None = None) -> np.ndarray:
         """Mean answer-token loss per row (what `probe` ranks failures by)."""
         import torch
 
-        pairs = [self.pair(r, label) for r, label in zip(requests, labels)]
+        contexts = contexts or [None] * len(requests)
+        pairs = [self.pair(r, label, c) for r, label, c in zip(requests, labels, contexts)]
         out = []
         device = next(self.model.parameters()).device
         with torch.no_grad():
@@ -329,12 +341,14 @@ class HFStudent(StudentKind):
     # --- training -----------------------------------------------------------------------
 
     def fit(self, requests: list[str], labels: list[str], *, train: "TrainConfig", student: "StudentConfig",
-            seed: int, progress: Callable[[int, float], None] | None = None) -> list[tuple[int, float]]:
+            seed: int, progress: Callable[[int, float], None] | None = None,
+            contexts: list | None = None) -> list[tuple[int, float]]:
         """transformers' Trainer on (prompt, answer) rows, loss on the answer tokens only;
         returns the (step, loss) points it logged."""
         from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
-        rows = [self.pair(r, label) for r, label in zip(requests, labels)]
+        contexts = contexts or [None] * len(requests)
+        rows = [self.pair(r, label, c) for r, label, c in zip(requests, labels, contexts)]
         too_long = [i for i, (p, t) in enumerate(rows) if len(p) + len(t) > student.max_length]
         if too_long:
             p, t = rows[too_long[0]]

@@ -192,12 +192,15 @@ def _call_ok(got: Call, want: Call, fn: Function | None) -> bool:
 
 
 def accepts(predicted: list[Call] | None, expected: list[Call], catalog: Catalog) -> bool:
-    """Does the answer `predicted` (None: unreadable) make the calls `expected` allows?"""
+    """Does the answer `predicted` (None: unreadable) make the calls `expected` allows? A
+    call of a function `catalog` lacks (a tool the request did not offer) is wrong."""
     if predicted is None or len(predicted) != len(expected):
         return False
     used: set[int] = set()
     for want in expected:
         fn = catalog.functions.get(want.get("name"))
+        if fn is None:
+            return False
         hit = next((i for i, got in enumerate(predicted) if i not in used and _call_ok(got, want, fn)), None)
         if hit is None:
             return False
@@ -375,6 +378,21 @@ def canonical(value: Any) -> str:
                 and isinstance(call.get("arguments", {}), dict)):
             raise ValueError("each call needs a string 'name' and an object 'arguments'")
     return dumps([{"name": c["name"], "arguments": c.get("arguments", {})} for c in value])
+
+
+def map_strings(label: list[Call], fn) -> list[Call]:
+    """The label with `fn` applied to every string value (arguments and alternatives, at any depth)."""
+    def walk(v: Any) -> Any:
+        if isinstance(v, str):
+            return fn(v) if v else v
+        if isinstance(v, list):
+            return [walk(x) for x in v]
+        if isinstance(v, dict):
+            return {k: walk(x) for k, x in v.items()}
+        return v
+
+    return [dict(c, arguments=walk(c.get("arguments", {})), **({"accept": walk(c["accept"])} if "accept" in c else {}))
+            for c in label]
 
 
 def accept_label(value: Any) -> str:

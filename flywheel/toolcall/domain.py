@@ -15,7 +15,7 @@ from flywheel import decontam, layout, tables
 from flywheel.decontam import EvalRequests
 from flywheel.domain import Domain, Prepared, Teacher, register
 from flywheel.toolcall import calls
-from flywheel.toolcall import embedded_judge, phrasings, sets, traffic
+from flywheel.toolcall import embedded_judge, phrasings, records, sets, traffic
 from flywheel.toolcall.catalog import Catalog, shipped
 from flywheel.toolcall.catalog import load as load_catalog
 from flywheel.toolcall.teacher import draw, embedded, logged, with_model, written
@@ -29,7 +29,9 @@ class Toolcall(Domain):
     name = "toolcall"
     metrics = ("ast",)
     # example_*: a row varied from a failure (plan.parquet): the failed request, the student's answer, the label
-    teacher_variables = frozenset({"request", "catalog", "example_request", "student_answer", "example_label"})
+    # conversation: a logged request's turns before it (records.py), "" for none
+    teacher_variables = frozenset({"request", "catalog", "conversation", "example_request", "student_answer",
+                                   "example_label"})
     # the writer (a catalog of your own): the plan row's functions and skills, and the failure it varies
     # (variation: the row's number; reference_*: a pool row calling the same functions)
     writer_variables = frozenset({"catalog", "functions", "skills", "variation", "reference_request",
@@ -71,18 +73,33 @@ class Toolcall(Domain):
         return from_config(traffic_cfg.redact)
 
     def _traffic(self, traffic_cfg, evals: pd.DataFrame) -> pd.DataFrame:
-        """The log, redacted, without requests equal or near to an evaluation one."""
+        """The log, redacted, without requests equal or near to an evaluation one: of the
+        `user` split, or one of BFCL's questions (evaluate.bfcl: flywheel/bfcl.py)."""
+        from flywheel import bfcl
+
         return traffic.decontaminate(traffic.read(self.root / traffic_cfg.file, self.redactor(traffic_cfg)),
-                                     list(evals["request"]))[0]
+                                     list(evals["request"]) + bfcl.all_requests())[0]
 
     def traffic_plan(self, traffic_cfg, index: int, evals: pd.DataFrame, seed: int) -> list[dict]:
         if not traffic_cfg.file or not traffic_cfg.rows:
             return super().traffic_plan(traffic_cfg, index, evals, seed)
         part = traffic.take(self._traffic(traffic_cfg, evals), index, traffic_cfg.rows, traffic_cfg.slice, seed)
-        return [tables.plan_row(None, [], [], tables.TRAFFIC, parent_request=text) for text in part["request"]]
+        return [tables.plan_row(None, [], [], tables.TRAFFIC, parent_request=text, context=context)
+                for text, context in zip(part["request"], part["context"])]
 
-    def _parse(self, output: str) -> list | None:
-        return calls.parse(output.split(), self.toolset)
+    def _parse(self, output: str, catalog: Catalog | None = None) -> list | None:
+        return calls.parse(output.split(), catalog or self.toolset)
+
+    def shown_with(self, context: str | None) -> tuple[list, str]:
+        """What a prompt shows of a row's context: its tools (as `catalog`), its earlier
+        turns (as `conversation`)."""
+        from flywheel.backends.templates import conversation
+
+        return self.catalog_of(context).describe(), conversation(records.context_of(context).get("messages", []))
+
+    def catalog_of(self, context: str | None) -> Catalog:
+        """A row's catalog: the tools its logged request offered (records.py), else the domain's."""
+        return records.catalog_for(context, self.toolset)
 
     def prepare(self, rng, cfg, traffic_cfg) -> Prepared:
         from flywheel.vocab import train_copy_tokenizer
@@ -123,14 +140,13 @@ class Toolcall(Domain):
     def _labelled(self, name: str, split: str, key: str, traffic_cfg) -> pd.DataFrame:
         """A file of labelled requests, redacted like traffic (the request and the labels'
         text values alike, so a placeholder in one is the same placeholder in the other)."""
-        rows = sets.labelled_set(self.path / name, split, self.toolset, key=key)
-        if not traffic_cfg.file and not self.own_catalog:
-            return rows
+        redacts = bool(traffic_cfg.file or self.own_catalog)
         red = self.redactor(traffic_cfg)
+        rows = sets.labelled_set(self.path / name, split, self.toolset, key=key, redactor=red if redacts else None)
+        if not redacts:
+            return rows
         rows["request"] = [red(t) for t in rows["request"]]
-        rows["label"] = [calls.dumps([{"name": c["name"], "arguments": {k: red(v) if isinstance(v, str) else v
-                                                                        for k, v in c["arguments"].items()}}
-                                      for c in calls.loads(label)]) for label in rows["label"]]
+        rows["label"] = [calls.dumps(calls.map_strings(calls.loads(label), red)) for label in rows["label"]]
         rows["id"] = [tables.row_id(r, label) for r, label in zip(rows["request"], rows["label"])]
         return rows
 
@@ -190,7 +206,14 @@ class Toolcall(Domain):
         return list(skills) + extra
 
     def score(self, labels: list[str], outputs: list[str]) -> list[bool]:
-        return [calls.accepts(self._parse(o), calls.loads(label), self.toolset) for o, label in zip(outputs, labels)]
+        return self.score_with(labels, outputs, None)
+
+    def score_with(self, labels: list[str], outputs: list[str], contexts: list | None) -> list[bool]:
+        """BFCL's rules (calls.accepts), each row against its own tools where it came with
+        some (domain.score_rows)."""
+        cats = [self.catalog_of(c) for c in contexts] if contexts is not None else [self.toolset] * len(labels)
+        return [calls.accepts(self._parse(o, cat), calls.loads(label), cat)
+                for o, label, cat in zip(outputs, labels, cats)]
 
     def deployed_answer(self, output: str) -> str:
         parsed = self._parse(output)
@@ -221,19 +244,26 @@ class Toolcall(Domain):
             return None
 
     def passes(self, label: str, request: str) -> bool:
-        return not check(request, calls.loads(label), self.toolset)
+        return self.passes_with(label, request, None)
+
+    def passes_with(self, label: str, request: str, context: str | None) -> bool:
+        """`passes`, against the tools the row's request offered where it came with some."""
+        return not check(request, calls.loads(label), self.catalog_of(context))
 
     def first_verdicts(self, rows: pd.DataFrame, outputs: list[str] | None, *, use_repair: bool) -> pd.DataFrame:
         """The verifier cascade and the student; rows without a label are `teacher_error`."""
         out = rows.copy()
         results = []
-        for i, (request, label, error) in enumerate(zip(rows["request"], rows["label"], rows["error"])):
+        contexts = rows["context"] if "context" in rows else [None] * len(rows)
+        for i, (request, label, error, context) in enumerate(zip(rows["request"], rows["label"], rows["error"],
+                                                                 contexts)):
             if error:
                 results.append(embedded_judge.Verdict(TEACHER_ERROR, error, None))
                 continue
-            answer = self._parse(outputs[i]) if outputs is not None else None
+            cat = self.catalog_of(context)  # a logged request: the tools it offered, no other
+            answer = self._parse(outputs[i], cat) if outputs is not None else None
             results.append(embedded_judge.verdict(request, calls.loads(label), answer, use_repair=use_repair,
-                                         catalog=self.toolset))
+                                                  catalog=cat))
         out["student_output"] = outputs if outputs is not None else ""
         out["verdict"] = [r.verdict for r in results]
         out["reason"] = [r.reason for r in results]

@@ -19,7 +19,7 @@ import pandas as pd
 
 from flywheel import layout, store, tables
 from flywheel.decontam import EvalRequests, request_key
-from flywheel.toolcall import calls
+from flywheel.toolcall import calls, records
 from flywheel.toolcall import phrasings
 from flywheel.toolcall.catalog import BOOL, DATE, ENUM, Catalog, scalars
 from flywheel.toolcall.phrasings import FUNCTIONS, PHENOMENA, SKILLS
@@ -93,10 +93,13 @@ def skills_of(request: str, made: list, catalog: Catalog) -> list[str]:
         return ["no_call"]
     counted = set(catalog.phenomena)
     words = set(request.lower().replace(",", " ").replace("?", " ").split())
+    made = [c for c in made if c["name"] in catalog.functions]  # a call of no function shows no skill
     out = {catalog.functions[c["name"]].family for c in made}
     for call in made:
         fn = catalog.functions[call["name"]]
         for name, top in call["arguments"].items():
+            if fn.arg(name) is None:
+                continue
             if not fn.arg(name).required:
                 out.add("booleans" if fn.arg(name).type == BOOL and "booleans" in counted else "optional_args")
             for arg, value in scalars(fn.arg(name), top):
@@ -111,24 +114,36 @@ def skills_of(request: str, made: list, catalog: Catalog) -> list[str]:
     return sorted(s for s in out if s in counted or s in catalog.families)
 
 
-def labelled_set(path: Path, split: str, catalog: Catalog, *, key: str = "domain.toolcall.user_file") -> pd.DataFrame:
+def labelled_set(path: Path, split: str, catalog: Catalog, *, key: str = "domain.toolcall.user_file",
+                 redactor=None) -> pd.DataFrame:
     """Labelled requests, {"input": request, "output": [calls]} per JSONL line or Parquet
     row (store.read_records), checked against `catalog`, as rows of `split`; one-line
     errors name the file and line. A call may be BFCL's possible answer,
-    `{function: {argument: [acceptable values]}}` (calls.accept_label)."""
+    `{function: {argument: [acceptable values]}}` (calls.accept_label). A line may also be
+    an OpenAI chat-completions record (records.py: `messages`, `tools`), its calls in
+    `output` or in the `response`'s `tool_calls`; it is checked against the tools it offered."""
     rows = []
     for where, rec in store.read_records(path, key):
+        context, own = None, catalog
         try:
-            request, label = rec["input"], calls.accept_label(rec["output"])
+            if records.is_record(rec):
+                made = records.read(where, rec, redactor or (lambda t: t))
+                request, context = made.request, made.context
+                own = records.catalog_for(context, catalog)
+                if "output" not in rec and made.answered is None:
+                    raise ValueError("a labelled record needs 'output' or a response with tool_calls")
+                label = calls.accept_label(rec["output"] if "output" in rec else made.answered)
+            else:
+                request, label = rec["input"], calls.accept_label(rec["output"])
             if not isinstance(request, str) or not request.strip():
                 raise ValueError("input is not a request")
         except (KeyError, TypeError, ValueError) as exc:
             raise store.DataError(f"{where}: not a request with a call list ({exc})") from None
-        problems = check(None, calls.loads(label), catalog)
+        problems = check(None, calls.loads(label), own)
         if problems:
             raise store.DataError(f"{where}: not a valid call of the catalog ({problems[0]})")
         rows.append({"id": tables.row_id(request, label), "request": request, "label": label,
-                     "skills": skills_of(request, calls.loads(label), catalog), "split": split})
+                     "skills": skills_of(request, calls.loads(label), own), "split": split, "context": context})
     if not rows:
         raise store.DataError(f"{path}: no requests")
     return pd.DataFrame(rows)

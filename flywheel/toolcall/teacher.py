@@ -22,7 +22,8 @@ from flywheel import store, tables
 from flywheel.gate import Gate
 from flywheel.backends.client import Prompt
 from flywheel.tables import TRAFFIC, generated_row, truth_row
-from flywheel.toolcall import calls, label_noise, phrasings
+from flywheel.backends import templates
+from flywheel.toolcall import calls, label_noise, phrasings, records
 from flywheel.toolcall.catalog import Catalog
 from flywheel.toolcall.phrasings import FUNCTIONS, PHENOMENA
 from flywheel.toolcall.factors import factors
@@ -92,8 +93,10 @@ def second_opinions(client, prompts: list[Prompt], kinds: list[str], twice: tupl
 
 @dataclass(frozen=True)
 class Logged:
-    """A logged request to label: no calls known, no skills before its label."""
+    """A logged request to label: no calls known, no skills before its label; its context
+    (records.py: the turns before it, the tools it offered), if it came with one."""
     text: str
+    context: str | None = None
     calls: None = None
     skills: tuple[str, ...] = ()
 
@@ -101,8 +104,13 @@ class Logged:
 def logged(plan: pd.DataFrame, gate: Gate) -> list[tuple[object, Logged, list[str]]]:
     """The plan's `traffic` rows as requests to label, those the gate admits (a request
     the pool already holds is not labelled twice)."""
-    return [(row, Logged(row.parent_request), []) for row in plan.itertuples(index=False)
+    return [(row, Logged(row.parent_request, _context(row)), []) for row in plan.itertuples(index=False)
             if row.kind == TRAFFIC and gate.admit(row.parent_request)]
+
+
+def _context(row) -> str | None:
+    context = getattr(row, "context", None)
+    return context if isinstance(context, str) and context else None
 
 
 def embedded(rng: random.Random, plan: pd.DataFrame, generation: str, *, gate: Gate,
@@ -133,7 +141,12 @@ def with_model(client, template, drawn, generation: str, gate: Gate, bar=None, *
     def example(plan_row, field: str):
         return None if plan_row.kind == TRAFFIC else getattr(plan_row, field)
 
-    prompts = [Prompt(template.render(request=req.text, catalog=catalog.describe(),
+    def own(req) -> Catalog:  # a logged request's own tools, where it offered some
+        return records.catalog_for(getattr(req, "context", None), catalog)
+
+    prompts = [Prompt(template.render(request=req.text, catalog=own(req).describe(),
+                                      conversation=templates.conversation(
+                                          records.context_of(getattr(req, "context", None)).get("messages", [])),
                                       example_request=example(plan_row, "parent_request"),
                                       student_answer=example(plan_row, "parent_output"),
                                       example_label=example(plan_row, "parent_label")),
@@ -147,9 +160,9 @@ def with_model(client, template, drawn, generation: str, gate: Gate, bar=None, *
             continue
         label = "" if ans.error else ans.value
         if req.calls is None:  # a logged request: skills from its label, no truth
-            skills = _skills(req.text, label, catalog)
+            skills = _skills(req.text, label, own(req))
             rows.append(generated_row(generation, None, skills, client.name, req.text, label, ans.text, ans.error,
-                                      kind=plan_row.kind, source=TRAFFIC))
+                                      kind=plan_row.kind, source=TRAFFIC, context=req.context))
             continue
         row = generated_row(generation, plan_row.parent_id, req.skills, client.name, req.text, label, ans.text,
                             ans.error, kept=kept, kind=plan_row.kind)

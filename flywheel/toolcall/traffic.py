@@ -1,9 +1,11 @@
 """Traffic: the requests a deployed model received (`traffic.file`), unlabelled.
 
-The file is JSONL (one object a line) or Parquet, with a `request` column (the text the
-user sent) and optionally `timestamp` (ISO 8601 text, or a Parquet timestamp) and
-`response` (what the deployed model answered; kept for the user's own analysis, never
-sent to a teacher). Each request is redacted where it is read (flywheel/redact.py), and
+The file is JSONL (one object a line) or Parquet: OpenAI chat-completions records
+(`messages`, `tools`, the deployed model's `response` with `tool_calls`: records.py), or
+rows with a `request` column (the text the user sent); either optionally with
+`timestamp` (ISO 8601 text, or a Parquet timestamp). A record's turns before the request
+and the tools it offered travel with its row (`context`); `response` (what the deployed
+model answered) is kept for the user's own analysis, never sent to a teacher. Each request is redacted where it is read (flywheel/redact.py), and
 every later copy holds only the redacted text. Requests that repeat one before them (after
 case and spacing) are read once, and any that equals or nearly duplicates an
 evaluation request is dropped (flywheel/decontam.py): the held-out `user` split stays
@@ -25,14 +27,22 @@ import pandas as pd
 from flywheel import store, tables
 from flywheel.decontam import EvalRequests, request_key
 from flywheel.redact import Redactor
+from flywheel.toolcall import records
 
 def read(path: Path, redactor: Redactor) -> pd.DataFrame:
-    """id, request, timestamp (UTC or NaT), response: checked, redacted, distinct."""
+    """id, request, context, timestamp (UTC or NaT), response: checked, redacted, distinct
+    (a request that repeats one before it is read once, with the first one's context)."""
     rows, seen = [], set()
     for where, rec in store.read_records(path, "traffic.file"):
-        request = rec.get("request")
-        if not isinstance(request, str) or not request.strip():
-            raise store.DataError(f"{where}: 'request' must be a non-empty string")
+        context, response = None, rec.get("response")
+        if records.is_record(rec):
+            made = records.read(where, rec, redactor)
+            request, context = made.request, made.context
+            response = None if made.answered is None else records.label_of(made.answered)
+        else:
+            request = rec.get("request")
+            if not isinstance(request, str) or not request.strip():
+                raise store.DataError(f"{where}: 'request' must be a non-empty string (or 'messages': a record)")
         stamp = rec.get("timestamp")
         if stamp is None or (isinstance(stamp, float) and pd.isna(stamp)):
             stamp = pd.NaT
@@ -42,7 +52,6 @@ def read(path: Path, redactor: Redactor) -> pd.DataFrame:
                 stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
             except (ValueError, TypeError):
                 raise store.DataError(f"{where}: 'timestamp' {stamp!r} is not a time") from None
-        response = rec.get("response")
         if response is not None and not isinstance(response, str):
             raise store.DataError(f"{where}: 'response' must be a string")
         text = " ".join(redactor(request).split())
@@ -50,8 +59,8 @@ def read(path: Path, redactor: Redactor) -> pd.DataFrame:
         if key in seen:
             continue
         seen.add(key)
-        rows.append({"id": tables.row_id(tables.TRAFFIC, text), "request": text, "timestamp": stamp,
-                     "response": redactor(response) if response else ""})
+        rows.append({"id": tables.row_id(tables.TRAFFIC, text), "request": text, "context": context,
+                     "timestamp": stamp, "response": redactor(response) if response else ""})
     if not rows:
         raise store.DataError(f"{path}: no requests")
     return pd.DataFrame(rows)
