@@ -218,6 +218,20 @@ def version_tags(r: Results, *, model_md5: str, run_id: str, parent_version: str
             **{f"dataset.{k}.path": v for k, v in dataset_paths(r.generation).items()}}
 
 
+def base_artifact(client: MlflowClient, experiment_id: str, folder: Path, md5: str) -> str:
+    """The artifact URI of the base model with dvc.lock digest `md5`: logged once, in a run of
+    its own tagged `flywheel.base_md5`, which every LoRA version built on it names (its
+    model_config `base_uri`) instead of carrying a copy."""
+    found = client.search_runs([experiment_id], filter_string=f"tags.`flywheel.base_md5` = '{md5}'", max_results=1)
+    if found:
+        return f"{found[0].info.artifact_uri}/base"
+    run = client.create_run(experiment_id, run_name=f"base {folder.name}",
+                            tags={"flywheel.base_md5": md5, "flywheel.base": folder.name})
+    client.log_artifacts(run.info.run_id, str(folder), "base")
+    client.set_terminated(run.info.run_id)
+    return f"{run.info.artifact_uri}/base"
+
+
 def base_md5(root: Path, generation: str) -> str:
     """The md5 dvc.lock records for models/ (the base model folder) as train's dependency."""
     lock = lock_stages(root).get(f"train@{generation}", {})
@@ -267,11 +281,15 @@ def log_generation(cfg: Config, root: Path, r: Results, parent_run_id: str | Non
             mlflow.log_artifact(str(root / layout.path(generation, name)), "metrics")
         own = student.origin(root / layout.path(generation, layout.MODEL))
         artifacts = {"model": str(root / layout.path(generation, layout.MODEL))}
+        model_config: dict = {"domain": cfg.domain.model_dump()}
         if own and own["adapter"] and (root / own["base"]).is_dir():
-            artifacts["base"] = str(root / own["base"])  # the adapter's base travels with it
+            # the adapter's base, logged once per digest and named by it (not copied into every version)
+            model_config["base_md5"] = base_md5(root, generation)
+            model_config["base_uri"] = base_artifact(client, run.info.experiment_id, root / own["base"],
+                                                     model_config["base_md5"])
         info = mlflow.pyfunc.log_model(
             name="student", python_model=str(Path(__file__).with_name("student_model.py")),
-            artifacts=artifacts, model_config={"domain": cfg.domain.model_dump()},
+            artifacts=artifacts, model_config=model_config,
             pip_requirements=requirements(adapter=bool(own and own["adapter"])),
             registered_model_name=lc.registered_model, input_example=None)
     version = str(info.registered_model_version)

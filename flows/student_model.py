@@ -1,8 +1,9 @@
 """The student as an MLflow pyfunc model: requests in, the domain's answers out
 (`toolcall`: calls as canonical JSON, "" when the answer is not a call list; `llm`: the
 answer text). The student is either kind: the built-in one, or a Hugging Face model of
-your own (its checkpoint with tokenizer and chat template; under LoRA, the adapter and
-the base model as two artifacts).
+your own (its checkpoint with tokenizer and chat template; under LoRA, the adapter, and
+the base model named by its digest and the artifact URI of the one copy the registry
+holds of it).
 
 Logged as code ("models from code"), not as a pickled object: loading the model runs
 this file and reads the self-contained checkpoint (config, safetensors weights,
@@ -30,8 +31,14 @@ class StudentModel(mlflow.pyfunc.PythonModel):
         from flywheel.student import load
 
         self._domain = domain.get(DomainConfig.model_validate(context.model_config["domain"]))
-        # A LoRA student is its adapter plus the base model, logged beside it as `base`.
-        self._student = load(context.artifacts["model"], self._domain, base=context.artifacts.get("base"))
+        # A LoRA student is its adapter plus the base model, which the registry holds once
+        # per digest (flows/lineage.py base_artifact) and the model's config names.
+        base = context.artifacts.get("base")
+        if base is None and context.model_config.get("base_uri"):
+            from mlflow.artifacts import download_artifacts
+
+            base = download_artifacts(artifact_uri=context.model_config["base_uri"])
+        self._student = load(context.artifacts["model"], self._domain, base=base)
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> list[str]:
         outputs = self._student.answer(list(model_input["request"]), batch_size=256)

@@ -248,6 +248,19 @@ def test_the_registered_model_loads_and_answers_as_evaluate_did(own_run):
     assert tags["trained_from"] == results[0]["version"]  # the lineage walk, as for the built-in student
     assert tags["student.base_md5"] == next(d["md5"] for d in yaml.safe_load((project / "dvc.lock").read_text())
                                             ["stages"]["train@gen-001"]["deps"] if d["path"] == "models")
+    if mode == "lora":  # the base is held once, named by its digest, not copied into each version
+        client = mlflow.MlflowClient()
+        configs = []
+        for r in results:
+            v = client.get_model_version(cfg.lineage.registered_model, r["version"])
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"runs:/{v.run_id}/student"))
+            assert not (local / "artifacts" / "base").exists()
+            configs.append(yaml.safe_load((local / "MLmodel").read_text())["flavors"]["python_function"]["config"])
+        assert configs[0]["base_uri"] == configs[1]["base_uri"]
+        assert configs[0]["base_md5"] == tags["student.base_md5"]
+        bases = client.search_runs([client.get_run(v.run_id).info.experiment_id],
+                                   filter_string=f"tags.`flywheel.base_md5` = '{tags['student.base_md5']}'")
+        assert len(bases) == 1
     model = mlflow.pyfunc.load_model(f"models:/{cfg.lineage.registered_model}/{version}")
     evals = store.read_table(project / layout.EVAL, tables.EVALSET).head(6)
     preds = store.read_table(project / layout.path("gen-001", layout.PREDICTIONS), tables.PREDICTIONS).head(6)
