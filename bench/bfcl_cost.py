@@ -3,7 +3,7 @@
     python -m bench.bfcl_cost          # writes bench/bfcl_cost.json (about a minute)
 
 - import: `flywheel.bfcl._bfcl()` (BFCL's checker, its tool conversion, no provider SDK)
-  in a fresh interpreter, median of 5, against the interpreter alone;
+  in a fresh interpreter that has imported the project's modules, median of 5;
 - reading: every single-turn category's questions and possible answers, and the catalog
   loader over each question's tools (`readable`);
 - checking: BFCL's checker on every readable question's gold answer, per question;
@@ -28,21 +28,22 @@ from bench import ROOT, commit, cpu_model
 OUT = ROOT / "bench" / "bfcl_cost.json"
 
 
-def _fresh(code: str, runs: int = 5) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+_IMPORT = ("import time; import flywheel.toolcall.calls, flywheel.bfcl as b; t = time.perf_counter(); b._bfcl(); "
+           "print(time.perf_counter() - t)")
+
+
+def _import_s(runs: int = 5) -> float:
+    """`_bfcl()` in a fresh interpreter (the project's own modules already imported), median of `runs`."""
+    out = [float(subprocess.run([sys.executable, "-c", _IMPORT], check=True, cwd=ROOT, capture_output=True,
+                                text=True).stdout.split()[-1]) for _ in range(runs)]
+    return statistics.median(out)
 
 
 def measure() -> dict:
     from flywheel import bfcl
     from flywheel.toolcall import calls
 
-    bare = _fresh("import flywheel.toolcall.calls")
-    with_bfcl = _fresh("import flywheel.toolcall.calls, flywheel.bfcl as b; b._bfcl()")
+    imported = _import_s()
     start = time.perf_counter()
     qs = [q for c in bfcl.CATEGORIES for q in bfcl.questions(c)]
     readable = [q for q in qs if bfcl.readable(q)]
@@ -52,7 +53,7 @@ def measure() -> dict:
         bfcl.check(q, [{"name": c["name"], "arguments": c["arguments"]} for c in calls.loads(bfcl.label(q))])
     check_s = time.perf_counter() - start
     return {"commit": commit(), "cpu": cpu_model(), "bfcl_eval": bfcl._bfcl().version,
-            "import_s": round(with_bfcl - bare, 3), "interpreter_s": round(bare, 3),
+            "import_s": round(imported, 3),
             "questions": len(qs), "readable": len(readable), "read_s": round(read_s, 2),
             "check_ms_per_question": round(1000 * check_s / len(readable), 3), "answer": _answer()}
 
