@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -74,8 +75,9 @@ def measure(rows: int) -> dict:
             "generate": {"teacher": model},
             "judge": {"committee": [model]},
         })
+        env = dict(os.environ, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120")  # as the Makefile sets it
         proc = subprocess.run([str(Path(sys.executable).parent / "flywheel"), "run"], cwd=project,
-                              capture_output=True, text=True)
+                              capture_output=True, text=True, env=env)
         gen = project / "data" / "gen-000"
         found = {name: json.loads((gen / name).read_text()) for name in ("generate.json", "judge.json")
                  if (gen / name).exists()}
