@@ -74,7 +74,7 @@ def _answer() -> dict:
         start = time.perf_counter()
         answers = bfcl.answer(student, qs, batch_size=32, max_new_tokens=48)
         seconds = time.perf_counter() - start
-    _, per = bfcl.scored(qs, answers)
+    per = bfcl.scored(qs, answers)
     return {"student": "tiny Llama, 2 layers of width 64, untrained", "questions": len(qs),
             "seconds": round(seconds, 2), "right": sum(r for r, _ in per.values())}
 

@@ -1,4 +1,4 @@
-"""SmolLM2-135M-Instruct as the student, per row, on the paths the stages take (issue 37's
+"""SmolLM2-135M-Instruct as the student, per row, on the paths the stages take (the
 baseline: what has to get faster).
 
     python -m bench.smollm2_speed [--rows 16]     # writes bench/smollm2_speed.json

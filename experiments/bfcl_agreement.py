@@ -40,7 +40,7 @@ def _reason(message: str) -> str:
     return text.split(" (")[0]
 
 
-def _kinds(q: dict, made: list[dict], cat) -> list[tuple[str, list[dict]]]:
+def _kinds(made: list[dict], cat) -> list[tuple[str, list[dict]]]:
     """(kind, answer) pairs made from the question's possible answer `made`."""
     from flywheel.toolcall.catalog import INT
 
@@ -120,7 +120,7 @@ def measure() -> dict:
         for q in readable:
             cat = bfcl.catalog(q)
             label = calls.loads(bfcl.label(q))
-            for kind, answer in _kinds(q, label, cat):
+            for kind, answer in _kinds(label, cat):
                 theirs = bfcl.check(q, answer)
                 ours = calls.accepts(answer, label, cat)
                 text = calls.accepts(calls.parse(calls.render(answer).split(), cat), label, cat)

@@ -177,8 +177,9 @@ def _json_calls(text: str) -> list[dict] | None:
         return None
 
 
-def answer(student, qs: list[dict], *, batch_size: int, max_new_tokens: int, on_batch=None) -> list[str]:
-    """The student's answers to `qs` as JSON calls ("null" where unreadable). A student
+def answer(student, qs: list[dict], *, batch_size: int, max_new_tokens: int,
+           on_batch=None) -> list[list[dict] | None]:
+    """The student's answers to `qs` as calls (None where unreadable). A student
     that reads tools (Hugging Face) gets each question's turns and tools through its chat
     template; the built-in one gets the last user turn and its call text is read with the
     question's tools (it never saw them: it can only get the irrelevance questions right)."""
@@ -186,18 +187,15 @@ def answer(student, qs: list[dict], *, batch_size: int, max_new_tokens: int, on_
     if student.reads_tools:
         texts = student.answer(requests, batch_size=batch_size, max_new_tokens=max_new_tokens, on_batch=on_batch,
                                contexts=[{"messages": q["messages"], "tools": q["tools"]} for q in qs], raw=True)
-        made = [_json_calls(t) for t in texts]
-    else:
-        outs = student.answer(requests, batch_size=batch_size, max_new_tokens=max_new_tokens, on_batch=on_batch)
-        made = [calls.parse(o.split(), catalog(q)) for o, q in zip(outs, qs)]
-    return [json.dumps(m, ensure_ascii=False, sort_keys=True) for m in made]
+        return [_json_calls(t) for t in texts]
+    outs = student.answer(requests, batch_size=batch_size, max_new_tokens=max_new_tokens, on_batch=on_batch)
+    return [calls.parse(o.split(), catalog(q)) for o, q in zip(outs, qs)]
 
 
-def scored(qs: list[dict], answers: list[str]) -> tuple[list[bool], dict[str, tuple[int, int]]]:
-    """BFCL's verdict per answer, and (right, asked) per category."""
-    right = [check(q, json.loads(a)) for q, a in zip(qs, answers)]
+def scored(qs: list[dict], answers: list[list[dict] | None]) -> dict[str, tuple[int, int]]:
+    """BFCL's verdicts, as (right, asked) per category."""
     per: dict[str, tuple[int, int]] = {}
-    for q, ok in zip(qs, right):
+    for q, answer_ in zip(qs, answers):
         r, n = per.get(q["category"], (0, 0))
-        per[q["category"]] = (r + ok, n + 1)
-    return right, per
+        per[q["category"]] = (r + check(q, answer_), n + 1)
+    return per

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
 
+from flywheel import tables
 from flywheel.config import ConfigError
 from flywheel.registry import Registry
 
@@ -294,6 +295,6 @@ def score_rows(dom: Domain, labels: list[str], outputs: list[str], contexts=None
     """`dom.score`, each row against its own context (the tools its logged request offered:
     flywheel/toolcall/records.py) where some row has one; a domain without contexts is
     asked as ever."""
-    if contexts is not None and any(isinstance(c, str) and c for c in contexts) and hasattr(dom, "score_with"):
+    if contexts is not None and any(map(tables.context, contexts)) and hasattr(dom, "score_with"):
         return dom.score_with(labels, outputs, list(contexts))
     return dom.score(labels, outputs)

@@ -133,6 +133,11 @@ def generated_row(generation: str, parent_id, skills, teacher: str, request: str
             "kind": kind}
 
 
+def context(value) -> str | None:
+    """A row's `context` cell as text, or None where it has none (null, NaN, "")."""
+    return value if isinstance(value, str) and value else None
+
+
 def truth_row(row_id_: str, true_label: str, error_kind: str) -> dict:
     """One row of truth.parquet (TRUTH): the true label of a generated row, and what kind
     of mistake the teacher made ("" for none)."""

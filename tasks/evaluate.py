@@ -66,7 +66,7 @@ def bfcl_scores(student, bc, batch_size: int) -> dict:
     bar = Progress("evaluate", "BFCL questions", len(qs))
     answers = bfcl.answer(student, qs, batch_size=batch_size, max_new_tokens=bc.max_new_tokens, on_batch=bar.advance)
     bar.close()
-    _, per = bfcl.scored(qs, answers)
+    per = bfcl.scored(qs, answers)
     out = {"per_category": {c: round(r / n, 4) for c, (r, n) in per.items()},
            **{k: round(v, 4) for k, v in bfcl.summaries(per).items()},
            "questions": len(qs), "bfcl_eval": bfcl._bfcl().version}

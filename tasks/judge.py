@@ -71,7 +71,7 @@ def ask(verdicts: pd.DataFrame, dom: domain.Domain, consensus: float, team, temp
 
     def shown(context) -> tuple[list, str]:
         """A logged request's own tools and earlier turns, where it came with them."""
-        if not (isinstance(context, str) and context and hasattr(dom, "shown_with")):
+        if not (tables.context(context) and hasattr(dom, "shown_with")):
             return catalog, ""
         return dom.shown_with(context)
 
@@ -111,7 +111,7 @@ def ask(verdicts: pd.DataFrame, dom: domain.Domain, consensus: float, team, temp
 
 def _passes(dom, label: str, request: str, context) -> bool:
     """The domain's checks on a corrected label, against the row's own tools where it has some."""
-    if isinstance(context, str) and context and hasattr(dom, "passes_with"):
+    if tables.context(context) and hasattr(dom, "passes_with"):
         return dom.passes_with(label, request, context)
     return dom.passes(label, request)
 

@@ -234,12 +234,12 @@ def library_request(rng, functions: list[str]) -> tuple[str, list]:
 CANARIES = ["canary.ada.lovelace@example.org", "+44 20 7946 0958", "4111 1111 1111 1111", "DE89 3704 0044 0532 0130 00"]
 
 
-def library_traffic(rng, n: int, *, canaries: bool = True) -> list[dict]:
-    """`n` logged requests with their calls and timestamps; with `canaries`, every tenth
-    carries a person's e-mail, phone, card or IBAN next to its ask."""
+def library_traffic(rng, n: int, *, canaries: bool = True, tools: list | None = None) -> list[dict]:
+    """`n` logged requests over `tools` (LIBRARY), with their calls and timestamps; with
+    `canaries`, every tenth carries a person's e-mail, phone, card or IBAN next to its ask."""
     import datetime as dt
 
-    names = [f["function"]["name"] for f in LIBRARY]
+    names = [f["function"]["name"] for f in tools or LIBRARY]
     out = []
     start = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
     for i in range(n):
@@ -360,19 +360,14 @@ def openai_records(rng, n: int, *, canaries: bool = True, labelled: bool = False
     in every third one when `canaries`), sometimes an earlier exchange, the request, the
     tools that request offered (the functions it calls and four others), and the deployed
     model's `tool_calls` (`labelled`: the calls as `output` instead). Each with its calls."""
-    import datetime as dt
     import json
 
     names = [f["function"]["name"] for f in FULL]
     by_name = {f["function"]["name"]: f for f in FULL}
-    start = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
     out = []
-    for i in range(n):
-        fns = [rng.choice(names)] if rng.random() < 0.85 else (sorted(rng.sample(names, 2)) if rng.random() < 0.6
-                                                                 else [])
-        text, made = library_request(rng, fns)
-        if canaries and i % 10 == 5:
-            text += f", my contact is {CANARIES[(i // 10) % len(CANARIES)]}"
+    for i, logged in enumerate(library_traffic(rng, n, canaries=canaries, tools=FULL)):
+        text, made = logged["request"], logged["calls"]
+        fns = [c["name"] for c in made]
         contact = CANARIES[i % len(CANARIES)] if canaries and i % 3 == 0 else "the head librarian"
         messages = [{"role": "system", "content": SYSTEM.format(contact=contact)}]
         if rng.random() < 0.3:
@@ -380,8 +375,7 @@ def openai_records(rng, n: int, *, canaries: bool = True, labelled: bool = False
                          {"role": "assistant", "content": "Yes, how can I help you today?"}]
         messages.append({"role": "user", "content": text})
         offered = sorted(set(fns) | set(rng.sample([x for x in names if x not in fns], 4)))
-        record = {"messages": messages, "tools": [by_name[x] for x in offered],
-                  "timestamp": (start + dt.timedelta(minutes=7 * i)).isoformat()}
+        record = {"messages": messages, "tools": [by_name[x] for x in offered], "timestamp": logged["timestamp"]}
         if labelled:
             record["output"] = made
         else:

@@ -150,11 +150,13 @@ def with_contexts(student: StudentKind, requests: list[str], contexts) -> dict:
     """The keyword that hands a student that reads tools each row's own turns and tools
     (flywheel/toolcall/records.py `prompt`); {} where no row has any or the student reads
     only the request."""
-    if contexts is None or not student.reads_tools or not any(isinstance(c, str) and c for c in contexts):
+    from flywheel.tables import context
+
+    if contexts is None or not student.reads_tools or not any(map(context, contexts)):
         return {}
     from flywheel.toolcall.records import prompt
 
-    return {"contexts": [prompt(r, c if isinstance(c, str) else None) for r, c in zip(requests, contexts)]}
+    return {"contexts": [prompt(r, context(c)) for r, c in zip(requests, contexts)]}
 
 
 def student_answers(stage: str, model_dir: Path, requests: list[str], *, dom, batch_size: int,

@@ -89,12 +89,14 @@ _NAME_RULE = "1 to 64 letters, digits, _ or -"
 _ARG_NAME = re.compile(r"[^\s=,;()\[\]{}\"']+")
 _ARG_RULE = "no spaces, quotes, =, commas, semicolons or brackets"
 # What `load` refuses, and why (docs/your-tools.md lists the same).
-REFUSED = {
-    "anyOf/oneOf/allOf/not/$ref": "one schema per argument: the scorer and the verifier need its one type",
-    "a list of types": "the same: one JSON type per argument",
-    "enum on an array or object": "an enum lists scalar values",
-    "an enum value not of the property's type": "a value the schema's own type refuses cannot be a valid answer",
-    "an array without items": "the item type is what its values are checked and scored by",
+REFUSED = {  # key: (the construct, why)
+    "combinator": ("anyOf/oneOf/allOf/not/$ref",
+                   "one schema per argument: the scorer and the verifier need its one type"),
+    "type_list": ("a list of types", "the same: one JSON type per argument"),
+    "enum_container": ("enum on an array or object", "an enum lists scalar values"),
+    "enum_type": ("an enum value not of the property's type",
+                  "a value the schema's own type refuses cannot be a valid answer"),
+    "no_items": ("an array without items", "the item type is what its values are checked and scored by"),
 }
 _COMBINATORS = ("anyOf", "oneOf", "allOf", "not", "$ref")
 
@@ -162,13 +164,10 @@ class Catalog:
         return [{"name": f.name, "description": f.description, "args": [_describe(a) for a in f.args]}
                 for f in self.functions.values()]
 
-    def tools(self, names: list[str] | None = None) -> list[dict]:
-        """The catalog (or the functions `names`) as OpenAI-style tools (JSON Schema), for
-        a chat template's `tools`."""
+    def tools(self) -> list[dict]:
+        """The catalog as OpenAI-style tools (JSON Schema), for a chat template's `tools`."""
         out = []
         for f in self.functions.values():
-            if names is not None and f.name not in names:
-                continue
             fn: dict[str, Any] = {"name": f.name}
             if f.description:
                 fn["description"] = f.description
@@ -225,10 +224,10 @@ def _arg(where: str, name: str, prop: Any, required: bool, enum_words: dict, boo
         raise DataError(f"{where}: a property is a JSON Schema object, not {type(prop).__name__}")
     combinator = next((k for k in _COMBINATORS if k in prop), None)
     if combinator:
-        raise DataError(f"{where}: {combinator} is not supported ({REFUSED['anyOf/oneOf/allOf/not/$ref']})")
+        raise DataError(f"{where}: {combinator} is not supported ({REFUSED['combinator'][1]})")
     kind = prop.get("type", "string" if "enum" in prop else None)  # JSON Schema: an enum needs no type
     if isinstance(kind, list):
-        raise DataError(f"{where}: a list of types {kind} is not supported ({REFUSED['a list of types']})")
+        raise DataError(f"{where}: a list of types {kind} is not supported ({REFUSED['type_list'][1]})")
     if kind not in _FROM_JSON:
         raise DataError(f"{where}: unknown type {kind!r} (string, number, integer, boolean, array or object)")
     description = str(prop.get("description", ""))
@@ -237,13 +236,13 @@ def _arg(where: str, name: str, prop: Any, required: bool, enum_words: dict, boo
     if "enum" in prop:
         values = prop["enum"]
         if kind in ("array", "object"):
-            raise DataError(f"{where}: enum on an {kind} is not supported ({REFUSED['enum on an array or object']})")
+            raise DataError(f"{where}: enum on an {kind} is not supported ({REFUSED['enum_container'][1]})")
         if not isinstance(values, list) or not values:
             raise DataError(f"{where}: enum is empty")
         wrong = [v for v in values if not _value_is(kind, v)]
         if wrong:
             raise DataError(f"{where}: enum value {wrong[0]!r} is not of type {kind} "
-                            f"({REFUSED['an enum value not of the property' + chr(39) + 's type']})")
+                            f"({REFUSED['enum_type'][1]})")
         if len({json.dumps(v) for v in values}) != len(values):
             raise DataError(f"{where}: enum values must be distinct")
         if words is not None and not (kind == "string" and isinstance(words, dict) and set(words) <= set(values)
@@ -258,7 +257,7 @@ def _arg(where: str, name: str, prop: Any, required: bool, enum_words: dict, boo
         return Arg(name, ENUM, required, tuple(values), description, base=kind, default=default)
     if kind == "array":
         if not isinstance(prop.get("items"), dict):
-            raise DataError(f"{where}: an array without items is not supported ({REFUSED['an array without items']})")
+            raise DataError(f"{where}: an array without items is not supported ({REFUSED['no_items'][1]})")
         items = _arg(where, "items", prop["items"], True, enum_words, bool_words)
         return Arg(name, ARRAY, required, (), description, base=kind, items=items, default=default)
     if kind == "object":

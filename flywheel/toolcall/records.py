@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from flywheel.store import DataError
-from flywheel.toolcall import calls
 from flywheel.toolcall.catalog import Catalog, from_tools
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
@@ -124,10 +123,7 @@ def read(where: str, rec: dict, redactor: Callable[[str], str]) -> Record:
     if tools is not None:
         if not isinstance(tools, list):
             raise DataError(f"{where}: tools must be a list")
-        try:
-            offered = set(from_tools(tools, f"{where}: tools").functions) if tools else set()
-        except DataError as exc:
-            raise DataError(str(exc)) from None
+        offered = set(from_tools(tools, f"{where}: tools").functions) if tools else set()
     answered = _answer(where, rec.get("response"), offered)
     context = {"messages": turns[:last], "tools": tools} if tools is not None or last else None
     return Record(turns[last]["content"], context_json(context) if context else None, answered,
@@ -164,6 +160,3 @@ def prompt(request: str, context: str | None) -> dict | None:
     messages = [{"role": m["role"], "content": m.get("content") or ""} for m in ctx.get("messages", [])]
     return {"messages": messages + [{"role": "user", "content": request}], "tools": ctx.get("tools")}
 
-
-def label_of(answered: list[dict]) -> str:
-    return calls.dumps(answered)

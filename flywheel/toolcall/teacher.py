@@ -104,13 +104,8 @@ class Logged:
 def logged(plan: pd.DataFrame, gate: Gate) -> list[tuple[object, Logged, list[str]]]:
     """The plan's `traffic` rows as requests to label, those the gate admits (a request
     the pool already holds is not labelled twice)."""
-    return [(row, Logged(row.parent_request, _context(row)), []) for row in plan.itertuples(index=False)
-            if row.kind == TRAFFIC and gate.admit(row.parent_request)]
-
-
-def _context(row) -> str | None:
-    context = getattr(row, "context", None)
-    return context if isinstance(context, str) and context else None
+    return [(row, Logged(row.parent_request, tables.context(getattr(row, "context", None))), [])
+            for row in plan.itertuples(index=False) if row.kind == TRAFFIC and gate.admit(row.parent_request)]
 
 
 def embedded(rng: random.Random, plan: pd.DataFrame, generation: str, *, gate: Gate,

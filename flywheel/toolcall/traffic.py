@@ -27,7 +27,7 @@ import pandas as pd
 from flywheel import store, tables
 from flywheel.decontam import EvalRequests, request_key
 from flywheel.redact import Redactor
-from flywheel.toolcall import records
+from flywheel.toolcall import calls, records
 
 def read(path: Path, redactor: Redactor) -> pd.DataFrame:
     """id, request, context, timestamp (UTC or NaT), response: checked, redacted, distinct
@@ -38,7 +38,7 @@ def read(path: Path, redactor: Redactor) -> pd.DataFrame:
         if records.is_record(rec):
             made = records.read(where, rec, redactor)
             request, context = made.request, made.context
-            response = None if made.answered is None else records.label_of(made.answered)
+            response = None if made.answered is None else calls.dumps(made.answered)
         else:
             request = rec.get("request")
             if not isinstance(request, str) or not request.strip():
