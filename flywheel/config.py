@@ -266,7 +266,7 @@ class BfclConfig(_Section):
 
 class EvaluateConfig(_Section):
     batch_size: int = Field(256, ge=1)
-    max_new_tokens: int = Field(64, ge=1)
+    max_new_tokens: int = Field(64, ge=0, description="the longest answer; 0: the longest the student trained on, plus a margin")
     bfcl: BfclConfig = BfclConfig()
 
 

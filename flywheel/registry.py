@@ -43,8 +43,11 @@ class Registry(Generic[T]):
             raise TypeError(f"{where}: does not implement {', '.join(missing)}")
         for method in self.protocol:
             want = list(inspect.signature(getattr(self.base, method)).parameters)
-            have = list(inspect.signature(getattr(cls, method)).parameters)
-            if have != want:
+            params = inspect.signature(getattr(cls, method)).parameters
+            have = list(params)
+            # the protocol's parameters, in its order, then only optional ones of the class's own
+            extra = [params[n] for n in have[len(want):]]
+            if have[:len(want)] != want or any(p.default is inspect.Parameter.empty for p in extra):
                 raise TypeError(f"{where}: {method}({', '.join(have)}) does not match the protocol's "
                                 f"{method}({', '.join(want)})")
         for attr, test, must in self.checks:

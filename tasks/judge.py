@@ -138,7 +138,7 @@ def main(cfg: ConfigView, generation: str) -> None:
     untrained = prev == layout.SEED and student.kind_of(model_dir).random_at_start
     if jc.use_student and jc.verify and not untrained:
         _, outputs = student_answers("judge", model_dir, list(rows["request"]), dom=dom, batch_size=jc.batch_size,
-                                     contexts=rows["context"])
+                                     contexts=rows["context"], expected=rows["label"])
     verdicts = dom.first_verdicts(rows, outputs, use_repair=jc.repair) if jc.verify else unverified(rows)
     report: dict = {}
     with Session("judge", generation, jc.budget, **stage.model_call_env()) as session:

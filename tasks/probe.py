@@ -84,7 +84,7 @@ def main(cfg: ConfigView, generation: str) -> None:
     requests, labels = list(rows["request"]), list(rows["label"])
     contexts = list(rows["context"])
     student, outputs = student_answers("probe", layout.path(generation, layout.MODEL), requests, dom=dom,
-                                       batch_size=pc.batch_size, contexts=contexts)
+                                       batch_size=pc.batch_size, contexts=contexts, expected=labels)
     own = with_contexts(student, requests, contexts)
     probe = pd.DataFrame({"id": rows["id"].to_numpy(), "output": outputs,
                           "correct": domain.score_rows(dom, labels, outputs, contexts)})

@@ -94,6 +94,20 @@ def test_the_registry_checks_the_interface():
 
     with pytest.raises(TypeError, match=r"answer\(self, texts, .*does not match the protocol's answer\(self, requests"):
         student.register_kind(Renamed)
+
+    class Required(Lookup):  # a parameter of its own after the protocol's must be optional
+        kind = "required"
+
+        def answer(self, requests, *, batch_size, max_new_tokens=64, on_batch=None, temperature=0.0, seed=0,
+                   contexts=None, raw=False, expected):
+            return []
+
+    with pytest.raises(TypeError, match=r"answer\(self, .*raw, expected\) does not match"):
+        student.register_kind(Required)
+    Required.answer.__kwdefaults__ = {"expected": None, **Required.answer.__kwdefaults__}
+    Required.kind = "optional"
+    assert student.register_kind(Required) is Required
+    del student.KINDS._classes["optional"]  # registered only to show it is accepted
     with pytest.raises(TypeError, match="subclasses flywheel.student.StudentKind"):
         student.register_kind(type("Loose", (), {"kind": "loose", "random_at_start": True}))
     assert {"builtin", "hf"} <= set(student.kinds())  # the shipped kinds, by entry point

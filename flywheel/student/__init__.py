@@ -34,10 +34,11 @@ class StudentKind(ABC):
     """A kind of student. `kind` names it (`student.kind`); `random_at_start` says that
     prepare's student knows nothing yet, so the judge does not ask it; `reads_tools`, that
     `answer` takes per-row `contexts` (messages and tools through a chat template) and
-    `raw` answers."""
+    `raw` answers; `checks_labels`, that `answer` takes `expected` labels."""
     kind: ClassVar[str]
     random_at_start: ClassVar[bool]
     reads_tools: ClassVar[bool] = False
+    checks_labels: ClassVar[bool] = False
 
     # -- before any work, and for the lineage (no instance) -------------------------------------
     @classmethod
@@ -83,7 +84,11 @@ class StudentKind(ABC):
                on_batch: Callable[[int], None] | None = None, temperature: float = 0.0, seed: int = 0,
                contexts: list | None = None, raw: bool = False) -> list[str]:
         """Its answer to each request, as the domain's output text (greedy; sampled at
-        `temperature` > 0, reproducibly per `seed`); with `raw`, the text as it wrote it."""
+        `temperature` > 0, reproducibly per `seed`); with `raw`, the text as it wrote it.
+        `max_new_tokens` 0: the kind's own limit (the longest answer it trained on). A kind
+        that `checks_labels` also takes `expected`: a label per row (or None); a row whose
+        greedy answer it can show to be that label is answered without decoding (the
+        answers are the same)."""
 
     @abstractmethod
     def label_losses(self, requests: list[str], labels: list[str], *, batch_size: int,
@@ -160,15 +165,20 @@ def with_contexts(student: StudentKind, requests: list[str], contexts) -> dict:
 
 
 def student_answers(stage: str, model_dir: Path, requests: list[str], *, dom, batch_size: int,
-                    max_new_tokens: int = 64, contexts=None) -> tuple[StudentKind, list[str]]:
+                    max_new_tokens: int = 0, contexts=None, expected=None) -> tuple[StudentKind, list[str]]:
     """The one answering path of `judge`, `evaluate` and `probe`: load the checkpoint and
-    answer every request greedily (with its row's context: `with_contexts`), with
-    progress. Returns the student and its answers."""
+    answer every request greedily (with its row's context: `with_contexts`; at most
+    `max_new_tokens`, 0: the kind's own limit), with
+    progress. `expected`: the training-side labels of the rows (judge: the teacher's;
+    probe: the stored ones), which a student may use to skip decoding rows it provably
+    answers with them (`StudentKind.answer`); evaluate never passes its labels. Returns
+    the student and its answers."""
     from flywheel.stage import Progress
 
     student = load(model_dir, dom)
     bar = Progress(stage, "student answers", len(requests))
     outputs = student.answer(requests, batch_size=batch_size, max_new_tokens=max_new_tokens, on_batch=bar.advance,
+                             **({"expected": list(expected)} if expected is not None and student.checks_labels else {}),
                              **with_contexts(student, requests, contexts))
     bar.close()
     return student, outputs

@@ -253,9 +253,9 @@ class Student(StudentKind):
                on_batch: Callable[[int], None] | None = None, temperature: float = 0.0, seed: int = 0,
                contexts: list | None = None, raw: bool = False) -> list[str]:
         """The student's greedy answer to each request, as decoded text (sampled at
-        `temperature` > 0)."""
+        `temperature` > 0); `max_new_tokens` 0 is 64."""
         outs = greedy(self.model, [self.codec.prompt(r) for r in requests], eos=self.codec.eos,
-                      max_new_tokens=max_new_tokens, batch_size=batch_size, on_batch=on_batch,
+                      max_new_tokens=max_new_tokens or 64, batch_size=batch_size, on_batch=on_batch,
                       temperature=temperature, seed=seed)
         return [self.codec.text(o, r) for o, r in zip(outs, requests)]
 

@@ -18,7 +18,9 @@ batched, left-padded, greedy, at most `max_new_tokens`.
 
 from __future__ import annotations
 
+import copy
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
     from flywheel.domain import Domain
 
 from flywheel.student import StudentError, StudentKind
-from flywheel.student.batches import answer_positions, mean_per_row, pad_batch
+from flywheel.student.batches import pad_batch
 
 MANIFEST = "flywheel_student.json"
 BASE_DIR = Path("models")  # where a local base model lives, so dvc.yaml can list it as a dependency
@@ -49,6 +51,9 @@ TOOLS_SYSTEM = (
     "please make the tool calls an empty list '[]'.\n<tool_call>[\n{{\"name\": \"func_name1\", \"arguments\": "
     "{{\"argument1\": \"value1\", \"argument2\": \"value2\"}}}},\n... (more tool calls as required)\n]</tool_call>")
 CALL_OPEN, CALL_CLOSE = "<tool_call>", "</tool_call>"
+PREFIX_MIN = 32  # a shared prompt prefix shorter than this (tokens) is run with each row instead
+KV_BUDGET = 2 * 2**30  # bytes of key/value cache a batch of answers may hold
+ANSWER_MARGIN = 8  # tokens past the longest known answer that decoding may run
 
 
 def tools_in(tok) -> str:
@@ -190,6 +195,7 @@ class HFStudent(StudentKind):
     kind = "hf"
     random_at_start = False  # generation 0 starts from the base model's weights
     reads_tools = True
+    checks_labels = True  # answer(expected=...): rows it would answer with their label are not decoded
 
     @staticmethod
     def check(student: "StudentConfig", dom: "Domain", root: Path = Path(".")) -> None:
@@ -222,6 +228,9 @@ class HFStudent(StudentKind):
         self.tok.padding_side = "left"
         if self.tok.pad_token is None:
             self.tok.pad_token = self.tok.eos_token
+        self._device = next(model.parameters()).device
+        self._prefix_cache = None  # (prefix ids, its key/value cache): see `_prefix`
+        self._forced_memo: dict = {}  # row -> (answer loss, greedy writes it): see `_forced`
 
     # --- making and loading -------------------------------------------------------------
 
@@ -343,55 +352,156 @@ class HFStudent(StudentKind):
         return self.dom.from_chat(text)
 
     # --- answering ----------------------------------------------------------------------
+    #
+    # Every prompt of a call usually opens with the same tokens (the system message with the
+    # catalog: about 1,450 of a SmolLM2 prompt's 1,500). That prefix is run through the model
+    # once and its key/value cache reused by every batch (`_prefix`); a row then costs only
+    # its own tokens. A batch is laid out as [shared prefix][left padding][row's own tokens
+    # (and answer)], the padding masked out; positions follow the mask, as `generate` makes
+    # them. Rows are batched in order of length, and as many at a time as their cache fits
+    # in KV_BUDGET bytes.
+
+    def _shared(self, prompts: list[list[int]]) -> int:
+        """How many leading tokens every prompt shares (each keeps at least one of its own);
+        0 when that is too short to be worth a cache."""
+        shared = min(len(os.path.commonprefix(prompts)), min(map(len, prompts)) - 1)
+        return shared if shared >= PREFIX_MIN else 0
+
+    def _prefix(self, ids: list[int], rows: int):
+        """The key/value cache of the prefix `ids`, repeated for `rows` rows (None for no
+        prefix). Computed once per distinct prefix and kept until the student trains."""
+        import torch
+
+        if not ids:
+            return None
+        if self._prefix_cache is None or self._prefix_cache[0] != ids:
+            with torch.no_grad():
+                out = self.model(input_ids=torch.tensor([ids], device=self._device), use_cache=True)
+            self._prefix_cache = (list(ids), out.past_key_values)
+        cache = copy.deepcopy(self._prefix_cache[1])
+        cache.batch_repeat_interleave(rows)
+        return cache
+
+    def _batches(self, lengths: list[int], batch_size: int) -> list[list[int]]:
+        """Row indices in batches of similar length (shortest first), at most `batch_size`
+        rows and as many as KV_BUDGET holds of the longest row's cache."""
+        config = self.model.config
+        heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+        width = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        per_token = 2 * config.num_hidden_layers * heads * width * next(self.model.parameters()).element_size()
+        order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+        out, start = [], 0
+        while start < len(order):
+            rows = 1
+            while (start + rows < len(order) and rows < batch_size
+                   and (rows + 1) * lengths[order[start + rows]] * per_token <= KV_BUDGET):
+                rows += 1
+            out.append(order[start: start + rows])
+            start += rows
+        return out
+
+    def _layout(self, prefix: list[int], tails: list[list[int]]):
+        """(input ids after the prefix, attention mask over the whole row, their positions):
+        each tail left-padded behind the shared prefix."""
+        import torch
+
+        width = max(map(len, tails))
+        pad = self.tok.pad_token_id
+        ids = torch.tensor([[pad] * (width - len(t)) + t for t in tails], device=self._device)
+        mask = torch.tensor([[1] * len(prefix) + [0] * (width - len(t)) + [1] * len(t) for t in tails],
+                            device=self._device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, len(prefix):]
+        return ids, mask, positions
+
+    def _forced(self, prompts: list[list[int]], answers: list[list[int]], batch_size: int):
+        """Teacher-forced, per row: the mean loss of its answer tokens, and whether greedy
+        decoding would write exactly those tokens (each the argmax after the ones before).
+        Logits are computed at the answer positions only (`logits_to_keep`), not over the
+        whole prompt and vocabulary. Kept per row until the student trains, so the probe's
+        answers and losses share one pass."""
+        import torch
+
+        keys = [(len(p), hash(tuple(p)), tuple(a)) for p, a in zip(prompts, answers)]
+        todo = [i for i, k in enumerate(keys) if k not in self._forced_memo]
+        if todo:
+            shared = self._shared([prompts[i] for i in todo])
+            prefix = prompts[todo[0]][:shared]
+            tails = {i: prompts[i][shared:] + answers[i] for i in todo}
+            with torch.no_grad():
+                for batch in self._batches([shared + len(tails[i]) for i in todo], batch_size):
+                    rows = [todo[j] for j in batch]
+                    ids, mask, positions = self._layout(prefix, [tails[i] for i in rows])
+                    keep = max(len(answers[i]) for i in rows) + 1
+                    logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                                        past_key_values=self._prefix(prefix, len(rows)), use_cache=bool(shared),
+                                        logits_to_keep=keep).logits.float()[:, :-1]
+                    target = ids[:, -keep:][:, 1:]
+                    ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), target, reduction="none")
+                    right = logits.argmax(-1) == target
+                    for j, i in enumerate(rows):
+                        n = len(answers[i])
+                        self._forced_memo[keys[i]] = (float(ce[j, -n:].mean()), bool(right[j, -n:].all()))
+        found = [self._forced_memo[k] for k in keys]
+        return np.array([f[0] for f in found]), np.array([f[1] for f in found], dtype=bool)
 
     def answer(self, requests: list[str], *, batch_size: int, max_new_tokens: int = 64,
                on_batch: Callable[[int], None] | None = None, temperature: float = 0.0, seed: int = 0,
-               contexts: list[dict] | None = None, raw: bool = False) -> list[str]:
-        """The one decoding path: batched, left-padded, greedy (sampled at `temperature` > 0,
-        torch seeded with `seed`); per row its own messages and tools where `contexts`
-        gives them; the assistant's text as it is with `raw`, else read by the domain."""
+               contexts: list[dict] | None = None, raw: bool = False, expected: list | None = None) -> list[str]:
+        """The one decoding path: batched over the shared prompt prefix, greedy (sampled at
+        `temperature` > 0, torch seeded with `seed`), each row stopping at its end token;
+        per row its own messages and tools where `contexts` gives them; the assistant's
+        text as it is with `raw`, else read by the domain. `expected` (greedy only): a label
+        per row (or None); a row whose label greedy decoding would write token for token
+        (teacher-forced, `_forced`) is answered with it without decoding. `max_new_tokens`
+        0: the longest answer this student trained on (or, before training, the longest
+        expected label) plus ANSWER_MARGIN tokens."""
         import torch
 
         sample = {"do_sample": True, "temperature": temperature, "top_k": 0} if temperature > 0 else \
             {"do_sample": False}
         if temperature > 0:
             torch.manual_seed(seed)
-        out: list[str] = []
-        device = next(self.model.parameters()).device
-        for start in range(0, len(requests), batch_size):
-            chunk = [self.prompt_ids(r, contexts[start + i] if contexts else None)
-                     for i, r in enumerate(requests[start: start + batch_size])]
-            width = max(map(len, chunk))
-            pad = self.tok.pad_token_id
-            ids = torch.tensor([[pad] * (width - len(p)) + p for p in chunk], device=device)
-            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk], device=device)
-            with torch.no_grad():
-                gen = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-                                          **sample, pad_token_id=pad, eos_token_id=self.tok.eos_token_id)
-            for row in gen[:, width:].tolist():
-                text = self.tok.decode(row, skip_special_tokens=True)
-                out.append(text if raw else self.read(text))
+        contexts = contexts or [None] * len(requests)
+        prompts = [self.prompt_ids(r, c) for r, c in zip(requests, contexts)]
+        texts: list[str | None] = [None] * len(requests)
+        known = [i for i, label in enumerate(expected or []) if label] if temperature <= 0 else []
+        targets = {i: self.pair(requests[i], expected[i], contexts[i])[1] for i in known}
+        limit = max_new_tokens or (self.manifest.get("longest_answer")
+                                   or max(map(len, targets.values()), default=64 - ANSWER_MARGIN)) + ANSWER_MARGIN
+        known = [i for i in known if len(targets[i]) <= limit]
+        if known:
+            _, greedy = self._forced([prompts[i] for i in known], [targets[i] for i in known], batch_size)
+            for i, ok in zip(known, greedy):
+                if ok:
+                    texts[i] = self.tok.decode(targets[i], skip_special_tokens=True)
             if on_batch:
-                on_batch(len(chunk))
-        return out
+                on_batch(int(greedy.sum()))
+        todo = [i for i, t in enumerate(texts) if t is None]
+        if todo:
+            shared = self._shared([prompts[i] for i in todo])
+            prefix = prompts[todo[0]][:shared]
+            tails = [prompts[i][shared:] for i in todo]
+            for batch in self._batches([shared + len(t) + limit for t in tails], batch_size):
+                ids, mask, _ = self._layout(prefix, [tails[j] for j in batch])
+                full = torch.cat([torch.tensor([prefix] * len(batch), dtype=ids.dtype, device=self._device), ids], 1)
+                with torch.no_grad():
+                    gen = self.model.generate(input_ids=full, attention_mask=mask, max_new_tokens=limit, **sample,
+                                              past_key_values=self._prefix(prefix, len(batch)),
+                                              pad_token_id=self.tok.pad_token_id, eos_token_id=self.tok.eos_token_id)
+                for j, row in zip(batch, gen[:, full.shape[1]:].tolist()):
+                    texts[todo[j]] = self.tok.decode(row, skip_special_tokens=True)
+                if on_batch:
+                    on_batch(len(batch))
+        return [t if raw else self.read(t) for t in texts]
 
     def label_losses(self, requests: list[str], labels: list[str], *, batch_size: int,
                      contexts: list | None = None) -> np.ndarray:
-        """Mean answer-token loss per row (what `probe` ranks failures by)."""
-        import torch
-
+        """Mean answer-token loss per row (what `probe` ranks failures by), teacher-forced."""
         contexts = contexts or [None] * len(requests)
         pairs = [self.pair(r, label, c) for r, label, c in zip(requests, labels, contexts)]
-        out = []
-        device = next(self.model.parameters()).device
-        with torch.no_grad():
-            for start in range(0, len(pairs), batch_size):
-                ids, labels, mask = pad_batch(pairs[start: start + batch_size], self.tok.pad_token_id)
-                logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
-                target, keep = answer_positions(labels.to(device))
-                ce = torch.nn.functional.cross_entropy(logits[:, :-1][keep], target[keep], reduction="none")
-                out.append(mean_per_row(ce.cpu(), keep.cpu()))
-        return np.concatenate(out) if out else np.zeros(0)
+        if not pairs:
+            return np.zeros(0)
+        return self._forced([p for p, _ in pairs], [a for _, a in pairs], batch_size)[0]
 
     # --- training -----------------------------------------------------------------------
 
@@ -400,7 +510,7 @@ class HFStudent(StudentKind):
             contexts: list | None = None) -> list[tuple[int, float]]:
         """transformers' Trainer on (prompt, answer) rows, loss on the answer tokens only;
         returns the (step, loss) points it logged."""
-        from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
+        from transformers import PrinterCallback, TrainerCallback, TrainingArguments
 
         contexts = contexts or [None] * len(requests)
         rows = [self.pair(r, label, c) for r, label, c in zip(requests, labels, contexts)]
@@ -429,8 +539,8 @@ class HFStudent(StudentKind):
             report_to="none", seed=seed, data_seed=seed, use_cpu=device == "cpu", bf16=bf16,
             dataloader_num_workers=0, disable_tqdm=True, remove_unused_columns=False,
             full_determinism=device == "cpu")
-        trainer = Trainer(model=self.model, args=args, train_dataset=_Rows(rows),
-                          data_collator=lambda batch: collate(batch, self.tok.pad_token_id), callbacks=[Record()])
+        trainer = _prefix_trainer()(model=self.model, args=args, train_dataset=_Rows(rows),
+                                     data_collator=lambda batch: collate(batch, self.tok.pad_token_id), callbacks=[Record()])
         trainer.remove_callback(PrinterCallback)  # progress goes to the stage's bar and log instead
         try:
             trainer.train()
@@ -438,6 +548,9 @@ class HFStudent(StudentKind):
             shutil.rmtree(scratch, ignore_errors=True)
         self.model.eval()
         self._history, self._steps = history, train.steps
+        self._prefix_cache, self._forced_memo = None, {}  # the weights changed
+        longest = max(len(t) for _, t in rows)  # what `answer` decodes up to (max_new_tokens 0)
+        self.manifest["longest_answer"] = max(longest, self.manifest.get("longest_answer") or 0)
         return history
 
 
@@ -465,10 +578,55 @@ class _Rows:
 
 
 def collate(batch: list[tuple[list[int], list[int]]], pad: int) -> dict:
-    """Trainer's batch of (prompt ids, answer ids) rows: the one padding every kind of
-    student uses (batches.py pad_batch), under the names the model's forward takes."""
-    ids, labels, mask = pad_batch(batch, pad)
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    """Trainer's batch of (prompt ids, answer ids) rows, under the names the model's forward
+    takes. Rows that share a prompt prefix of PREFIX_MIN tokens or more (the system message
+    with the catalog) send it once as `prefix_ids` (`_PrefixTrainer` runs it) and each row
+    only its own tokens, left-padded behind it, with the attention mask over the whole row
+    and positions that follow it. Otherwise the one right padding every kind of student
+    uses (batches.py pad_batch)."""
+    shared = min(len(os.path.commonprefix([p for p, _ in batch])), min(len(p) for p, _ in batch) - 1)
+    if shared < PREFIX_MIN:
+        ids, labels, mask = pad_batch(batch, pad)
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    import torch
+
+    from flywheel.student.batches import IGNORE
+
+    tails = [(p[shared:], a) for p, a in batch]
+    width = max(len(p) + len(a) for p, a in tails)
+    ids = np.full((len(batch), width), pad, dtype=np.int64)
+    labels = np.full((len(batch), width), IGNORE, dtype=np.int64)
+    mask = np.zeros((len(batch), shared + width), dtype=np.int64)
+    mask[:, :shared] = 1
+    for row, (p, a) in enumerate(tails):
+        n = len(p) + len(a)
+        ids[row, width - n:] = p + a
+        labels[row, width - len(a):] = a
+        mask[row, shared + width - n:] = 1
+    positions = np.maximum(mask.cumsum(-1) - 1, 0)[:, shared:]
+    return {"prefix_ids": torch.tensor([batch[0][0][:shared]]), "input_ids": torch.from_numpy(ids),
+            "attention_mask": torch.from_numpy(mask), "position_ids": torch.from_numpy(positions),
+            "labels": torch.from_numpy(labels)}
+
+
+def _prefix_trainer():
+    """transformers' Trainer, with a batch's shared prompt prefix (`collate`'s `prefix_ids`)
+    run once per step: its key/value cache, gradients and all, is repeated for every row,
+    so each row costs only its own tokens and the loss and gradients are those of the
+    rows in full."""
+    from transformers import Trainer
+
+    class PrefixTrainer(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            prefix = inputs.pop("prefix_ids", None)
+            if prefix is not None:
+                cache = model(input_ids=prefix, use_cache=True).past_key_values
+                cache.batch_repeat_interleave(inputs["input_ids"].shape[0])
+                inputs["past_key_values"] = cache
+            return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                        num_items_in_batch=num_items_in_batch)
+
+    return PrefixTrainer
 
 
 def _source(model: str, revision: str) -> tuple[str, dict]:
