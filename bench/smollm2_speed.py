@@ -1,23 +1,34 @@
-"""SmolLM2-135M-Instruct as the student, per row, on the paths the stages take (the
-baseline: what has to get faster).
+"""SmolLM2-135M-Instruct as the student, per row, on the paths the stages take, and what
+share of the machine's matrix-product speed each reaches.
 
     python -m bench.smollm2_speed [--rows 16]     # writes bench/smollm2_speed.json
 
-On the shipped catalog (its 12 tools in the system message, SmolLM2's format), with the
-stages' pinned kernels (bench/__init__.py) and 2 threads, for `--rows` requests:
-- answer: greedy decoding as judge, evaluate and probe ask it (batched, left-padded,
-  max_new_tokens 64);
-- label losses: the probe's teacher-forced loss pass (full-vocabulary logits);
-- train: LoRA r 8 on q/k/v/o, steps of 4 rows;
-with the prompt length in tokens and the process's peak memory.
+On the shipped catalog (its 12 tools in the system message, SmolLM2's format: prompts of
+about 1,500 tokens, of which about 1,450 every row shares), 2 torch threads, for `--rows`
+requests, once under the stages' pinned kernels (flywheel/kernels.py) and once under the
+machine's own (`FLYWHEEL_KERNELS=native`), each in its own process:
+- answer: greedy decoding of the untrained base, which writes prose up to
+  max_new_tokens 64 (the worst case: every row decodes all 64 tokens);
+- label losses: the probe's teacher-forced loss pass;
+- train: LoRA r 8 on q/k/v/o, 4 steps of 4 rows;
+- after that training: answers with `expected` labels (the judge's and the probe's path:
+  rows the student would answer with their label are not decoded) and without (evaluate's
+  path, max_new_tokens 0: the longest trained answer plus a margin);
+with the share of the matmul limit (torch `mm` at this model's shapes, timed here) that
+training and decoding reach, and the process's peak memory. `before` is the same
+measurement before the shared prefix, answer-only logits and label checks (commit
+0713937), kept from the file.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +36,23 @@ from pathlib import Path
 from bench import ROOT, commit, cpu_model
 
 OUT = ROOT / "bench" / "smollm2_speed.json"
+THREADS = 2
+
+
+def mm_limit(hidden: int, inner: int, rows: int = 512, rounds: int = 10) -> float:
+    """GFLOP/s of torch's `mm` on this model's layer shapes (`rows` tokens at a time)."""
+    import torch
+
+    shapes = [(rows, hidden, hidden), (rows, hidden, inner), (rows, inner, hidden)]
+    mats = [(torch.randn(m, k), torch.randn(k, n)) for m, k, n in shapes]
+    flop = sum(2 * m * k * n for m, k, n in shapes)
+    for a, b in mats:
+        a @ b
+    start = time.perf_counter()
+    for _ in range(rounds):
+        for a, b in mats:
+            a @ b
+    return flop * rounds / (time.perf_counter() - start) / 1e9
 
 
 def measure(rows: int) -> dict:
@@ -39,7 +67,7 @@ def measure(rows: int) -> dict:
             for i in range(rows)]
     requests, labels = [r.text for r in reqs], [calls.dumps(r.calls) for r in reqs]
     dom = domain.get(DomainConfig())
-    out: dict = {"commit": commit(), "cpu": cpu_model(), "rows": rows, "threads": 2}
+    out: dict = {"rows": rows, "threads": THREADS}
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "smollm2"
         convert(base)
@@ -47,21 +75,51 @@ def measure(rows: int) -> dict:
                             lora=LoraConfig(r=8, alpha=16, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]))
         (Path(tmp) / "s").mkdir()
         hf.HFStudent.untrained(cfg, dom, Path(tmp) / "s")
-        st = hf.HFStudent.load(Path(tmp) / "s", dom, trainable=True, seed=0, threads=2)
-        out["prompt_tokens"] = sum(len(st.prompt_ids(r)) for r in requests) / rows
-        out["tools_in"] = st.manifest.get("tools_in", "template")
+        st = hf.HFStudent.load(Path(tmp) / "s", dom, trainable=True, seed=0, threads=THREADS)
+        config = st.model.config
+        layer = sum(p.numel() for n, p in st.model.named_parameters() if ".layers." in n and "lora" not in n
+                    and p.dim() == 2)
+        head = config.vocab_size * config.hidden_size
+        prompts = [st.prompt_ids(r) for r in requests]
+        shared = st._shared(prompts)
+        own = sum(len(p) - shared for p in prompts)
+        out |= {"prompt_tokens": round(sum(map(len, prompts)) / rows, 1), "shared_prefix_tokens": shared,
+                "tools_in": st.manifest.get("tools_in", "template")}
+        limit = mm_limit(config.hidden_size, config.intermediate_size)
+        out["mm_gflop_per_s"] = round(limit, 1)
         st.model.eval()
-        start = time.perf_counter()
-        st.answer(requests, batch_size=rows, max_new_tokens=64)
-        out["answer_s_per_row"] = round((time.perf_counter() - start) / rows, 3)
-        start = time.perf_counter()
-        st.label_losses(requests, labels, batch_size=rows)
-        out["label_losses_s_per_row"] = round((time.perf_counter() - start) / rows, 3)
+
+        def timed(fn) -> float:
+            start = time.perf_counter()
+            fn()
+            return time.perf_counter() - start
+
+        texts: list[str] = []
+        seconds = timed(lambda: texts.extend(st.answer(requests, batch_size=rows, max_new_tokens=64, raw=True)))
+        made = sum(len(st.tok(t, add_special_tokens=False)["input_ids"]) + 1 for t in texts)
+        out["answer_s_per_row"] = round(seconds / rows, 3)
+        out["answer_share_of_matmul_limit"] = round(
+            2 * (layer * (shared + own + made) + head * made) / seconds / 1e9 / limit, 3)
+        out["label_losses_s_per_row"] = round(timed(lambda: st.label_losses(requests, labels, batch_size=rows)) / rows, 3)
         st.model.train()
-        start = time.perf_counter()
-        st.fit(requests, labels, train=TrainConfig(steps=4, batch_size=4, lr=0.001, warmup_steps=1, log_every=2),
-               student=cfg, seed=0)
-        out["train_s_per_row"] = round((time.perf_counter() - start) / 16, 3)
+        steps, batch = 4, 4
+        pairs = [st.pair(r, label) for r, label in zip(requests, labels)]
+        seconds = timed(lambda: st.fit(requests, labels, student=cfg, seed=0, train=TrainConfig(
+            steps=steps, batch_size=batch, lr=0.001, warmup_steps=1, log_every=2)))
+        out["train_s_per_row"] = round(seconds / (steps * batch), 3)
+        tail = sum(len(p) - shared + len(a) for p, a in pairs) / rows  # a row's own tokens, answer included
+        # LoRA: the frozen layers' forward and input gradients (4 flop per weight and token); the head on the row's tokens
+        flop = steps * (4 * layer * (shared + batch * tail) + 4 * head * batch * tail)
+        out["train_share_of_matmul_limit"] = round(flop / seconds / 1e9 / limit, 3)
+        st.model.eval()
+        got: list[str] = []
+        seconds = timed(lambda: got.extend(st.answer(requests, batch_size=rows, max_new_tokens=0, expected=labels)))
+        out["answer_with_labels_s_per_row"] = round(seconds / rows, 3)
+        out["rows_answered_from_labels"] = int(sum(st._forced(prompts, [a for _, a in pairs], rows)[1]))
+        st._forced_memo = {}
+        out["answer_auto_length_s_per_row"] = round(
+            timed(lambda: st.answer(requests, batch_size=rows, max_new_tokens=0)) / rows, 3)
+        out["max_new_tokens_auto"] = st.manifest["longest_answer"] + hf.ANSWER_MARGIN
     out["peak_rss_gib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
     return out
 
@@ -69,7 +127,26 @@ def measure(rows: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=16)
-    result = measure(parser.parse_args(argv).rows)
+    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # internal: this process's kernels
+    args = parser.parse_args(argv)
+    if args.one:
+        import torch
+
+        torch.set_num_threads(THREADS)
+        print("RESULT " + json.dumps(measure(args.rows)))
+        return 0
+    before = json.loads(OUT.read_text()).get("before") if OUT.exists() else None
+    if before is None and OUT.exists():  # the file from before this change held only the baseline
+        before = json.loads(OUT.read_text())
+    result = {"commit": commit(), "cpu": cpu_model(), "before": before, "after": {}}
+    for kernels in ("pinned", "native"):
+        env = dict(os.environ, FLYWHEEL_KERNELS="native") if kernels == "native" else \
+            {k: v for k, v in os.environ.items() if k != "FLYWHEEL_KERNELS"}
+        run = subprocess.run([sys.executable, "-m", "bench.smollm2_speed", "--one", "--rows", str(args.rows)],
+                             cwd=ROOT, env=env, capture_output=True, text=True)
+        if run.returncode:
+            raise SystemExit(f"bench.smollm2_speed ({kernels}): {run.stderr.strip().splitlines()[-1:]}")
+        result["after"][kernels] = json.loads(run.stdout.split("RESULT ", 1)[1].splitlines()[0])
     OUT.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
     return 0

@@ -40,7 +40,7 @@ generation 0's probe share that prefix (computed once per seed). A job is one se
 group of arms; `--parallel` jobs run at once with one torch thread each (train.threads 1,
 OMP_WAIT_POLICY=PASSIVE), so a result does not depend on the schedule.
 
-    python -m experiments.loop [--size small|default] [--seeds 5] [--generations 5] [--parallel 2] [--arms a,b]
+    python -m experiments.loop [--size small|default|smollm2] [--seeds 5] [--generations 5] [--parallel 2] [--arms a,b]
                          [--out docs]
 
 Results accumulate in <out>/loop.json (`small`) or <out>/loop_default.json, one entry per
@@ -113,7 +113,15 @@ SIZES = {
                 "expand": {"budget": _DEFAULT["expand"]["budget"]},
                 "train": {"steps": _DEFAULT["train"]["steps"], "threads": 1, "log_every": 100}},
 }
-STEMS = {"small": "loop", "default": "loop_default", "tiny": "loop"}  # <out>/<stem>.json, .md, .png
+# `smollm2`: the low-data regime with a pretrained student (SmolLM2-135M-Instruct, LoRA r 8,
+# profiles/smollm2.yaml), where LoopTool and LLM2LLM find their gains: 200 new rows and 40
+# steps of 8 a generation, the 322 `user` rows (what the comparison reads) and 30 generated
+# evaluation rows; one job at a time with both threads (`--parallel 1`).
+_SMOLLM2 = yaml.safe_load((ROOT / "profiles" / "smollm2.yaml").read_text())
+SIZES["smollm2"] = workspace.merge(_SMOLLM2, {
+    "prepare": {"plan_rows": 200, "seed_rows": 120, "eval_rows": 30}, "expand": {"budget": 200},
+    "train": {"steps": 40, "threads": 2}, "probe": {"train_rows": 200}})
+STEMS = {"small": "loop", "default": "loop_default", "tiny": "loop", "smollm2": "loop_smollm2"}  # <out>/<stem>.json, .md, .png
 TINY = {"prepare": {"plan_rows": 60, "seed_rows": 40, "eval_rows": 60,
                     "model": {"n_layer": 1, "n_embd": 32, "n_head": 2, "n_positions": 128}},
         "expand": {"budget": 60}, "train": {"steps": 10, "batch_size": 16, "warmup_steps": 2, "threads": 1}}
@@ -153,6 +161,14 @@ def prefix_key(params: dict) -> str:
     sections = {k: params.get(k) for k in ("seed", "prepare", "generate", "judge", "compose", "train", "evaluate",
                                            "domain", "student")}
     return hashlib.sha256(json.dumps(sections, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def link_model(dest: Path, params: dict) -> None:
+    """A student model under the checkout's models/ (SmolLM2's folder), linked into the workspace."""
+    model = (params.get("student") or {}).get("model") or ""
+    if model.startswith("models/") and (ROOT / model).is_dir():
+        (dest / model).parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(ROOT / model, dest / model)
 
 
 def measure(dest: Path, gens: list[str]) -> list[dict]:
@@ -204,6 +220,7 @@ def job(seed: int, arms: list[str], generations: int, size: dict, work: Path) ->
                 os.chdir(dest)
             else:
                 workspace.make_project(dest, params, git=False)
+                link_model(dest, params)
                 os.chdir(dest)
                 for name in PREFIX:
                     run_stage(name, "" if name == "prepare" else gens[0])
@@ -258,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--arms", default=",".join(ARMS), help="comma-separated arms (default: all)")
     ap.add_argument("--out", default=str(ROOT / "docs"))
     ap.add_argument("--size", choices=sorted(SIZES), default="small",
-                    help="small (600 rows, 200 steps a generation) or default (the size of params.yaml)")
+                    help="small (600 rows, 200 steps a generation), default (the size of params.yaml) or smollm2 "
+                         "(SmolLM2 with LoRA, 200 rows and 40 steps a generation; run it with --parallel 1)")
     ap.add_argument("--tiny", action="store_true", help="a minute-long smoke run (tests)")
     ap.add_argument("--report", action="store_true", help="only write the report from <out>/loop.json")
     ap.add_argument("--job", help=argparse.SUPPRESS)  # internal: SEED:ARM,ARM WORKDIR, run by the parent

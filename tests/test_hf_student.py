@@ -453,3 +453,66 @@ def test_peft_refuses_a_module_it_cannot_wrap(base_model):
     cfg = StudentConfig(model=str(base_model), lora={"r": 4, "target_modules": ["input_layernorm"]})
     with pytest.raises(hf.StudentError, match="peft cannot wrap"):
         hf.check_base(cfg, domain.get(DomainConfig()))
+
+
+def test_the_shared_prefix_and_the_label_check_change_no_answer(base_model, tmp_path, monkeypatch):
+    """The prompt prefix every row shares, run once, gives the answers and losses of the
+    rows run in full; rows answered from their `expected` label (teacher-forced, without
+    decoding) are the answers decoding gives, and training over the shared prefix has the
+    loss and gradients of the full rows."""
+    import numpy as np
+    import torch
+
+    from flywheel import domain
+    from flywheel.config import DomainConfig, StudentConfig
+    from flywheel.student import hf
+    from flywheel.student.batches import pad_batch
+    from flywheel.toolcall import calls
+
+    dom = domain.get(DomainConfig())
+    hf.HFStudent.untrained(StudentConfig(model=str(base_model), max_length=256), dom, tmp_path)
+    rows = requests(24, seed=3)
+    texts, labels = [r.text for r in rows], [calls.dumps(r.calls) for r in rows]
+    st = hf.HFStudent.load(tmp_path, dom)
+    assert st._shared([st.prompt_ids(t) for t in texts]) >= hf.PREFIX_MIN  # the catalog's tools: a shared prefix
+    shared = st.answer(texts, batch_size=8, max_new_tokens=48, raw=True)
+    losses = st.label_losses(texts, labels, batch_size=8)
+    own = [st.read(a) for a in shared]
+
+    def label_of(raw: str, label: str) -> str:  # what it wrote, as a label, where it wrote calls
+        try:
+            return calls.dumps(calls.loads(calls.canonical(json.loads(raw))))
+        except (ValueError, TypeError):
+            return label
+
+    written = [label_of(raw, label) for raw, label in zip(shared, labels)]
+    checked = hf.HFStudent.load(tmp_path, dom)
+    decoded: list[int] = []
+    generate = checked.model.generate
+    checked.model.generate = lambda **kw: decoded.append(kw["input_ids"].shape[0]) or generate(**kw)
+    assert checked.answer(texts, batch_size=8, max_new_tokens=48, expected=written) == own
+    _, greedy = checked._forced([st.prompt_ids(t) for t in texts], [st.pair(t, label)[1] for t, label in
+                                                                   zip(texts, written)], 8)
+    assert greedy.any() and sum(decoded) == len(texts) - greedy.sum()  # rows it writes token for token: not decoded
+    monkeypatch.setattr(hf, "PREFIX_MIN", 10**9)  # every row in full, no shared prefix
+    full = hf.HFStudent.load(tmp_path, dom)
+    assert full.answer(texts, batch_size=8, max_new_tokens=48, raw=True) == shared
+    assert np.allclose(full.label_losses(texts, labels, batch_size=8), losses, atol=1e-4)
+    monkeypatch.undo()
+    model = hf.HFStudent.load(tmp_path, dom, trainable=True, seed=0).model
+    pairs = [st.pair(t, label) for t, label in zip(texts[:8], labels[:8])]
+    grads = []
+    for batch in (hf.collate(pairs, st.tok.pad_token_id), dict(zip(("input_ids", "labels", "attention_mask"),
+                                                                  pad_batch(pairs, st.tok.pad_token_id)))):
+        prefix = batch.pop("prefix_ids", None)
+        cache = None
+        if prefix is not None:
+            cache = model(input_ids=prefix, use_cache=True).past_key_values
+            cache.batch_repeat_interleave(len(pairs))
+        loss = model(**batch, past_key_values=cache).loss
+        loss.backward()
+        grads.append((float(loss), torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])))
+        model.zero_grad()
+    assert "prefix_ids" in hf.collate(pairs, st.tok.pad_token_id)
+    assert abs(grads[0][0] - grads[1][0]) < 1e-5
+    assert torch.allclose(grads[0][1], grads[1][1], rtol=1e-3, atol=1e-6)

@@ -18,6 +18,10 @@
 - docs/your-tools.md `worked_example`: the worked example, from
   `experiments/worked_example.json`; `your_tools`: the library-catalog run, from
   `experiments/your_tools.json`;
+- docs/student.md `smollm2_speed`: SmolLM2's seconds per row, from
+  `bench/smollm2_speed.json` (bench/smollm2_speed.py);
+- docs/real-student.md `real_student`: the real-student profile's generations, from
+  `experiments/real_student.json` (experiments/real_student.py);
 - docs/testing.md `durations`: where the suite's time went, from `tests/durations.json`
   (written by `.ci/run`).
 
@@ -253,7 +257,43 @@ def bfcl_cost(root: Path) -> str:
         f"tools: {a['seconds']:.1f} s."])
 
 
+def smollm2_speed(root: Path) -> str:
+    """docs/student.md: SmolLM2 per row, before and after the shared prefix (bench/smollm2_speed.py)."""
+    c = json.loads((root / "bench" / "smollm2_speed.json").read_text())
+    b, pin, nat = c["before"], c["after"]["pinned"], c["after"]["native"]
+    rows = [("greedy answers, untrained, 64 new tokens (s/row)", "answer_s_per_row"),
+            ("the probe's loss pass (s/row)", "label_losses_s_per_row"),
+            ("LoRA r 8 training (s/row)", "train_s_per_row"),
+            ("after training: answers with the labels checked first (s/row)", "answer_with_labels_s_per_row"),
+            ("after training: answers, max_new_tokens 0 (s/row)", "answer_auto_length_s_per_row"),
+            ("training: share of the matmul limit", "train_share_of_matmul_limit"),
+            ("decoding: share of the matmul limit", "answer_share_of_matmul_limit"),
+            ("peak memory (GiB)", "peak_rss_gib")]
+    def cell(d: dict, key: str) -> str:
+        return "" if d is None or key not in d else f"{d[key]:g}"
+    out = [f"Measured by `python -m bench.smollm2_speed` on {c['cpu']}, {pin['rows']} rows of the shipped catalog "
+           f"({pin['prompt_tokens']:g} prompt tokens a row, {pin['shared_prefix_tokens']} of them shared), "
+           f"{pin['threads']} threads; before: commit {b['commit']}, after: commit {c['commit']}. "
+           f"The matmul limit is torch's `mm` at this model's shapes, timed in the same process "
+           f"({pin['mm_gflop_per_s']:g} GFLOP/s pinned, {nat['mm_gflop_per_s']:g} native).", "",
+           "| per row | before (pinned) | after, pinned kernels | after, the machine's own |", "|---|---|---|---|"]
+    out += [f"| {label} | {cell(b, key)} | {cell(pin, key)} | {cell(nat, key)} |" for label, key in rows]
+    out += ["", f"After training, {pin['rows_answered_from_labels']} of {pin['rows']} rows were answered from their "
+            f"label without decoding (pinned; {nat['rows_answered_from_labels']} native); max_new_tokens 0 "
+            f"decoded up to {pin['max_new_tokens_auto']} tokens."]
+    return "\n".join(out)
+
+
+def real_student(root: Path) -> str:
+    """docs/real-student.md: the real-student profile's generations (experiments/real_student.py)."""
+    from experiments.real_student import report
+
+    return report(root)
+
+
 BLOCKS: dict[str, dict[str, Callable[[Path], str]]] = {
+    "docs/student.md": {"smollm2_speed": smollm2_speed},
+    "docs/real-student.md": {"real_student": real_student},
     "docs/bfcl.md": {"acceptance": bfcl_acceptance, "agreement": bfcl_agreement, "cost": bfcl_cost},
     "README.md": {"results": results},
     "docs/architecture.md": {"layers": layers, "stages": stages, "modules": modules},
