@@ -166,7 +166,7 @@ def prefix_key(params: dict) -> str:
 def link_model(dest: Path, params: dict) -> None:
     """A student model under the checkout's models/ (SmolLM2's folder), linked into the workspace."""
     model = (params.get("student") or {}).get("model") or ""
-    if model.startswith("models/") and (ROOT / model).is_dir():
+    if model.startswith("models/") and (ROOT / model).is_dir() and not (dest / model).exists():
         (dest / model).parent.mkdir(parents=True, exist_ok=True)
         os.symlink(ROOT / model, dest / model)
 

@@ -65,6 +65,7 @@ def run(student: str, generations: int, work: Path, save) -> dict:
                 start = time.monotonic()
                 run_stage(name, g)
                 times[name] = round(time.monotonic() - start, 1)
+                save(result | {"running": {"generation": g, "stage_seconds": times}})  # what a cut-off run had done
             elapsed += sum(times.values())
             row = measure(dest, [g])[0]
             model = dest / "data" / g / "model"

@@ -54,6 +54,7 @@ CALL_OPEN, CALL_CLOSE = "<tool_call>", "</tool_call>"
 PREFIX_MIN = 32  # a shared prompt prefix shorter than this (tokens) is run with each row instead
 KV_BUDGET = 2 * 2**30  # bytes of key/value cache a batch of answers may hold
 ANSWER_MARGIN = 8  # tokens past the longest known answer that decoding may run
+ANSWER_THREADS = 2  # torch threads of the stages that load the student to answer (train: train.threads)
 
 
 def tools_in(tok) -> str:
@@ -263,13 +264,14 @@ class HFStudent(StudentKind):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        # Its layers' products run in torch (MKL, vendor-neutral under the pin:
+        # flywheel/kernels.py), whose bytes are the same for 1 to 3 threads. The pin sets
+        # one thread for every library; a stage that answers with this student takes
+        # ANSWER_THREADS (a fixed number, not the machine's, so the bytes do not depend on it).
+        torch.set_num_threads(threads if threads is not None else ANSWER_THREADS)
         if trainable and seed is not None:
-            # Its layers' products run in torch (MKL, vendor-neutral under the pin:
-            # flywheel/kernels.py), whose bytes are the same for 1 to 3 threads.
             import transformers
 
-            if threads is not None:
-                torch.set_num_threads(threads)
             torch.use_deterministic_algorithms(True)
             transformers.set_seed(seed)  # a new LoRA adapter's initial weights are drawn here, before Trainer seeds
 
