@@ -81,7 +81,7 @@ def measure(rows: int) -> dict:
                     and p.dim() == 2)
         head = config.vocab_size * config.hidden_size
         prompts = [st.prompt_ids(r) for r in requests]
-        shared = st._shared(prompts)
+        shared = hf.shared_prefix(prompts)
         own = sum(len(p) - shared for p in prompts)
         out |= {"prompt_tokens": round(sum(map(len, prompts)) / rows, 1), "shared_prefix_tokens": shared,
                 "tools_in": st.manifest.get("tools_in", "template")}

@@ -45,8 +45,9 @@ def run(student: str, generations: int, work: Path, save) -> dict:
     from flywheel import stage
 
     stage.offline()
-    dest = workspace.make_project(work / student, overrides(student, generations), git=False)
-    link_model(dest, overrides(student, generations))
+    params = overrides(student, generations)
+    dest = workspace.make_project(work / student, params, git=False)
+    link_model(dest, params)
     gens = list(workspace.generations(generations))
     result: dict = {"generations": [], "seconds": {}}
     home = Path.cwd()

@@ -474,7 +474,7 @@ def test_the_shared_prefix_and_the_label_check_change_no_answer(base_model, tmp_
     rows = requests(24, seed=3)
     texts, labels = [r.text for r in rows], [calls.dumps(r.calls) for r in rows]
     st = hf.HFStudent.load(tmp_path, dom)
-    assert st._shared([st.prompt_ids(t) for t in texts]) >= hf.PREFIX_MIN  # the catalog's tools: a shared prefix
+    assert hf.shared_prefix([st.prompt_ids(t) for t in texts]) >= hf.PREFIX_MIN  # the catalog's tools: a shared prefix
     shared = st.answer(texts, batch_size=8, max_new_tokens=48, raw=True)
     losses = st.label_losses(texts, labels, batch_size=8)
     own = [st.read(a) for a in shared]

@@ -80,6 +80,30 @@ def tools_in_system(messages: list[dict], tools: list[dict]) -> list[dict]:
     return [{"role": "system", "content": text}] + list(messages)
 
 
+def shared_prefix(prompts: list[list[int]]) -> int:
+    """How many leading tokens every prompt shares (each keeps at least one of its own);
+    0 when that is too short to be worth running once for all (PREFIX_MIN)."""
+    shared = min(len(os.path.commonprefix(prompts)), min(map(len, prompts)) - 1)
+    return shared if shared >= PREFIX_MIN else 0
+
+
+def behind_prefix(shared: int, tails: list[list[int]], pad: int):
+    """(ids, attention mask, positions) of rows laid out as [shared prefix][left padding]
+    [the row's own tokens]: the ids and positions of the part after the prefix, the mask
+    over the whole row, positions following the mask (as `generate` makes them)."""
+    import torch
+
+    width = max(map(len, tails))
+    ids = np.full((len(tails), width), pad, dtype=np.int64)
+    mask = np.zeros((len(tails), shared + width), dtype=np.int64)
+    mask[:, :shared] = 1
+    for row, t in enumerate(tails):
+        ids[row, width - len(t):] = t
+        mask[row, shared + width - len(t):] = 1
+    positions = np.maximum(mask.cumsum(-1) - 1, 0)[:, shared:]
+    return torch.from_numpy(ids), torch.from_numpy(mask), torch.from_numpy(positions)
+
+
 def is_hf(folder: Path) -> bool:
     return (Path(folder) / MANIFEST).exists()
 
@@ -363,12 +387,6 @@ class HFStudent(StudentKind):
     # them. Rows are batched in order of length, and as many at a time as their cache fits
     # in KV_BUDGET bytes.
 
-    def _shared(self, prompts: list[list[int]]) -> int:
-        """How many leading tokens every prompt shares (each keeps at least one of its own);
-        0 when that is too short to be worth a cache."""
-        shared = min(len(os.path.commonprefix(prompts)), min(map(len, prompts)) - 1)
-        return shared if shared >= PREFIX_MIN else 0
-
     def _prefix(self, ids: list[int], rows: int):
         """The key/value cache of the prefix `ids`, repeated for `rows` rows (None for no
         prefix). Computed once per distinct prefix and kept until the student trains."""
@@ -403,17 +421,8 @@ class HFStudent(StudentKind):
         return out
 
     def _layout(self, prefix: list[int], tails: list[list[int]]):
-        """(input ids after the prefix, attention mask over the whole row, their positions):
-        each tail left-padded behind the shared prefix."""
-        import torch
-
-        width = max(map(len, tails))
-        pad = self.tok.pad_token_id
-        ids = torch.tensor([[pad] * (width - len(t)) + t for t in tails], device=self._device)
-        mask = torch.tensor([[1] * len(prefix) + [0] * (width - len(t)) + [1] * len(t) for t in tails],
-                            device=self._device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, len(prefix):]
-        return ids, mask, positions
+        """`behind_prefix` of this batch, on the model's device."""
+        return tuple(t.to(self._device) for t in behind_prefix(len(prefix), tails, self.tok.pad_token_id))
 
     def _forced(self, prompts: list[list[int]], answers: list[list[int]], batch_size: int):
         """Teacher-forced, per row: the mean loss of its answer tokens, and whether greedy
@@ -426,7 +435,7 @@ class HFStudent(StudentKind):
         keys = [(len(p), hash(tuple(p)), tuple(a)) for p, a in zip(prompts, answers)]
         todo = [i for i, k in enumerate(keys) if k not in self._forced_memo]
         if todo:
-            shared = self._shared([prompts[i] for i in todo])
+            shared = shared_prefix([prompts[i] for i in todo])
             prefix = prompts[todo[0]][:shared]
             tails = {i: prompts[i][shared:] + answers[i] for i in todo}
             with torch.no_grad():
@@ -480,7 +489,7 @@ class HFStudent(StudentKind):
                 on_batch(int(greedy.sum()))
         todo = [i for i, t in enumerate(texts) if t is None]
         if todo:
-            shared = self._shared([prompts[i] for i in todo])
+            shared = shared_prefix([prompts[i] for i in todo])
             prefix = prompts[todo[0]][:shared]
             tails = [prompts[i][shared:] for i in todo]
             for batch in self._batches([shared + len(t) + limit for t in tails], batch_size):
@@ -581,34 +590,24 @@ class _Rows:
 
 def collate(batch: list[tuple[list[int], list[int]]], pad: int) -> dict:
     """Trainer's batch of (prompt ids, answer ids) rows, under the names the model's forward
-    takes. Rows that share a prompt prefix of PREFIX_MIN tokens or more (the system message
-    with the catalog) send it once as `prefix_ids` (`_PrefixTrainer` runs it) and each row
-    only its own tokens, left-padded behind it, with the attention mask over the whole row
-    and positions that follow it. Otherwise the one right padding every kind of student
-    uses (batches.py pad_batch)."""
-    shared = min(len(os.path.commonprefix([p for p, _ in batch])), min(len(p) for p, _ in batch) - 1)
-    if shared < PREFIX_MIN:
+    takes. Rows that share a prompt prefix (`shared_prefix`: the system message with the
+    catalog) send it once as `prefix_ids` (`_prefix_trainer` runs it) and each row only its
+    own tokens behind it (`behind_prefix`). Otherwise the one right padding every kind of
+    student uses (batches.py pad_batch)."""
+    shared = shared_prefix([p for p, _ in batch])
+    if not shared:
         ids, labels, mask = pad_batch(batch, pad)
         return {"input_ids": ids, "attention_mask": mask, "labels": labels}
     import torch
 
     from flywheel.student.batches import IGNORE
 
-    tails = [(p[shared:], a) for p, a in batch]
-    width = max(len(p) + len(a) for p, a in tails)
-    ids = np.full((len(batch), width), pad, dtype=np.int64)
-    labels = np.full((len(batch), width), IGNORE, dtype=np.int64)
-    mask = np.zeros((len(batch), shared + width), dtype=np.int64)
-    mask[:, :shared] = 1
-    for row, (p, a) in enumerate(tails):
-        n = len(p) + len(a)
-        ids[row, width - n:] = p + a
-        labels[row, width - len(a):] = a
-        mask[row, shared + width - n:] = 1
-    positions = np.maximum(mask.cumsum(-1) - 1, 0)[:, shared:]
-    return {"prefix_ids": torch.tensor([batch[0][0][:shared]]), "input_ids": torch.from_numpy(ids),
-            "attention_mask": torch.from_numpy(mask), "position_ids": torch.from_numpy(positions),
-            "labels": torch.from_numpy(labels)}
+    ids, mask, positions = behind_prefix(shared, [p[shared:] + a for p, a in batch], pad)
+    labels = torch.full_like(ids, IGNORE)
+    for row, (_, a) in enumerate(batch):
+        labels[row, ids.shape[1] - len(a):] = torch.tensor(a)
+    return {"prefix_ids": torch.tensor([batch[0][0][:shared]]), "input_ids": ids, "attention_mask": mask,
+            "position_ids": positions, "labels": labels}
 
 
 def _prefix_trainer():
