@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from bench import ROOT
+from flywheel.config import merge  # noqa: F401  (callers use workspace.merge)
 
 CODE = ("flywheel", "tasks", "flows", "domains", "models", "logs")
 
@@ -28,16 +29,6 @@ def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedPr
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
-
-
-def merge(base: dict, over: dict) -> dict:
-    """`over` on top of `base`, section by section; `generations` and `strategy` are
-    replaced whole (a merge would keep entries the override means to drop)."""
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in (
-            "generations", "strategy") else v
-    return out
 
 
 def make_project(dest: Path, overrides: dict, *, git: bool = True) -> Path:

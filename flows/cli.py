@@ -1,6 +1,7 @@
 """`flywheel`: the command line of the project (installed into .venv by `make`).
 
     flywheel run [--generations N]     run the flow; end with a table per generation
+                 [--params FILE]       first write a profile's sections over params.yaml
     flywheel check [--offline]         what `run` checks before it starts (params, templates,
                                        input files, model servers), alone
     flywheel status                    generations made, what is stale, the champion
@@ -94,6 +95,15 @@ def cmd_run(args) -> int:
     root = _workspace(args.project)
     if args.generations < 0:
         raise UsageError("--generations must be 0 or more")
+    if args.params:  # a profile (profiles/*.yaml) written over params.yaml, which DVC reads
+        from flywheel.config import ConfigError, apply_profile
+
+        try:
+            changed = apply_profile(Path(args.params), root / "params.yaml")
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from None
+        print(f"params.yaml: {len(changed)} keys from {args.params}"
+              + (f" ({', '.join(changed)})" if changed else " (already there)"))
     _preflight(root, offline=args.offline)
     _prepare_env(root)
     if args.offline:  # every stage process inherits it: a cache miss is an error, never a call
@@ -340,6 +350,8 @@ def parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the flow (the main job)")
     run.add_argument("--generations", type=int, default=0, help="new generations to add before running")
+    run.add_argument("--params", metavar="FILE", help="a profile (e.g. profiles/smollm2.yaml): its sections are "
+                     "written over params.yaml (comments kept) before the run")
     run.add_argument("--offline", action="store_true",
                      help="answer teacher and judge calls only from the cache; a miss is an error")
     run.set_defaults(fn=cmd_run)

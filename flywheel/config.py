@@ -387,22 +387,85 @@ def _one_line(err: ValidationError, path: Path) -> str:
     return f"{path}: {key + ': ' if key else ''}{msg}{extra}"
 
 
-def load(path: Path = PARAMS) -> Config:
+def _sections(path: Path, missing: str = "not found (run from the project root)") -> dict:
+    """A YAML file of sections (params.yaml, a profile) as a dict; a one-line ConfigError."""
     try:
         raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"{path}: not found (run from the project root)") from None
+        raise ConfigError(f"{path}: {missing}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
     except RecursionError:
         raise ConfigError(f"{path}: not valid YAML: nested too deeply") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    return raw
+
+
+def load(path: Path = PARAMS) -> Config:
+    raw = _sections(path)
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_one_line(exc, Path(path))) from None
 
+
+
+# -- a profile on top of params.yaml (`flywheel run --params FILE`) ---------------------------
+
+REPLACED_WHOLE = ("generations", "strategy")  # a merge would keep entries the override means to drop
+
+
+def merge(base: dict, over: dict) -> dict:
+    """`over` on top of `base`, section by section; `generations` and `strategy` are
+    replaced whole."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in (
+            REPLACED_WHOLE) else v
+    return out
+
+
+def _merge_into(doc, over: dict, prefix: str = "") -> list[str]:
+    """`merge` done in place on ruamel's commented mapping (comments stay); the keys changed."""
+    changed = []
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(doc.get(k), dict) and k not in REPLACED_WHOLE:
+            changed += _merge_into(doc[k], v, f"{prefix}{k}.")
+        elif doc.get(k, _MISSING) != v:
+            doc[k] = v
+            changed.append(prefix + k)
+    return changed
+
+
+_MISSING = object()
+
+
+def apply_profile(profile: Path, path: Path = PARAMS) -> list[str]:
+    """Write `profile`'s sections over params.yaml (its comments kept), validated first and
+    replaced by rename, so a bad profile changes nothing. Returns the keys that changed.
+    DVC reads params.yaml, so the stages a profile touches rerun and the lock records it."""
+    import io
+
+    from ruamel.yaml import YAML
+
+    over = _sections(profile, "not found")
+    load(path)  # params.yaml itself is valid before anything is written
+    rt = YAML()
+    rt.preserve_quotes = True
+    rt.width = 4096  # a flow-style list stays on its line
+    doc = rt.load(Path(path).read_text(encoding="utf-8"))
+    changed = _merge_into(doc, over)
+    out = io.StringIO()
+    rt.dump(doc, out)
+    try:
+        Config.model_validate(yaml.safe_load(out.getvalue()))
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc, Path(profile))) from None
+    tmp = Path(path).with_name(f".{Path(path).name}.tmp")
+    tmp.write_text(out.getvalue(), encoding="utf-8")
+    tmp.replace(path)
+    return changed
 
 # -- what a stage may read ------------------------------------------------------------------
 

@@ -59,6 +59,35 @@ def test_stage_command_gives_one_line_and_exit_2(tmp_path):
     assert proc.stderr.strip().count("\n") == 0 and "bogus" in proc.stderr
 
 
+
+def test_a_profile_is_written_over_params_keeping_comments(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text((ROOT / "params.yaml").read_text())
+    changed = config.apply_profile(ROOT / "profiles" / "smollm2.yaml", params)
+    profile = yaml.safe_load((ROOT / "profiles" / "smollm2.yaml").read_text())
+    cfg = config.load(params)
+    assert cfg.student.model == profile["student"]["model"] and cfg.train.steps == profile["train"]["steps"]
+    assert cfg.student.lora.target_modules == profile["student"]["lora"]["target_modules"]
+    assert cfg.generate == config.load(ROOT / "params.yaml").generate  # what it leaves alone stays
+    assert "student.model" in changed and "judge.committee" not in changed
+    comments = [line for line in (ROOT / "params.yaml").read_text().splitlines() if line.lstrip().startswith("#")]
+    assert comments and all(c in params.read_text() for c in comments)
+    assert config.apply_profile(ROOT / "profiles" / "smollm2.yaml", params) == []  # a second time: nothing
+
+
+def test_a_bad_profile_changes_nothing_and_names_the_key(tmp_path):
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    (tmp_path / ".dvc").mkdir()
+    before = (tmp_path / "params.yaml").read_text()
+    bad = tmp_path / "profile.yaml"
+    bad.write_text("train:\n  steps: 12\n  stepz: 3\n")
+    proc = run([sys.executable, "-m", "flows.cli", "--project", str(tmp_path), "run", "--params", str(bad)],
+               ROOT, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"error: {bad}: train.stepz: Extra inputs are not permitted"
+    assert (tmp_path / "params.yaml").read_text() == before and not list(tmp_path.glob(".*.tmp"))
+
 # The plan's first five columns: what these tests of the store need of a schema.
 PLAN = pa.schema(list(tables.PLAN)[:5])
 
