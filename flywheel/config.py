@@ -58,6 +58,9 @@ class BackendConfig(_Section):
     temperature: float = Field(0.0, ge=0)
     top_p: float = Field(1.0, gt=0, le=1)
     max_tokens: int = Field(256, ge=1, description="longest answer, in tokens")
+    response_format: Literal["text", "json_schema"] = Field(
+        "text", description="openai: json_schema asks the server to constrain each answer to the JSON schema of "
+        "what the stage reads (OpenAI, llama.cpp, vLLM support it); text: free text, parsed after")
     samples: int = Field(1, ge=1, description="committee members drawn from this model (sample 0, 1, ...)")
     concurrency: int = Field(4, ge=1, description="requests in flight (transformers: batch size)")
     rpm: int = Field(0, ge=0, description="requests per minute; 0: no limit")

@@ -20,7 +20,7 @@ from flywheel import decontam, layout, tables
 from flywheel.domain import Domain, Prepared, Teacher, register
 from flywheel.gate import Gate
 from flywheel.tables import generated_row
-from flywheel.backends.client import Prompt
+from flywheel.backends.client import Prompt, schema_text
 from flywheel.backends.committee import extract_json
 from flywheel.examples import UNTAGGED, canon, read_examples
 from flywheel.verdicts import JUDGE_ERROR, TEACHER_ERROR, VERDICTS
@@ -31,6 +31,10 @@ def correct(output: str, label: str, metric: str) -> bool:
         got = canon(output, "json")
         return got is not None and got == label
     return " ".join(output.split()) == " ".join(label.split())
+
+
+TEACHER_SCHEMA = schema_text({"type": "object", "required": ["input", "output"],  # what parse_teacher reads
+                              "properties": {"input": {"type": "string", "minLength": 1}, "output": {}}})
 
 
 def parse_teacher(metric: str):
@@ -78,7 +82,7 @@ def write_examples(client, template, plan: pd.DataFrame, pool: pd.DataFrame, gen
         prompts.append(Prompt(template.render(example_input=ref["request"], example_output=ref["label"], skill=skill,
                                               skills=skills, variation=i, rubric=rubric,
                                               student_output=plan_row.parent_output),
-                              template.version, TEACHER_PARSER + metric))
+                              template.version, TEACHER_PARSER + metric, TEACHER_SCHEMA))
     answers = client.ask(prompts, parse_teacher(metric), on_done=bar.advance if bar else None)
     rows = []
     for plan_row, ans in zip(plan.itertuples(index=False), answers):

@@ -49,6 +49,25 @@ def test_the_shipped_catalog_is_a_file_the_loader_reads():
     assert dom.toolset is catalog.shipped() is phrasings.CATALOG and dom.chat_tools() == catalog.shipped().tools()
 
 
+
+def test_the_answer_schema_takes_every_seed_label_and_refuses_what_the_catalog_lacks():
+    import json
+
+    import jsonschema
+
+    from conftest import ROOT
+
+    check_answer = jsonschema.Draft202012Validator(calls.answer_schema(catalog.shipped()))
+    labels = pd.read_parquet(ROOT / "data" / "seed" / "train.parquet")["label"]
+    bad = [label for label in labels if not check_answer.is_valid(json.loads(label))]
+    assert not bad and len(labels) > 100
+    assert check_answer.is_valid([])  # no call
+    for wrong in ([call("get_temperature", city="Oslo")],  # a function the catalog does not have
+                  [call("convert_currency", amount=5.0, from_currency="chf")],  # a required argument left out
+                  [call("convert_currency", amount=5.0, from_currency="chf", to_currency="zzz")],  # not in its enum
+                  [{"name": "convert_currency"}]):
+        assert not check_answer.is_valid(wrong), wrong
+
 def test_a_catalog_from_another_field_gives_its_own_types_and_skills(library):
     cat = catalog.load(library)
     assert len(cat.functions) == 9

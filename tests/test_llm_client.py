@@ -18,7 +18,7 @@ from conftest import ROOT, env
 from flywheel.config import BackendConfig, Budget
 from flywheel.backends import LLMError
 from flywheel.backends.cache import Cache
-from flywheel.backends.client import Prompt, RateLimiter, Spend, open_client
+from flywheel.backends.client import Prompt, RateLimiter, Spend, open_client, schema_text
 from flywheel.backends.committee import parse_verdict
 from bench.llm_server import FakeLLM
 
@@ -108,6 +108,23 @@ def test_the_key_changes_with_sampling_template_and_parser(server, tmp_path):
             client(server, tmp_path, temperature=0.7).key(p, 0)}
     assert len(keys) == 5
 
+
+
+def test_a_json_schema_is_sent_only_where_configured_and_keys_the_cache(server, tmp_path):
+    schema = {"type": "object", "required": ["echo"], "properties": {"echo": {"type": "string"}}}
+    free, constrained = prompts(1)[0], Prompt(prompts(1)[0].messages, "t1", "echo-v1", schema_text(schema))
+    text = client(server, tmp_path)
+    assert text.ask([constrained], echo_parse)[0].value == "p 0"
+    assert "response_format" not in json.loads(server.bodies[-1])
+    assert text.key(constrained, 0) == text.key(free, 0)  # free-text answers keep their cache keys
+    server.reset()
+    strict = client(server, tmp_path, response_format="json_schema")
+    assert strict.ask([constrained], echo_parse)[0].value == "p 0" and server.requests == 1  # not the text answer
+    sent = json.loads(server.bodies[-1])["response_format"]
+    assert sent["type"] == "json_schema" and sent["json_schema"]["schema"] == schema
+    assert strict.key(constrained, 0) != text.key(constrained, 0)
+    assert strict.ask(prompts(1, "q"), echo_parse)[0].value == "q 0"  # a prompt without a schema: free text
+    assert server.requests == 2 and "response_format" not in json.loads(server.bodies[-1])
 
 def test_budget_stops_cleanly_and_a_rerun_continues(server, tmp_path):
     with pytest.raises(LLMError, match=r"judge.budget.calls: budget of 4 calls spent"):

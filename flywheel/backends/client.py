@@ -18,6 +18,7 @@ otherwise from the backend, and returns one `Answer` per prompt in order. On the
 from __future__ import annotations
 
 import hashlib
+import json
 import queue
 import random
 import threading
@@ -44,6 +45,12 @@ class Prompt:
     messages: tuple[tuple[str, str], ...]  # (role, content)
     template_version: str
     parser_version: str
+    schema: str = ""  # the JSON schema of the answer the parser reads ("" none); see `schema_text`
+
+
+def schema_text(schema: dict) -> str:
+    """A JSON schema as a Prompt carries it: canonical text (hashable, one cache key per schema)."""
+    return json.dumps(schema, sort_keys=True, separators=(",", ":"))
 
 
 @dataclass
@@ -188,6 +195,9 @@ class _OpenAI:
         body = {"model": self.cfg.model, "messages": [{"role": r, "content": c} for r, c in prompt.messages],
                 "temperature": self.cfg.temperature, "top_p": self.cfg.top_p, "max_tokens": self.cfg.max_tokens,
                 "seed": sample}
+        if self.cfg.response_format == "json_schema" and prompt.schema:
+            body["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": "answer", "schema": json.loads(prompt.schema)}}
         http = self._borrow()
         try:
             resp = http.post(self.url, json=body)
@@ -301,10 +311,13 @@ class Client:
 
     def key(self, prompt: Prompt, sample: int) -> str:
         c = self.cfg
+        # a constrained answer is another answer; free-text keys stay what they were
+        constrained = {"schema": prompt.schema} if c.backend == "openai" and c.response_format == "json_schema" \
+            and prompt.schema else {}
         return cache_key(backend=c.backend, model=self.backend.identity() if self.backend else c.model,
-                     temperature=c.temperature, top_p=c.top_p, max_tokens=c.max_tokens, sample=sample,
-                     messages=[list(m) for m in prompt.messages], template=prompt.template_version,
-                     parser=prompt.parser_version)
+                         temperature=c.temperature, top_p=c.top_p, max_tokens=c.max_tokens, sample=sample,
+                         messages=[list(m) for m in prompt.messages], template=prompt.template_version,
+                         parser=prompt.parser_version, **constrained)
 
     def ask(self, prompts: list[Prompt], parse: Callable[[str], Any], *, sample: int = 0,
             on_done: Callable[[int], None] | None = None) -> list[Answer]:

@@ -20,7 +20,7 @@ from typing import Any, Callable, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from flywheel.backends.client import Answer, Client, Prompt
+from flywheel.backends.client import Answer, Client, Prompt, schema_text
 from flywheel.verdicts import JUDGE_ERROR, NO_CONSENSUS
 
 PARSER_VERSION = "judge-answer-v1"
@@ -35,6 +35,7 @@ class JudgeAnswer(BaseModel):
     skills: list[str] = []
 
 
+VERDICT_SCHEMA = schema_text(JudgeAnswer.model_json_schema())  # what parse_verdict reads
 MAX_ANSWER_CHARS = 200_000  # longer answers are refused, not searched (the search is quadratic)
 
 
@@ -120,7 +121,7 @@ def judge_prompt(template, *, request: str, label: str, student_output: str, rub
     evaluation set's); `conversation`: a logged request's turns before it ("" for none)."""
     messages = template.render(request=request, label=label, student_output=student_output, rubric=rubric,
                                catalog=catalog, skills=skills, reference=reference, conversation=conversation)
-    return Prompt(messages, template.version, PARSER_VERSION)
+    return Prompt(messages, template.version, PARSER_VERSION, VERDICT_SCHEMA)
 
 
 def ask_committee(members: Sequence[tuple[Client, int]], prompts: list[Prompt], *, consensus: float,

@@ -360,6 +360,16 @@ def parse(tokens: list[str], catalog: Catalog) -> list[Call] | None:
 PARSER_VERSION = "toolcall-json-calls-v1"
 
 
+def answer_schema(catalog: Catalog) -> dict:
+    """The JSON schema of a list of calls of `catalog`'s functions, each a name and the
+    arguments its parameters allow (the catalog's own tool schemas): what `parse_json`
+    reads, for a server that constrains its output (backend `response_format: json_schema`)."""
+    one = [{"type": "object", "properties": {"name": {"const": t["function"]["name"]},
+                                             "arguments": t["function"]["parameters"]},
+            "required": ["name", "arguments"], "additionalProperties": False} for t in catalog.tools()]
+    return {"type": "array", "items": {"anyOf": one} if one else {"type": "object"}}
+
+
 def parse_json(text: str) -> str:
     """A teacher or judge model's JSON list of calls, as a canonical label (ValueError if not one)."""
     from flywheel.backends.committee import extract_json

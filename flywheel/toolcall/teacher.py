@@ -20,7 +20,7 @@ import pandas as pd
 
 from flywheel import store, tables
 from flywheel.gate import Gate
-from flywheel.backends.client import Prompt
+from flywheel.backends.client import Prompt, schema_text
 from flywheel.tables import TRAFFIC, generated_row, truth_row
 from flywheel.backends import templates
 from flywheel.toolcall import calls, label_noise, phrasings, records
@@ -145,7 +145,7 @@ def with_model(client, template, drawn, generation: str, gate: Gate, bar=None, *
                                       example_request=example(plan_row, "parent_request"),
                                       student_answer=example(plan_row, "parent_output"),
                                       example_label=example(plan_row, "parent_label")),
-                      template.version, calls.PARSER_VERSION)
+                      template.version, calls.PARSER_VERSION, schema_text(calls.answer_schema(own(req))))
                for plan_row, req, _ in drawn]
     answers = client.ask(prompts, calls.parse_json, on_done=bar.advance if bar else None)
     second = second_opinions(client, prompts, [plan_row.kind for plan_row, _, _ in drawn], twice, calls.parse_json)
@@ -210,10 +210,12 @@ def written(client, template, plan: pd.DataFrame, pool: pd.DataFrame, generation
     answer writes the same calls for the same request."""
     rows_in = [r for r in plan.itertuples(index=False) if r.kind != TRAFFIC]
     refs = _references(rng, rows_in, pool)
+    written_schema = schema_text({"type": "object", "required": ["request", "calls"], "properties": {
+        "request": {"type": "string", "minLength": 1}, "calls": calls.answer_schema(catalog)}})
     prompts = [Prompt(template.render(catalog=catalog.describe(), functions=list(r.functions), skills=list(r.skills),
                                       variation=i, reference_request=ref[0], reference_calls=ref[1],
                                       example_request=r.parent_request, student_answer=r.parent_output,
-                                      example_label=r.parent_label), template.version, WRITER_PARSER)
+                                      example_label=r.parent_label), template.version, WRITER_PARSER, written_schema)
                for i, (r, ref) in enumerate(zip(rows_in, refs))]
     answers = client.ask(prompts, parse_written, on_done=bar.advance if bar else None)
     second = second_opinions(client, prompts, [r.kind for r in rows_in], twice, parse_written)
