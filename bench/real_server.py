@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from bench import ROOT, commit, cpu_model
+from flywheel import store
 
 OUT = ROOT / "bench" / "real_server.json"
 VERSION = "2026.10.11549"
@@ -103,9 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     result = measure(args.rows, args.response_format)
     runs = json.loads(OUT.read_text()) if OUT.exists() else {}
     runs[args.response_format] = result  # one run per format, side by side
-    tmp = OUT.with_suffix(".tmp")
-    tmp.write_text(json.dumps(runs, indent=1) + "\n")
-    tmp.replace(OUT)
+    store.write_json(runs, OUT)
     print(json.dumps({k: v for k, v in result.items() if k != "stderr_tail"}, indent=1)[:4000])
     return 0 if result["exit"] == 0 else 1
 

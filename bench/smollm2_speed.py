@@ -17,7 +17,8 @@ machine's own (`FLYWHEEL_KERNELS=native`), each in its own process:
 with the share of the matmul limit (torch `mm` at this model's shapes, timed here) that
 training and decoding reach, and the process's peak memory. `before` is the same
 measurement before the shared prefix, answer-only logits and label checks (commit
-0713937), kept from the file.
+0713937), and `previous` the last measurement at another commit (pinned), both kept
+from the file.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import time
 from pathlib import Path
 
 from bench import ROOT, commit, cpu_model
+from flywheel import store
 
 OUT = ROOT / "bench" / "smollm2_speed.json"
 THREADS = 2
@@ -127,6 +129,7 @@ def measure(rows: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=16)
+    parser.add_argument("--kernels", default="pinned,native", help="which kernels to measure under (comma-separated)")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # internal: this process's kernels
     args = parser.parse_args(argv)
     if args.one:
@@ -135,11 +138,12 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(THREADS)
         print("RESULT " + json.dumps(measure(args.rows)))
         return 0
-    before = json.loads(OUT.read_text()).get("before") if OUT.exists() else None
-    if before is None and OUT.exists():  # the file from before this change held only the baseline
-        before = json.loads(OUT.read_text())
-    result = {"commit": commit(), "cpu": cpu_model(), "before": before, "after": {}}
-    for kernels in ("pinned", "native"):
+    old = json.loads(OUT.read_text()) if OUT.exists() else {}
+    previous = old.get("previous")
+    if old.get("after", {}).get("pinned") and old.get("commit") != commit():  # the last measurement, kept beside
+        previous = {"commit": old["commit"], **old["after"]["pinned"]}
+    result = {"commit": commit(), "cpu": cpu_model(), "before": old.get("before"), "previous": previous, "after": {}}
+    for kernels in [k.strip() for k in args.kernels.split(",") if k.strip()]:
         env = dict(os.environ, FLYWHEEL_KERNELS="native") if kernels == "native" else \
             {k: v for k, v in os.environ.items() if k != "FLYWHEEL_KERNELS"}
         run = subprocess.run([sys.executable, "-m", "bench.smollm2_speed", "--one", "--rows", str(args.rows)],
@@ -147,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         if run.returncode:
             raise SystemExit(f"bench.smollm2_speed ({kernels}): {run.stderr.strip().splitlines()[-1:]}")
         result["after"][kernels] = json.loads(run.stdout.split("RESULT ", 1)[1].splitlines()[0])
-    OUT.write_text(json.dumps(result, indent=1) + "\n")
+    store.write_json(result, OUT)
     print(json.dumps(result, indent=1))
     return 0
 

@@ -238,6 +238,27 @@ def base_md5(root: Path, generation: str) -> str:
     return next((d["md5"] for d in lock.get("deps", []) if d["path"] == "models"), "")
 
 
+def log_student(client: MlflowClient, experiment_id: str, folder: Path, root: Path, *, domain: dict,
+                base_md5: str, registered_model: str, copy_base: bool = False):
+    """The student checkpoint `folder` as a pyfunc model version (in the active run). A LoRA
+    adapter names its base by digest (`base_artifact`, one copy per digest) instead of
+    carrying it; `copy_base` carries it instead (what bench/registry_size.py compares)."""
+    own = student.origin(folder)
+    artifacts = {"model": str(folder)}
+    model_config: dict = {"domain": domain}
+    if own and own["adapter"] and (root / own["base"]).is_dir():
+        if copy_base:
+            artifacts["base"] = str(root / own["base"])
+        else:
+            model_config["base_md5"] = base_md5
+            model_config["base_uri"] = base_artifact(client, experiment_id, root / own["base"], base_md5)
+    return mlflow.pyfunc.log_model(
+        name="student", python_model=str(Path(__file__).with_name("student_model.py")),
+        artifacts=artifacts, model_config=model_config,
+        pip_requirements=requirements(adapter=bool(own and own["adapter"])),
+        registered_model_name=registered_model, input_example=None)
+
+
 def log_generation(cfg: Config, root: Path, r: Results, parent_run_id: str | None, tmp: Path) -> dict:
     """Log one generation to MLflow and apply the gate; returns the version, whether it was
     promoted and why, and the loop-health alarms."""
@@ -280,18 +301,9 @@ def log_generation(cfg: Config, root: Path, r: Results, parent_run_id: str | Non
                      layout.BFCL_ACCURACY):
             mlflow.log_artifact(str(root / layout.path(generation, name)), "metrics")
         own = student.origin(root / layout.path(generation, layout.MODEL))
-        artifacts = {"model": str(root / layout.path(generation, layout.MODEL))}
-        model_config: dict = {"domain": cfg.domain.model_dump()}
-        if own and own["adapter"] and (root / own["base"]).is_dir():
-            # the adapter's base, logged once per digest and named by it (not copied into every version)
-            model_config["base_md5"] = base_md5(root, generation)
-            model_config["base_uri"] = base_artifact(client, run.info.experiment_id, root / own["base"],
-                                                     model_config["base_md5"])
-        info = mlflow.pyfunc.log_model(
-            name="student", python_model=str(Path(__file__).with_name("student_model.py")),
-            artifacts=artifacts, model_config=model_config,
-            pip_requirements=requirements(adapter=bool(own and own["adapter"])),
-            registered_model_name=lc.registered_model, input_example=None)
+        info = log_student(client, run.info.experiment_id, root / layout.path(generation, layout.MODEL), root,
+                           domain=cfg.domain.model_dump(), base_md5=base_md5(root, generation),
+                           registered_model=lc.registered_model)
     version = str(info.registered_model_version)
     parent = find_version(client, lc.registered_model, r.prev) if r.prev != layout.SEED else None
     tags = version_tags(r, model_md5=model_md5, run_id=run.info.run_id,

@@ -456,8 +456,9 @@ def test_peft_refuses_a_module_it_cannot_wrap(base_model):
 
 
 def test_the_shared_prefix_and_the_label_check_change_no_answer(base_model, tmp_path, monkeypatch):
-    """The prompt prefix every row shares, run once, gives the answers and losses of the
-    rows run in full; rows answered from their `expected` label (teacher-forced, without
+    """The prompt prefix every row shares, run once and held once for the batch
+    (flywheel/student/prefix_attention.py), gives the answers and losses of the rows run
+    in full; rows answered from their `expected` label (teacher-forced, without
     decoding) are the answers decoding gives, and training over the shared prefix has the
     loss and gradients of the full rows."""
     import numpy as np
@@ -475,6 +476,7 @@ def test_the_shared_prefix_and_the_label_check_change_no_answer(base_model, tmp_
     texts, labels = [r.text for r in rows], [calls.dumps(r.calls) for r in rows]
     st = hf.HFStudent.load(tmp_path, dom)
     assert hf.shared_prefix([st.prompt_ids(t) for t in texts]) >= hf.PREFIX_MIN  # the catalog's tools: a shared prefix
+    assert st._shares_prefix  # a Llama takes the attention that reads one copy of the prefix for the batch
     shared = st.answer(texts, batch_size=8, max_new_tokens=48, raw=True)
     losses = st.label_losses(texts, labels, batch_size=8)
     own = [st.read(a) for a in shared]

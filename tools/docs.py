@@ -260,7 +260,7 @@ def bfcl_cost(root: Path) -> str:
 def smollm2_speed(root: Path) -> str:
     """docs/student.md: SmolLM2 per row, before and after the shared prefix (bench/smollm2_speed.py)."""
     c = json.loads((root / "bench" / "smollm2_speed.json").read_text())
-    b, pin, nat = c["before"], c["after"]["pinned"], c["after"]["native"]
+    b, prev, pin, nat = c["before"], c.get("previous"), c["after"]["pinned"], c["after"].get("native")
     rows = [("greedy answers, untrained, 64 new tokens (s/row)", "answer_s_per_row"),
             ("the probe's loss pass (s/row)", "label_losses_s_per_row"),
             ("LoRA r 8 training (s/row)", "train_s_per_row"),
@@ -273,14 +273,17 @@ def smollm2_speed(root: Path) -> str:
         return "" if d is None or key not in d else f"{d[key]:g}"
     out = [f"Measured by `python -m bench.smollm2_speed` on {c['cpu']}, {pin['rows']} rows of the shipped catalog "
            f"({pin['prompt_tokens']:g} prompt tokens a row, {pin['shared_prefix_tokens']} of them shared), "
-           f"{pin['threads']} threads; before: commit {b['commit']}, after: commit {c['commit']}. "
+           f"{pin['threads']} threads; before: commit {b['commit']}"
+           + (f", then commit {prev['commit']}" if prev else "") + f", now: commit {c['commit']}. "
            f"The matmul limit is torch's `mm` at this model's shapes, timed in the same process "
-           f"({pin['mm_gflop_per_s']:g} GFLOP/s pinned, {nat['mm_gflop_per_s']:g} native).", "",
-           "| per row | before (pinned) | after, pinned kernels | after, the machine's own |", "|---|---|---|---|"]
-    out += [f"| {label} | {cell(b, key)} | {cell(pin, key)} | {cell(nat, key)} |" for label, key in rows]
+           f"({pin['mm_gflop_per_s']:g} GFLOP/s pinned" + (f", {nat['mm_gflop_per_s']:g} native" if nat else "")
+           + ").", "",
+           "| per row | before (pinned) | " + (f"{prev['commit']} (pinned) | " if prev else "")
+           + "now, pinned kernels | now, the machine's own |", "|---|---|---|---|" + ("---|" if prev else "")]
+    out += [f"| {label} | {cell(b, key)} | " + (f"{cell(prev, key)} | " if prev else "")
+            + f"{cell(pin, key)} | {cell(nat, key) if nat else 'not rerun'} |" for label, key in rows]
     out += ["", f"After training, {pin['rows_answered_from_labels']} of {pin['rows']} rows were answered from their "
-            f"label without decoding (pinned; {nat['rows_answered_from_labels']} native); max_new_tokens 0 "
-            f"decoded up to {pin['max_new_tokens_auto']} tokens."]
+            f"label without decoding (pinned); max_new_tokens 0 decoded up to {pin['max_new_tokens_auto']} tokens."]
     return "\n".join(out)
 
 

@@ -255,6 +255,9 @@ class HFStudent(StudentKind):
             self.tok.pad_token = self.tok.eos_token
         self._device = next(model.parameters()).device
         self._prefix_cache = None  # (prefix ids, its key/value cache): see `_prefix`
+        from flywheel.student import prefix_attention  # imports torch: not at module import
+
+        self._shares_prefix = prefix_attention.enable(model)  # a batch reads one copy of the prefix
         self._forced_memo: dict = {}  # row -> (answer loss, greedy writes it): see `_forced`
 
     # --- making and loading -------------------------------------------------------------
@@ -388,8 +391,11 @@ class HFStudent(StudentKind):
     # in KV_BUDGET bytes.
 
     def _prefix(self, ids: list[int], rows: int):
-        """The key/value cache of the prefix `ids`, repeated for `rows` rows (None for no
-        prefix). Computed once per distinct prefix and kept until the student trains."""
+        """The key/value cache of the prefix `ids` for a batch of `rows` rows (None for no
+        prefix), computed once per distinct prefix and kept until the student trains. Where
+        the model takes an attention function, the batch shares the one copy
+        (prefix_attention.SharedPrefixCache: use it inside `prefix_attention.attending`);
+        elsewhere it is repeated for each row."""
         import torch
 
         if not ids:
@@ -398,6 +404,10 @@ class HFStudent(StudentKind):
             with torch.no_grad():
                 out = self.model(input_ids=torch.tensor([ids], device=self._device), use_cache=True)
             self._prefix_cache = (list(ids), out.past_key_values)
+        if self._shares_prefix:
+            from flywheel.student import prefix_attention
+
+            return prefix_attention.SharedPrefixCache(self._prefix_cache[1])
         cache = copy.deepcopy(self._prefix_cache[1])
         cache.batch_repeat_interleave(rows)
         return cache
@@ -432,6 +442,8 @@ class HFStudent(StudentKind):
         answers and losses share one pass."""
         import torch
 
+        from flywheel.student import prefix_attention
+
         keys = [(len(p), hash(tuple(p)), tuple(a)) for p, a in zip(prompts, answers)]
         todo = [i for i, k in enumerate(keys) if k not in self._forced_memo]
         if todo:
@@ -443,9 +455,11 @@ class HFStudent(StudentKind):
                     rows = [todo[j] for j in batch]
                     ids, mask, positions = self._layout(prefix, [tails[i] for i in rows])
                     keep = max(len(answers[i]) for i in rows) + 1
-                    logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                                        past_key_values=self._prefix(prefix, len(rows)), use_cache=bool(shared),
-                                        logits_to_keep=keep).logits.float()[:, :-1]
+                    cache = self._prefix(prefix, len(rows))
+                    with prefix_attention.attending(cache):
+                        logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                                            past_key_values=cache, use_cache=bool(shared),
+                                            logits_to_keep=keep).logits.float()[:, :-1]
                     target = ids[:, -keep:][:, 1:]
                     ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), target, reduction="none")
                     right = logits.argmax(-1) == target
@@ -467,6 +481,8 @@ class HFStudent(StudentKind):
         0: the longest answer this student trained on (or, before training, the longest
         expected label) plus ANSWER_MARGIN tokens."""
         import torch
+
+        from flywheel.student import prefix_attention
 
         sample = {"do_sample": True, "temperature": temperature, "top_k": 0} if temperature > 0 else \
             {"do_sample": False}
@@ -495,9 +511,10 @@ class HFStudent(StudentKind):
             for batch in self._batches([shared + len(t) + limit for t in tails], batch_size):
                 ids, mask, _ = self._layout(prefix, [tails[j] for j in batch])
                 full = torch.cat([torch.tensor([prefix] * len(batch), dtype=ids.dtype, device=self._device), ids], 1)
-                with torch.no_grad():
+                cache = self._prefix(prefix, len(batch))
+                with torch.no_grad(), prefix_attention.attending(cache):
                     gen = self.model.generate(input_ids=full, attention_mask=mask, max_new_tokens=limit, **sample,
-                                              past_key_values=self._prefix(prefix, len(batch)),
+                                              past_key_values=cache,
                                               pad_token_id=self.tok.pad_token_id, eos_token_id=self.tok.eos_token_id)
                 for j, row in zip(batch, gen[:, full.shape[1]:].tolist()):
                     texts[todo[j]] = self.tok.decode(row, skip_special_tokens=True)
