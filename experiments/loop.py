@@ -115,7 +115,7 @@ SIZES = {
 }
 # `smollm2`: the low-data regime with a pretrained student (SmolLM2-135M-Instruct, LoRA r 8,
 # profiles/smollm2.yaml), where LoopTool and LLM2LLM find their gains: 200 new rows and 40
-# steps of 8 a generation, the 322 `user` rows (what the comparison reads) and 30 generated
+# steps of 16 a generation, the 322 `user` rows (what the comparison reads) and 30 generated
 # evaluation rows; one job at a time with both threads (`--parallel 1`).
 _SMOLLM2 = yaml.safe_load((ROOT / "profiles" / "smollm2.yaml").read_text())
 SIZES["smollm2"] = workspace.merge(_SMOLLM2, {

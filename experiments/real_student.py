@@ -1,15 +1,16 @@
 """The real-student profile measured: generations of the flywheel with SmolLM2-135M-Instruct
 (profiles/smollm2.yaml) beside the built-in student (params.yaml as it is), `user` and
-the generator's evaluation splits per generation, seconds per stage, and the registry's
-size per version.
+the generator's evaluation splits per generation, seconds per stage, the checkpoint's
+size (the registry's size per version is bench/registry_size.py's).
 
     python -m experiments.real_student [--generations 3] [--students smollm2,builtin]
     python -m experiments.real_student --report      # docs/real-student.md's tables from the JSON
 
-Each student runs in a fresh workspace (bench/workspace.py) with its stage functions
+Each student runs in a workspace of its own (bench/workspace.py) with its stage functions
 called in order in one process (as experiments/loop.py does; the stage code is what
 `dvc repro` runs). Results go to experiments/real_student.json after every generation
-(a rerun resumes after the last finished student); the report compares the two students
+and after every stage; the workspaces stay under --work, so a rerun (with as many or more
+`--generations`) goes on after the last finished generation of each student; the report compares the two students
 at equal wall time: each SmolLM2 generation beside the built-in generation that had
 finished by the same elapsed seconds.
 """
@@ -30,6 +31,7 @@ from bench import ROOT, commit, cpu_model, workspace
 from experiments.loop import link_model, measure, run_stage
 
 OUT = ROOT / "experiments" / "real_student.json"
+WORK = Path(tempfile.gettempdir()) / "flywheel-real-student"  # kept between runs: a rerun resumes there
 PROFILES = {"smollm2": ROOT / "profiles" / "smollm2.yaml", "builtin": None}
 STAGES = ("generate", "judge", "compose", "train", "evaluate", "probe", "expand")
 
@@ -40,25 +42,41 @@ def overrides(student: str, generations: int) -> dict:
                                   "publish": {"git_commit": False, "git_tag": False, "dvc_push": False}})
 
 
-def run(student: str, generations: int, work: Path, save) -> dict:
-    """One student's generations; `save(result)` after each one."""
+def run(student: str, generations: int, work: Path, save, done: dict | None = None) -> dict:
+    """One student's generations in the workspace `work/<student>`; `save(result)` after
+    each stage. With `done` (what an earlier run of this workspace saved), it goes on
+    after the last finished generation (its expansion first, where that did not run)."""
     from flywheel import stage
 
     stage.offline()
     params = overrides(student, generations)
-    dest = workspace.make_project(work / student, params, git=False)
+    dest = work / student
+    resume = bool(done and done["generations"]) and (dest / "params.yaml").exists()
+    if resume:
+        workspace.write_params(dest, params)  # as many generations as this run asks for
+    else:
+        shutil.rmtree(dest, ignore_errors=True)
+        workspace.make_project(dest, params, git=False)
+        done = None
     link_model(dest, params)
     gens = list(workspace.generations(generations))
-    result: dict = {"generations": [], "seconds": {}}
+    result: dict = done or {"generations": [], "seconds": {}}
+    result.pop("running", None)
     home = Path.cwd()
     os.chdir(dest)
     try:
-        elapsed = 0.0
         start = time.monotonic()
-        run_stage("prepare", "")
-        result["seconds"]["prepare"] = round(time.monotonic() - start, 1)
-        elapsed += result["seconds"]["prepare"]
-        for g in gens:
+        if not resume:
+            run_stage("prepare", "")
+            result["seconds"]["prepare"] = round(time.monotonic() - start, 1)
+        elapsed = result["generations"][-1]["elapsed_s"] if resume else result["seconds"]["prepare"]
+        last = result["generations"][-1] if resume else None
+        if last and "expand" not in last["stage_seconds"] and last["generation"] != gens[-1]:
+            start = time.monotonic()
+            run_stage("expand", last["generation"])  # the finished generation was the last of a shorter run
+            last["stage_seconds"]["expand"] = round(time.monotonic() - start, 1)
+            elapsed = last["elapsed_s"] = round(elapsed + last["stage_seconds"]["expand"], 1)
+        for g in gens[len(result["generations"]):]:
             times = {}
             for name in STAGES:
                 if name == "expand" and g == gens[-1]:
@@ -70,7 +88,7 @@ def run(student: str, generations: int, work: Path, save) -> dict:
             elapsed += sum(times.values())
             row = measure(dest, [g])[0]
             model = dest / "data" / g / "model"
-            row |= {"stage_seconds": times, "elapsed_s": round(elapsed, 1),
+            row |= {"stage_seconds": times, "elapsed_s": round(elapsed, 1), "commit": commit(),
                     "model_mb": round(sum(f.stat().st_size for f in model.rglob("*") if f.is_file()) / 2**20, 2)}
             result["generations"].append(row)
             save(result)
@@ -86,17 +104,17 @@ def report(root: Path = ROOT) -> str:
         return "Not measured yet: `python -m experiments.real_student` writes experiments/real_student.json."
     data = json.loads(path.read_text())
     sm, bi = data["students"].get("smollm2"), data["students"].get("builtin")
-    lines = [f"Commit {data['commit']}, {data['cpu']}, 2 cores; SmolLM2-135M-Instruct with LoRA r 8 "
+    lines = [f"{data['cpu']}, 2 cores (the commit that made each generation in its row); SmolLM2-135M-Instruct with LoRA r 8 "
              "(profiles/smollm2.yaml) against the built-in student (params.yaml), each in a fresh "
              "workspace, stages called in order.", ""]
     for name, res in (("SmolLM2 (profiles/smollm2.yaml)", sm), ("built-in student (params.yaml)", bi)):
         if not res:
             continue
-        lines += [f"## {name}", "", "| generation | user | generator eval | " + " | ".join(STAGES) +
-                  " | elapsed | checkpoint |", "|---|---|---|" + "---|" * len(STAGES) + "---|---|"]
+        lines += [f"## {name}", "", "| generation | commit | user | generator eval | " + " | ".join(STAGES) +
+                  " | elapsed | checkpoint |", "|---|---|---|---|" + "---|" * len(STAGES) + "---|---|"]
         for r in res["generations"]:
             t = r["stage_seconds"]
-            lines.append(f"| {r['generation']} | {r['user']:.4f} | {r['eval']:.4f} | "
+            lines.append(f"| {r['generation']} | {r.get('commit', data['commit'])} | {r['user']:.4f} | {r['eval']:.4f} | "
                          + " | ".join(f"{t[s]:.0f} s" if s in t else "" for s in STAGES)
                          + f" | {r['elapsed_s'] / 60:.1f} min | {r['model_mb']:.1f} MB |")
         lines.append("")
@@ -118,26 +136,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--generations", type=int, default=3)
     ap.add_argument("--students", default="smollm2,builtin")
     ap.add_argument("--report", action="store_true")
+    ap.add_argument("--work", type=Path, default=WORK, help="where the workspaces stay between runs (default %(default)s)")
     args = ap.parse_args(argv)
     data = json.loads(OUT.read_text()) if OUT.exists() else {"students": {}}
     if not args.report:
+        for res in data["students"].values():  # rows of an earlier run name the commit that made them
+            for row in res["generations"]:
+                row.setdefault("commit", data.get("commit"))
         data |= {"commit": commit(), "cpu": cpu_model()}
         for student in [s.strip() for s in args.students.split(",") if s.strip()]:
             done = data["students"].get(student)
             if done and len(done["generations"]) >= args.generations:
                 continue
-            work = Path(tempfile.mkdtemp(prefix="flywheel-real-student-"))
-
             def save(result, student=student):
                 data["students"][student] = result
                 tmp = OUT.with_suffix(".tmp")
                 tmp.write_text(json.dumps(data, indent=1) + "\n")
                 tmp.replace(OUT)
 
-            try:
-                run(student, args.generations, work, save)
-            finally:
-                shutil.rmtree(work, ignore_errors=True)
+            run(student, args.generations, args.work, save, done)
     from tools.docs import write
 
     write()
