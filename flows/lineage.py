@@ -248,7 +248,7 @@ def log_student(client: MlflowClient, experiment_id: str, folder: Path, root: Pa
     model_config: dict = {"domain": domain}
     if own and own["adapter"] and (root / own["base"]).is_dir():
         if copy_base:
-            artifacts["base"] = str(root / own["base"])
+            artifacts["base"] = str((root / own["base"]).resolve())  # a linked base: its files, not the link
         else:
             model_config["base_md5"] = base_md5
             model_config["base_uri"] = base_artifact(client, experiment_id, root / own["base"], base_md5)
