@@ -5,7 +5,8 @@ here. It serves POST /v1/chat/completions for real over HTTP, so the client laye
 exercised end to end (connection pool, threads, timeouts, headers). Answers come from a
 `brain(messages, body) -> str`; faults are injected from a queue, one per request, in
 order: "500", "429:<seconds>" (with Retry-After), "hang:<seconds>", "badbody" (HTTP 200
-with a body that is not JSON), "garbage" (HTTP 200 whose answer is not JSON), "401".
+with a body that is not JSON), "garbage" (HTTP 200 whose answer is not JSON), "401",
+"length" (the brain's answer, marked as stopped at max_tokens: finish_reason "length").
 `fault_rate` draws a fault from `fault_kinds` for that share of requests (seeded), and
 `down()`/`up()` stop and restart listening on the same port (an outage: connections are
 refused meanwhile). It counts requests, each distinct request body (`asked`), the most
@@ -130,7 +131,7 @@ class FakeLLM:
                         fake.brain(body["messages"], body)
                     reply = {"id": "x", "object": "chat.completion", "model": body["model"],
                              "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                          "finish_reason": "stop"}],
+                                          "finish_reason": "length" if fault == "length" else "stop"}],
                              "usage": {"prompt_tokens": sum(len(m["content"].split()) for m in body["messages"]),
                                        "completion_tokens": len(text.split())}}
                     return self._send(200, json.dumps(reply).encode())

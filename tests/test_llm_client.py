@@ -100,6 +100,15 @@ def test_warm_cache_makes_zero_requests_and_offline_refuses_a_miss(server, tmp_p
     assert server.requests == 0
 
 
+def test_an_answer_cut_at_max_tokens_is_an_error_not_a_label(server, tmp_path):
+    c = client(server, tmp_path, concurrency=1)  # one at a time: the first request gets the fault
+    server.faults.extend(["length"])
+    cut, whole = c.ask(prompts(2), echo_parse)
+    assert cut.value is None and "max_tokens (256)" in cut.error and cut.text == '{"echo": "p 0"}'
+    assert whole.value == "p 1" and not whole.error
+    assert c.ask(prompts(1), echo_parse)[0].value == "p 0" and server.requests == 3  # not cached: asked again
+
+
 def test_the_key_changes_with_sampling_template_and_parser(server, tmp_path):
     c = client(server, tmp_path)
     p = prompts(1)[0]

@@ -48,6 +48,12 @@ class Prompt:
     schema: str = ""  # the JSON schema of the answer the parser reads ("" none); see `schema_text`
 
 
+class Cut(str):
+    """An answer the server stopped at `max_tokens` (finish_reason "length"): never a label,
+    since what was cut may be a call (a real server, constrained to a JSON list, wrote
+    calls until the limit and a lenient reader would keep the first: bench/real_server.py)."""
+
+
 def schema_text(schema: dict) -> str:
     """A JSON schema as a Prompt carries it: canonical text (hashable, one cache key per schema)."""
     return json.dumps(schema, sort_keys=True, separators=(",", ":"))
@@ -217,6 +223,8 @@ class _OpenAI:
             text = data["choices"][0]["message"]["content"]
             if not isinstance(text, str):
                 raise TypeError("content is not a string")
+            if data["choices"][0].get("finish_reason") == "length":
+                text = Cut(text)
             usage = data.get("usage") or {}
             return [(text, int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)))]
         except (ValueError, KeyError, IndexError, TypeError) as exc:
@@ -352,6 +360,9 @@ class Client:
             for i, res in zip(batch, results):
                 if isinstance(res, str):  # an error after all retries
                     answers[i] = Answer(error=res)
+                elif isinstance(res[0], Cut):  # not cached: a run with a larger max_tokens asks again
+                    answers[i] = Answer(text=str(res[0]), error=f"the answer stopped at max_tokens "
+                                        f"({self.cfg.max_tokens}): raise it, or ask for less")
                 else:
                     text, pt, ct = res
                     answers[i] = self._parsed(text, parse, keys[i], cached=False, tokens=(pt, ct))
