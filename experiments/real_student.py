@@ -105,8 +105,8 @@ def report(root: Path = ROOT) -> str:
     data = json.loads(path.read_text())
     sm, bi = data["students"].get("smollm2"), data["students"].get("builtin")
     lines = [f"{data['cpu']}, 2 cores (the commit that made each generation in its row); SmolLM2-135M-Instruct with LoRA r 8 "
-             "(profiles/smollm2.yaml) against the built-in student (params.yaml), each in a fresh "
-             "workspace, stages called in order.", ""]
+             "(profiles/smollm2.yaml) against the built-in student (params.yaml), each in a "
+             "workspace of its own, stages called in order.", ""]
     for name, res in (("SmolLM2 (profiles/smollm2.yaml)", sm), ("built-in student (params.yaml)", bi)):
         if not res:
             continue
