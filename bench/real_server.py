@@ -10,7 +10,8 @@ What it checks is the protocol, not the labels' quality (a 135M model labels bad
 the client's requests reach a real server, its answers come back through the same
 parser, cache and budget as the test server's, its errors are counted, and its token
 counts (`usage`) reach `llm_report.json` and MLflow; with `--response-format json_schema`
-(the default) the server constrains each answer to the JSON schema of what the stage reads. The tests' stand-in server
+(the default) the server constrains each answer to the JSON schema of what the stage
+reads. The tests' stand-in server
 (bench/llm_server.py) answers as a test wants; this one answers as llama.cpp does.
 Too slow for the suite (a model load and a few hundred generated tokens per row on 2
 cores), so it is a runnable check, documented in docs/llm-backends.md.

@@ -80,22 +80,22 @@ def measure() -> dict:
                 expected.append(hf.HFStudent.load(folder, dom).answer(requests[:2], batch_size=2))
             out["adapter_mb"] = round(_size(folders[0]) / 2**20, 2)
             for way in ("by_digest", "copy"):
-                store = root / f"mlruns-{way}"
-                mlflow.set_tracking_uri(f"sqlite:///{store}.db")
-                exp = mlflow.create_experiment(way, artifact_location=(store / "artifacts").as_uri())
+                tracking = root / f"mlruns-{way}"
+                mlflow.set_tracking_uri(f"sqlite:///{tracking}.db")
+                exp = mlflow.create_experiment(way, artifact_location=(tracking / "artifacts").as_uri())
                 mlflow.set_experiment(experiment_id=exp)
                 client = MlflowClient()
                 sizes, answers = [], []
                 for g, folder in zip(("gen-000", "gen-001"), folders):
-                    before = _size(store)
+                    before = _size(tracking)
                     with mlflow.start_run(run_name=g):
                         info = log_student(client, exp, folder, root, domain=DomainConfig().model_dump(),
                                            base_md5=digest, registered_model=f"student-{way}",
                                            copy_base=way == "copy")
-                    sizes.append(round((_size(store) - before) / 2**20, 1))
+                    sizes.append(round((_size(tracking) - before) / 2**20, 1))
                     model = mlflow.pyfunc.load_model(f"models:/student-{way}/{info.registered_model_version}")
                     answers.append(list(model.predict(pd.DataFrame({"request": requests[:2]}))))
-                out[way] = {"mb_added_per_version": sizes, "total_mb": round(_size(store) / 2**20, 1),
+                out[way] = {"mb_added_per_version": sizes, "total_mb": round(_size(tracking) / 2**20, 1),
                             "answers": answers}
             deployed = [[dom.deployed_answer(a) for a in e] for e in expected]
             out["pyfunc_answers_match_the_stages"] = all(out[w]["answers"] == deployed for w in ("by_digest", "copy"))

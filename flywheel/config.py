@@ -7,6 +7,7 @@ or a wrong type is a `ConfigError` whose one-line message names the key.
 
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 from typing import Literal
@@ -413,7 +414,6 @@ def load(path: Path = PARAMS) -> Config:
         raise ConfigError(_one_line(exc, Path(path))) from None
 
 
-
 # -- a profile on top of params.yaml (`flywheel run --params FILE`) ---------------------------
 
 REPLACED_WHOLE = ("generations", "strategy")  # a merge would keep entries the override means to drop
@@ -421,16 +421,15 @@ REPLACED_WHOLE = ("generations", "strategy")  # a merge would keep entries the o
 
 def merge(base: dict, over: dict) -> dict:
     """`over` on top of `base`, section by section; `generations` and `strategy` are
-    replaced whole."""
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in (
-            REPLACED_WHOLE) else v
+    replaced whole. `base` is left as it was."""
+    out = copy.deepcopy(base)
+    _merge_into(out, over)
     return out
 
 
 def _merge_into(doc, over: dict, prefix: str = "") -> list[str]:
-    """`merge` done in place on ruamel's commented mapping (comments stay); the keys changed."""
+    """`over` merged into `doc` in place (a dict, or ruamel's commented mapping, whose
+    comments stay); the keys it changed."""
     changed = []
     for k, v in over.items():
         if isinstance(v, dict) and isinstance(doc.get(k), dict) and k not in REPLACED_WHOLE:

@@ -59,6 +59,12 @@ def schema_text(schema: dict) -> str:
     return json.dumps(schema, sort_keys=True, separators=(",", ":"))
 
 
+def sent_schema(cfg: BackendConfig, prompt: Prompt) -> str:
+    """The schema the request asks the server to answer in ("" for free text): the
+    prompt's, where an `openai` backend has `response_format: json_schema`."""
+    return prompt.schema if cfg.backend == "openai" and cfg.response_format == "json_schema" else ""
+
+
 @dataclass
 class Answer:
     value: Any = None  # what `parse` made of the text; None when there is an error
@@ -201,7 +207,7 @@ class _OpenAI:
         body = {"model": self.cfg.model, "messages": [{"role": r, "content": c} for r, c in prompt.messages],
                 "temperature": self.cfg.temperature, "top_p": self.cfg.top_p, "max_tokens": self.cfg.max_tokens,
                 "seed": sample}
-        if self.cfg.response_format == "json_schema" and prompt.schema:
+        if sent_schema(self.cfg, prompt):
             body["response_format"] = {"type": "json_schema", "json_schema": {
                 "name": "answer", "schema": json.loads(prompt.schema)}}
         http = self._borrow()
@@ -320,8 +326,7 @@ class Client:
     def key(self, prompt: Prompt, sample: int) -> str:
         c = self.cfg
         # a constrained answer is another answer; free-text keys stay what they were
-        constrained = {"schema": prompt.schema} if c.backend == "openai" and c.response_format == "json_schema" \
-            and prompt.schema else {}
+        constrained = {"schema": prompt.schema} if sent_schema(c, prompt) else {}
         return cache_key(backend=c.backend, model=self.backend.identity() if self.backend else c.model,
                          temperature=c.temperature, top_p=c.top_p, max_tokens=c.max_tokens, sample=sample,
                          messages=[list(m) for m in prompt.messages], template=prompt.template_version,
