@@ -14,6 +14,8 @@ machine's own (`FLYWHEEL_KERNELS=native`), each in its own process:
 - after that training: answers with `expected` labels (the judge's and the probe's path:
   rows the student would answer with their label are not decoded) and without (evaluate's
   path, max_new_tokens 0: the longest trained answer plus a margin);
+- train without prefix gradients: the same 4 steps with `train.prefix_grad: false` (the
+  shared prefix's forward pass only);
 with the share of the matmul limit (torch `mm` at this model's shapes, timed here) that
 training and decoding reach, and the process's peak memory. `before` is the same
 measurement before the shared prefix, answer-only logits and label checks (commit
@@ -122,6 +124,12 @@ def measure(rows: int) -> dict:
         out["answer_auto_length_s_per_row"] = round(
             timed(lambda: st.answer(requests, batch_size=rows, max_new_tokens=0)) / rows, 3)
         out["max_new_tokens_auto"] = st.manifest["longest_answer"] + hf.ANSWER_MARGIN
+        st.model.train()  # the same steps with the prefix run without gradients (train.prefix_grad false)
+        seconds = timed(lambda: st.fit(requests, labels, student=cfg, seed=0, train=TrainConfig(
+            steps=steps, batch_size=batch, lr=0.001, warmup_steps=1, log_every=2, prefix_grad=False)))
+        out["train_no_prefix_grad_s_per_row"] = round(seconds / (steps * batch), 3)
+        flop = steps * (2 * layer * shared + 4 * layer * batch * tail + 4 * head * batch * tail)
+        out["train_no_prefix_grad_share_of_matmul_limit"] = round(flop / seconds / 1e9 / limit, 3)
     out["peak_rss_gib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
     return out
 

@@ -233,6 +233,10 @@ class TrainConfig(_Section):
     weight_decay: float = Field(0.01, ge=0)
     threads: int = Field(2, ge=1, description="threads of the student's matrix products; part of the numerics (flywheel/kernels.py)")
     log_every: int = Field(20, ge=1, description="steps between loss points in the plot")
+    prefix_grad: bool = Field(True, description="a Hugging Face student's gradients through the prompt prefix its "
+                                                "rows share (the catalog); false: that prefix runs without them, "
+                                                "cheaper, same loss, a gradient without the prefix's path "
+                                                "(docs/student.md)")
 
 
 class LoraConfig(_Section):

@@ -504,17 +504,21 @@ def test_the_shared_prefix_and_the_label_check_change_no_answer(base_model, tmp_
     model = hf.HFStudent.load(tmp_path, dom, trainable=True, seed=0).model
     pairs = [st.pair(t, label) for t, label in zip(texts[:8], labels[:8])]
     grads = []
-    for batch in (hf.collate(pairs, st.tok.pad_token_id), dict(zip(("input_ids", "labels", "attention_mask"),
-                                                                  pad_batch(pairs, st.tok.pad_token_id)))):
+    shared_batch = hf.collate(pairs, st.tok.pad_token_id)
+    assert "prefix_ids" in shared_batch
+    for batch, grad in ((shared_batch, True), (shared_batch, False),
+                        (dict(zip(("input_ids", "labels", "attention_mask"), pad_batch(pairs, st.tok.pad_token_id))),
+                         None)):
+        batch = dict(batch)
         prefix = batch.pop("prefix_ids", None)
-        cache = None
-        if prefix is not None:
-            cache = model(input_ids=prefix, use_cache=True).past_key_values
-            cache.batch_repeat_interleave(len(pairs))
+        cache = None if prefix is None else hf.prefix_cache(model, prefix, len(pairs), grad)
         loss = model(**batch, past_key_values=cache).loss
         loss.backward()
         grads.append((float(loss), torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])))
         model.zero_grad()
-    assert "prefix_ids" in hf.collate(pairs, st.tok.pad_token_id)
-    assert abs(grads[0][0] - grads[1][0]) < 1e-5
-    assert torch.allclose(grads[0][1], grads[1][1], rtol=1e-3, atol=1e-6)
+    exact, detached, full = grads
+    assert abs(exact[0] - full[0]) < 1e-5 and abs(detached[0] - full[0]) < 1e-5  # the same loss either way
+    assert torch.allclose(exact[1], full[1], rtol=1e-3, atol=1e-6)  # the rows' gradient in full
+    # without the prefix's path: another gradient, though one that still points the same way
+    assert not torch.allclose(detached[1], full[1], rtol=1e-3, atol=1e-6)
+    assert float(torch.nn.functional.cosine_similarity(detached[1], full[1], dim=0)) > 0.5

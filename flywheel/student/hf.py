@@ -567,7 +567,7 @@ class HFStudent(StudentKind):
             report_to="none", seed=seed, data_seed=seed, use_cpu=device == "cpu", bf16=bf16,
             dataloader_num_workers=0, disable_tqdm=True, remove_unused_columns=False,
             full_determinism=device == "cpu")
-        trainer = _prefix_trainer()(model=self.model, args=args, train_dataset=_Rows(rows),
+        trainer = _prefix_trainer(train.prefix_grad)(model=self.model, args=args, train_dataset=_Rows(rows),
                                      data_collator=lambda batch: collate(batch, self.tok.pad_token_id), callbacks=[Record()])
         trainer.remove_callback(PrinterCallback)  # progress goes to the stage's bar and log instead
         try:
@@ -627,20 +627,30 @@ def collate(batch: list[tuple[list[int], list[int]]], pad: int) -> dict:
             "position_ids": positions, "labels": labels}
 
 
-def _prefix_trainer():
-    """transformers' Trainer, with a batch's shared prompt prefix (`collate`'s `prefix_ids`)
-    run once per step: its key/value cache, gradients and all, is repeated for every row,
-    so each row costs only its own tokens and the loss and gradients are those of the
-    rows in full."""
+def prefix_cache(model, prefix_ids, rows: int, grad: bool = True):
+    """The key/value cache of a batch's shared prompt prefix (`collate`'s `prefix_ids`), run
+    once (hidden states only: no logits) and repeated for each of `rows` rows, so a row
+    costs only its own tokens. With `grad` the rows' loss and gradients are those of the
+    rows in full; without, the prefix runs under no_grad: the same loss, and a gradient
+    that leaves out how the weights change the prefix's keys and values (no backward pass
+    through the prefix: what it saves and costs is in docs/student.md)."""
+    import torch
+
+    with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
+        cache = model(input_ids=prefix_ids, use_cache=True, logits_to_keep=1).past_key_values
+    cache.batch_repeat_interleave(rows)
+    return cache
+
+
+def _prefix_trainer(prefix_grad: bool = True):
+    """transformers' Trainer, with a batch's shared prompt prefix run once per step (`prefix_cache`)."""
     from transformers import Trainer
 
     class PrefixTrainer(Trainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             prefix = inputs.pop("prefix_ids", None)
             if prefix is not None:
-                cache = model(input_ids=prefix, use_cache=True).past_key_values
-                cache.batch_repeat_interleave(inputs["input_ids"].shape[0])
-                inputs["past_key_values"] = cache
+                inputs["past_key_values"] = prefix_cache(model, prefix, inputs["input_ids"].shape[0], prefix_grad)
             return super().compute_loss(model, inputs, return_outputs=return_outputs,
                                         num_items_in_batch=num_items_in_batch)
 
