@@ -88,7 +88,9 @@ def run(student: str, generations: int, work: Path, save, done: dict | None = No
             elapsed += sum(times.values())
             row = measure(dest, [g])[0]
             model = dest / "data" / g / "model"
+            train = yaml.safe_load((dest / "params.yaml").read_text())["train"]
             row |= {"stage_seconds": times, "elapsed_s": round(elapsed, 1), "commit": commit(),
+                    "train": {k: train.get(k, True) for k in ("steps", "batch_size", "lr", "prefix_grad")},
                     "model_mb": round(sum(f.stat().st_size for f in model.rglob("*") if f.is_file()) / 2**20, 2)}
             result["generations"].append(row)
             save(result)
@@ -110,11 +112,14 @@ def report(root: Path = ROOT) -> str:
     for name, res in (("SmolLM2 (profiles/smollm2.yaml)", sm), ("built-in student (params.yaml)", bi)):
         if not res:
             continue
-        lines += [f"## {name}", "", "| generation | commit | user | generator eval | " + " | ".join(STAGES) +
-                  " | elapsed | checkpoint |", "|---|---|---|---|" + "---|" * len(STAGES) + "---|---|"]
+        lines += [f"## {name}", "", "| generation | commit | steps x rows | user | generator eval | " +
+                  " | ".join(STAGES) + " | elapsed | checkpoint |", "|---|---|---|---|---|" + "---|" * len(STAGES) + "---|---|"]
         for r in res["generations"]:
             t = r["stage_seconds"]
-            lines.append(f"| {r['generation']} | {r.get('commit', data['commit'])} | {r['user']:.4f} | {r['eval']:.4f} | "
+            tr = r["train"]
+            steps = f"{tr['steps']} x {tr['batch_size']}" + ("" if tr["prefix_grad"] else ", prefix without gradients")
+            lines.append(f"| {r['generation']} | {r.get('commit', data['commit'])} | {steps} | {r['user']:.4f} | "
+                         f"{r['eval']:.4f} | "
                          + " | ".join(f"{t[s]:.0f} s" if s in t else "" for s in STAGES)
                          + f" | {r['elapsed_s'] / 60:.1f} min | {r['model_mb']:.1f} MB |")
         lines.append("")
