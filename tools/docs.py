@@ -267,6 +267,9 @@ def smollm2_speed(root: Path) -> str:
             ("after training: answers with the labels checked first (s/row)", "answer_with_labels_s_per_row"),
             ("after training: answers, max_new_tokens 0 (s/row)", "answer_auto_length_s_per_row"),
             ("training: share of the matmul limit", "train_share_of_matmul_limit"),
+            ("LoRA r 8 training, prefix without gradients (s/row)", "train_no_prefix_grad_s_per_row"),
+            ("training, prefix without gradients: share of the matmul limit",
+             "train_no_prefix_grad_share_of_matmul_limit"),
             ("decoding: share of the matmul limit", "answer_share_of_matmul_limit"),
             ("peak memory (GiB)", "peak_rss_gib")]
     def cell(d: dict, key: str) -> str:
