@@ -108,8 +108,12 @@ def measure(rows: int) -> dict:
         st.model.train()
         steps, batch = 4, 4
         pairs = [st.pair(r, label) for r, label in zip(requests, labels)]
-        seconds = timed(lambda: st.fit(requests, labels, student=cfg, seed=0, train=TrainConfig(
-            steps=steps, batch_size=batch, lr=0.001, warmup_steps=1, log_every=2)))
+
+        def train(prefix_grad: bool) -> float:  # seconds of `steps` LoRA steps of `batch` rows
+            return timed(lambda: st.fit(requests, labels, student=cfg, seed=0, train=TrainConfig(
+                steps=steps, batch_size=batch, lr=0.001, warmup_steps=1, log_every=2, prefix_grad=prefix_grad)))
+
+        seconds = train(True)
         out["train_s_per_row"] = round(seconds / (steps * batch), 3)
         tail = sum(len(p) - shared + len(a) for p, a in pairs) / rows  # a row's own tokens, answer included
         # LoRA: the frozen layers' forward and input gradients (4 flop per weight and token); the head on the row's tokens
@@ -125,8 +129,7 @@ def measure(rows: int) -> dict:
             timed(lambda: st.answer(requests, batch_size=rows, max_new_tokens=0)) / rows, 3)
         out["max_new_tokens_auto"] = st.manifest["longest_answer"] + hf.ANSWER_MARGIN
         st.model.train()  # the same steps with the prefix run without gradients (train.prefix_grad false)
-        seconds = timed(lambda: st.fit(requests, labels, student=cfg, seed=0, train=TrainConfig(
-            steps=steps, batch_size=batch, lr=0.001, warmup_steps=1, log_every=2, prefix_grad=False)))
+        seconds = train(False)
         out["train_no_prefix_grad_s_per_row"] = round(seconds / (steps * batch), 3)
         flop = steps * (2 * layer * shared + 4 * layer * batch * tail + 4 * head * batch * tail)
         out["train_no_prefix_grad_share_of_matmul_limit"] = round(flop / seconds / 1e9 / limit, 3)

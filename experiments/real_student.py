@@ -47,6 +47,7 @@ def run(student: str, generations: int, work: Path, save, done: dict | None = No
     each stage. With `done` (what an earlier run of this workspace saved), it goes on
     after the last finished generation (its expansion first, where that did not run)."""
     from flywheel import stage
+    from flywheel.config import TrainConfig
 
     stage.offline()
     params = overrides(student, generations)
@@ -88,9 +89,9 @@ def run(student: str, generations: int, work: Path, save, done: dict | None = No
             elapsed += sum(times.values())
             row = measure(dest, [g])[0]
             model = dest / "data" / g / "model"
-            train = yaml.safe_load((dest / "params.yaml").read_text())["train"]
+            train = TrainConfig.model_validate(yaml.safe_load((dest / "params.yaml").read_text())["train"])
             row |= {"stage_seconds": times, "elapsed_s": round(elapsed, 1), "commit": commit(),
-                    "train": {k: train.get(k, True) for k in ("steps", "batch_size", "lr", "prefix_grad")},
+                    "train": train.model_dump(include={"steps", "batch_size", "lr", "prefix_grad"}),
                     "model_mb": round(sum(f.stat().st_size for f in model.rglob("*") if f.is_file()) / 2**20, 2)}
             result["generations"].append(row)
             save(result)
