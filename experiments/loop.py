@@ -43,9 +43,13 @@ OMP_WAIT_POLICY=PASSIVE), so a result does not depend on the schedule.
     python -m experiments.loop [--size small|default|smollm2] [--seeds 5] [--generations 5] [--parallel 2] [--arms a,b]
                          [--out docs]
 
-Results accumulate in <out>/loop.json (`small`) or <out>/loop_default.json, one entry per
-(arm, seed), written after each job (an interrupted run resumes: finished entries of the
-same design are kept). The report (<out>/loop.md, loop.png, or loop_default.*) is made from
+Results accumulate in <out>/loop.json (`small`), <out>/loop_default.json or
+<out>/loop_smollm2.json, one entry per (arm, seed), written as each job ends (finished
+entries of the same design are kept). The runs' workspaces stay in `--work` (by default a
+folder of the system's temporary directory named for the design) until every job is
+measured, each recording the stages it has finished: a run killed at any moment goes on,
+when rerun, from the first stage it had not finished (a SmolLM2 run loses at most the
+stage it was in). The report (<out>/loop.md, loop.png, or loop_default.*) is made from
 that file with `--report`, and after every run.
 """
 
@@ -128,6 +132,7 @@ TINY = {"prepare": {"plan_rows": 60, "seed_rows": 40, "eval_rows": 60,
 STAGES = ("generate", "judge", "compose", "train", "evaluate", "probe", "expand")
 PREFIX = ("prepare", "generate", "judge", "compose", "train", "evaluate")  # generation 0, before its probe
 SEED0 = 20261121
+PROGRESS = "loop-progress.json"  # in an arm's workspace: the stages it has finished, and their seconds
 
 
 def arm_params(arm: str, seed: int, generations: int, size: dict) -> dict:
@@ -197,48 +202,74 @@ def measure(dest: Path, gens: list[str]) -> list[dict]:
     return out
 
 
+def _plan(gens: list[str]) -> list[tuple[str, str]]:
+    """(stage, generation) in the order a run makes them: generation 0's prefix first."""
+    steps = [(name, "" if name == "prepare" else gens[0]) for name in PREFIX]
+    for i, g in enumerate(gens):
+        steps += [(name, g) for name in STAGES
+                  if not (i == 0 and name in PREFIX) and not (name == "expand" and g == gens[-1])]
+    return steps
+
+
+def _progress(dest: Path) -> dict | None:
+    path = dest / PROGRESS
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def job(seed: int, arms: list[str], generations: int, size: dict, work: Path) -> dict[str, list[dict]]:
-    """Run `arms` for one seed in this process; a shared generation-0 prefix is made once."""
+    """Run `arms` for one seed in this process; a shared generation-0 prefix is made once.
+    Each arm's workspace (work/<arm>-<hash>-<seed>-<generations>) records the stages it has finished
+    (PROGRESS), so a job killed at any moment goes on, when rerun on the same `work`, from
+    the first stage it had not finished; a finished arm's result is printed (a RESULT line)
+    as soon as it is measured."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     sys.path.insert(0, str(ROOT))
     from flywheel import stage
 
     stage.offline()
     gens = list(workspace.generations(generations))
-    prefixes: dict[str, Path] = {}
     results = {}
     home = Path.cwd()
     for arm in arms:
         params = arm_params(arm, seed, generations, size)
-        key = prefix_key(params)
-        dest = work / f"{arm}-{seed}"
-        start = time.monotonic()
-        try:
-            if key in prefixes:
-                shutil.copytree(prefixes[key], dest)
-                workspace.write_params(dest, params)
-                os.chdir(dest)
+        prefix = work / f"prefix-{seed}-{prefix_key(params)}"
+        dest = work / f"{arm}-{arm_hash(arm)}-{seed}-{len(gens)}"
+        done = _progress(dest)
+        if done is None:  # not started: from the seed's prefix where it is made, else from nothing
+            shutil.rmtree(dest, ignore_errors=True)
+            if prefix.exists():
+                shutil.copytree(prefix, dest, symlinks=True)
+                done = {"stages": [f"{n}@{g}" for n, g in _plan(gens)[:len(PREFIX)]], "seconds": 0.0}
             else:
                 workspace.make_project(dest, params, git=False)
                 link_model(dest, params)
-                os.chdir(dest)
-                for name in PREFIX:
-                    run_stage(name, "" if name == "prepare" else gens[0])
-                prefixes[key] = work / f"prefix-{key}"
-                shutil.copytree(dest, prefixes[key])
-            for i, g in enumerate(gens):
-                for name in STAGES:
-                    if i == 0 and name in PREFIX:
-                        continue
-                    if name == "expand" and g == gens[-1]:
-                        continue
-                    run_stage(name, g)
+                done = {"stages": [], "seconds": 0.0}
+            store.write_json(done, dest / PROGRESS)
+        workspace.write_params(dest, params)
+        try:
+            os.chdir(dest)
+            for k, (name, g) in enumerate(_plan(gens)):
+                if f"{name}@{g}" in done["stages"]:
+                    continue
+                start = time.monotonic()
+                run_stage(name, g)
+                done["stages"].append(f"{name}@{g}")
+                done["seconds"] = round(done["seconds"] + time.monotonic() - start, 1)
+                store.write_json(done, dest / PROGRESS)
+                if k == len(PREFIX) - 1 and not prefix.exists():  # generation 0 before its probe: shared
+                    part = work / f".{prefix.name}.{arm}"  # whole or absent: a job beside this one may make it too
+                    shutil.rmtree(part, ignore_errors=True)
+                    shutil.copytree(dest, part, symlinks=True, ignore=shutil.ignore_patterns(PROGRESS))
+                    try:
+                        part.rename(prefix)
+                    except OSError:  # the other job's is there first
+                        shutil.rmtree(part, ignore_errors=True)
             results[arm] = measure(dest, gens)
-            results[arm][-1]["seconds"] = round(time.monotonic() - start, 1)
+            results[arm][-1]["seconds"] = done["seconds"]
         finally:
             os.chdir(home)
-        shutil.rmtree(dest, ignore_errors=True)
-    return results
+        print("RESULT " + json.dumps({arm: results[arm]}), flush=True)
+    return results  # the workspaces stay: the parent removes `work` once every job is measured and kept
 
 
 def jobs_for(arms: list[str], seeds: list[int], parallel: int) -> list[tuple[int, list[str]]]:
@@ -279,20 +310,20 @@ def main(argv: list[str] | None = None) -> int:
                          "(SmolLM2 with LoRA, 200 rows and 40 steps a generation; run it with --parallel 1)")
     ap.add_argument("--tiny", action="store_true", help="a minute-long smoke run (tests)")
     ap.add_argument("--report", action="store_true", help="only write the report from <out>/loop.json")
-    ap.add_argument("--job", help=argparse.SUPPRESS)  # internal: SEED:ARM,ARM WORKDIR, run by the parent
+    ap.add_argument("--work", help="where the runs' workspaces are kept until their arm is measured, so that "
+                                   "a rerun goes on from the last finished stage (default: under the system's "
+                                   "temporary folder, named for the size's design)")
+    ap.add_argument("--job", help=argparse.SUPPRESS)  # internal: SEED:ARM,ARM, run by the parent
     args = ap.parse_args(argv)
     size_name = "tiny" if args.tiny else args.size
     size = TINY if args.tiny else SIZES[args.size]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    tag = design(size)
+    work = Path(args.work) if args.work else Path(tempfile.gettempdir()) / f"flywheel-{STEMS[size_name]}-{tag}"
     if args.job:
         seed, arms = args.job.split(":")
-        work = Path(tempfile.mkdtemp(prefix="flywheel-loop-"))
-        try:
-            res = job(int(seed), arms.split(","), args.generations, size, work)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-        print("RESULT " + json.dumps(res), flush=True)
+        job(int(seed), arms.split(","), args.generations, size, work)
         return 0
     from experiments import loop_report
 
@@ -302,7 +333,6 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--arms: unknown arm {unknown[0]!r} (arms: {', '.join(ARMS)})")
     seeds = [SEED0 + i for i in range(args.seeds)]
     path = out / f"{STEMS[size_name]}.json"
-    tag = design(size)
     data = load_results(path, tag)
     if not args.report:
         todo = [(s, [a for a in group if f"{a}/{s}" not in data["runs"]])
@@ -316,7 +346,8 @@ def main(argv: list[str] | None = None) -> int:
             while todo and len(running) < max(1, args.parallel):
                 s, group = todo.pop(0)
                 cmd = [sys.executable, "-m", "experiments.loop", "--job", f"{s}:{','.join(group)}",
-                       "--generations", str(args.generations), "--out", str(out), "--size", args.size] + \
+                       "--generations", str(args.generations), "--out", str(out), "--size", args.size,
+                       "--work", str(work)] + \
                     (["--tiny"] if args.tiny else [])
                 log = logs / f"{s}-{group[0]}.log"
                 with open(log, "w") as fh:  # a file, not a pipe: the stages' progress would fill a pipe
@@ -329,12 +360,10 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 running.remove(item)
                 text = log.read_text()
-                if proc.returncode:
-                    for p, *_ in running:
-                        p.kill()
-                    raise SystemExit(f"experiments.loop: seed {s} arms {','.join(group)} failed "
-                                     f"({proc.returncode}), log {log}:\n{text[-3000:]}")
-                res = json.loads(text.split("RESULT ", 1)[1].splitlines()[0])
+                res = {}  # the arms the job measured, each on its RESULT line, kept even when a later arm failed
+                for line in text.splitlines():
+                    if line.startswith("RESULT "):
+                        res.update(json.loads(line[len("RESULT "):]))
                 for arm, curve in res.items():
                     data["runs"][f"{arm}/{s}"] = {"arm": arm, "seed": s, "arm_hash": arm_hash(arm),
                                                   "commit": commit(), "curve": curve}
@@ -348,6 +377,13 @@ def main(argv: list[str] | None = None) -> int:
                                 "job_seconds": round(data["meta"].get("job_seconds", 0) + time.monotonic() - began),
                                 "wall_seconds": data["meta"].get("wall_seconds", [])}
                 store.write_json(data, path)
+                if proc.returncode:
+                    for p, *_ in running:
+                        p.kill()
+                    raise SystemExit(f"experiments.loop: seed {s} arms {','.join(group)} failed "
+                                     f"({proc.returncode}), log {log} (a rerun goes on from its last "
+                                     f"finished stage, in {work}):\n{text[-3000:]}")
+        shutil.rmtree(work, ignore_errors=True)  # every job measured: no workspace is needed again
         if data["meta"]:
             data["meta"]["wall_seconds"] = data["meta"].get("wall_seconds", []) + [round(time.monotonic() - start)]
             store.write_json(data, path)
