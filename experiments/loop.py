@@ -251,12 +251,7 @@ def job(seed: int, arms: list[str], generations: int, size: dict, work: Path) ->
             for k, (name, g) in enumerate(_plan(gens)):
                 if f"{name}@{g}" in done["stages"]:
                     continue
-                start = time.monotonic()
-                run_stage(name, g)
-                done["stages"].append(f"{name}@{g}")
-                done["seconds"] = round(done["seconds"] + time.monotonic() - start, 1)
-                store.write_json(done, dest / PROGRESS)
-                if k == len(PREFIX) - 1 and not prefix.exists():  # generation 0 before its probe: shared
+                if k == len(PREFIX) and not prefix.exists():  # generation 0 before its probe: shared
                     part = work / f".{prefix.name}.{arm}"  # whole or absent: a job beside this one may make it too
                     shutil.rmtree(part, ignore_errors=True)
                     shutil.copytree(dest, part, symlinks=True, ignore=shutil.ignore_patterns(PROGRESS))
@@ -264,6 +259,11 @@ def job(seed: int, arms: list[str], generations: int, size: dict, work: Path) ->
                         part.rename(prefix)
                     except OSError:  # the other job's is there first
                         shutil.rmtree(part, ignore_errors=True)
+                start = time.monotonic()
+                run_stage(name, g)
+                done["stages"].append(f"{name}@{g}")
+                done["seconds"] = round(done["seconds"] + time.monotonic() - start, 1)
+                store.write_json(done, dest / PROGRESS)
             results[arm] = measure(dest, gens)
             results[arm][-1]["seconds"] = done["seconds"]
         finally:
