@@ -34,9 +34,10 @@ and the targeting levers, each one change to `full`:
   vary_functions expand.vary_functions: a child gets a new function combination for its parent's skill
 
 Each run executes the DAG's stage functions (tasks/*.py `main`) in order in one process,
-in a fresh workspace, instead of `dvc repro`: at this size DVC's process per stage would
-take a third of the time; the stage code is the same. Runs whose configuration agrees up to
-generation 0's probe share that prefix (computed once per seed). A job is one seed and a
+in a workspace of its own, instead of `dvc repro`: at this size DVC's process per stage
+would take a third of the time; the stage code is the same. Runs of a seed whose
+configuration agrees up to generation 0's probe share that prefix (computed once per job;
+two jobs of one seed running at once may both compute it). A job is one seed and a
 group of arms; `--parallel` jobs run at once with one torch thread each (train.threads 1,
 OMP_WAIT_POLICY=PASSIVE), so a result does not depend on the schedule.
 
@@ -47,9 +48,11 @@ Results accumulate in <out>/loop.json (`small`), <out>/loop_default.json or
 <out>/loop_smollm2.json, one entry per (arm, seed), written as each job ends (finished
 entries of the same design are kept). The runs' workspaces stay in `--work` (by default a
 folder of the system's temporary directory named for the design) until every job is
-measured, each recording the stages it has finished: a run killed at any moment goes on,
-when rerun, from the first stage it had not finished (a SmolLM2 run loses at most the
-stage it was in). The report (<out>/loop.md, loop.png, or loop_default.*) is made from
+measured, each recording the stages it has finished and the stage code and params it was
+made under (`fingerprint`): a run killed at any moment goes on, when rerun with the same
+code and params, from the first stage it had not finished (a SmolLM2 run loses at most
+the stage it was in); one made under others starts afresh. One run at a time uses a
+`--work` folder (a lock). The report (<out>/loop.md, loop.png, or loop_default.*) is made from
 that file with `--report`, and after every run.
 """
 
@@ -162,10 +165,7 @@ def run_stage(name: str, generation: str) -> None:
     stage.log(name, f"{generation or 'seed'} done")
 
 
-def prefix_key(params: dict) -> str:
-    sections = {k: params.get(k) for k in ("seed", "prepare", "generate", "judge", "compose", "train", "evaluate",
-                                           "domain", "student")}
-    return hashlib.sha256(json.dumps(sections, sort_keys=True, default=str).encode()).hexdigest()[:12]
+PREFIX_SECTIONS = ("seed", "prepare", "generate", "judge", "compose", "train", "evaluate", "domain", "student")
 
 
 def link_model(dest: Path, params: dict) -> None:
@@ -211,16 +211,56 @@ def _plan(gens: list[str]) -> list[tuple[str, str]]:
     return steps
 
 
-def _progress(dest: Path) -> dict | None:
+def _code_and_params(params: dict) -> tuple[bytes, dict]:
+    """The stage code the runs import (the checkout's flywheel/, tasks/ and domains/) and
+    the params.yaml their stages read (the checkout's, merged with `params`)."""
+    code = b""
+    for folder in ("flywheel", "tasks", "domains"):
+        for f in sorted((ROOT / folder).rglob("*")):
+            if f.is_file() and "__pycache__" not in f.parts:
+                code += str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes()
+    return code, workspace.merge(yaml.safe_load((ROOT / "params.yaml").read_text()), params)
+
+
+def fingerprint(params: dict, sections: tuple[str, ...] | None = None) -> str:
+    """What a kept workspace's finished stages depend on beyond its name: the stage code
+    and the params (`sections` of them, or all). A workspace made under another
+    fingerprint is not gone on from but started afresh."""
+    code, merged = _code_and_params(params)
+    if sections is not None:
+        merged = {k: merged.get(k) for k in sections}
+    text = json.dumps(merged, sort_keys=True, default=str).encode()
+    return hashlib.sha256(code + b"\0" + text).hexdigest()[:12]
+
+
+def _progress(dest: Path, made_under: str) -> dict | None:
+    """The stages `dest` has finished, if it was made under the fingerprint `made_under`."""
     path = dest / PROGRESS
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    done = json.loads(path.read_text())
+    if done.get("fingerprint") != made_under:
+        print(f"{dest}: made with other stage code or params; started afresh", file=sys.stderr, flush=True)
+        return None
+    return done
+
+
+def prefix_name(seed: int, params: dict) -> str:
+    """A seed's shared generation 0 in `work`, named for what it was made under (the params
+    its stages read and the stage code): runs that agree on them share it."""
+    return f"prefix-{seed}-{fingerprint(params, PREFIX_SECTIONS)}"
+
+
+def arm_workspace(arm: str, seed: int, generations: int) -> str:
+    return f"{arm}-{arm_hash(arm)}-{seed}-{generations}"
 
 
 def job(seed: int, arms: list[str], generations: int, size: dict, work: Path) -> dict[str, list[dict]]:
     """Run `arms` for one seed in this process; a shared generation-0 prefix is made once.
     Each arm's workspace (work/<arm>-<hash>-<seed>-<generations>) records the stages it has finished
-    (PROGRESS), so a job killed at any moment goes on, when rerun on the same `work`, from
-    the first stage it had not finished; a finished arm's result is printed (a RESULT line)
+    (PROGRESS) and what it was made under (`fingerprint`), so a job killed at any moment
+    goes on, when rerun on the same `work` with the same code and params, from the first
+    stage it had not finished; a finished arm's result is printed (a RESULT line)
     as soon as it is measured."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     sys.path.insert(0, str(ROOT))
@@ -232,9 +272,10 @@ def job(seed: int, arms: list[str], generations: int, size: dict, work: Path) ->
     home = Path.cwd()
     for arm in arms:
         params = arm_params(arm, seed, generations, size)
-        prefix = work / f"prefix-{seed}-{prefix_key(params)}"
-        dest = work / f"{arm}-{arm_hash(arm)}-{seed}-{len(gens)}"
-        done = _progress(dest)
+        made_under = fingerprint(params)
+        prefix = work / prefix_name(seed, params)
+        dest = work / arm_workspace(arm, seed, generations)
+        done = _progress(dest, made_under)
         if done is None:  # not started: from the seed's prefix where it is made, else from nothing
             shutil.rmtree(dest, ignore_errors=True)
             if prefix.exists():
@@ -244,6 +285,7 @@ def job(seed: int, arms: list[str], generations: int, size: dict, work: Path) ->
                 workspace.make_project(dest, params, git=False)
                 link_model(dest, params)
                 done = {"stages": [], "seconds": 0.0}
+            done["fingerprint"] = made_under
             store.write_json(done, dest / PROGRESS)
         workspace.write_params(dest, params)
         try:
@@ -270,6 +312,31 @@ def job(seed: int, arms: list[str], generations: int, size: dict, work: Path) ->
             os.chdir(home)
         print("RESULT " + json.dumps({arm: results[arm]}), flush=True)
     return results  # the workspaces stay: the parent removes `work` once every job is measured and kept
+
+
+def hold(work: Path):
+    """An exclusive lock on `work` for this run (an open file: released when it closes or
+    the process ends); a second run on the same workspaces is refused."""
+    import fcntl
+
+    work.mkdir(parents=True, exist_ok=True)
+    fh = open(work / ".lock", "w")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise SystemExit(f"experiments.loop: another run is using {work} (--work names another folder)") from None
+    return fh
+
+
+def forget(work: Path, runs: list[tuple[int, str]], generations: int, size: dict) -> None:
+    """Remove the workspaces of `runs` (seed, arm) and their seeds' shared generation 0
+    from `work`, and `work` itself once nothing else is in it."""
+    for seed, arm in runs:
+        prefix = prefix_name(seed, arm_params(arm, seed, generations, size))
+        for path in [work / arm_workspace(arm, seed, generations), work / prefix, *work.glob(f".{prefix}.*")]:
+            shutil.rmtree(path, ignore_errors=True)
+    if [p.name for p in work.iterdir()] == [".lock"]:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def jobs_for(arms: list[str], seeds: list[int], parallel: int) -> list[tuple[int, list[str]]]:
@@ -310,9 +377,9 @@ def main(argv: list[str] | None = None) -> int:
                          "(SmolLM2 with LoRA, 200 rows and 40 steps a generation; run it with --parallel 1)")
     ap.add_argument("--tiny", action="store_true", help="a minute-long smoke run (tests)")
     ap.add_argument("--report", action="store_true", help="only write the report from <out>/loop.json")
-    ap.add_argument("--work", help="where the runs' workspaces are kept until their arm is measured, so that "
-                                   "a rerun goes on from the last finished stage (default: under the system's "
-                                   "temporary folder, named for the size's design)")
+    ap.add_argument("--work", help="where the runs' workspaces are kept until every job of the run is measured, "
+                                   "so that a rerun goes on from the first stage a run had not finished (default: "
+                                   "under the system's temporary folder, named for the size's design)")
     ap.add_argument("--job", help=argparse.SUPPRESS)  # internal: SEED:ARM,ARM, run by the parent
     args = ap.parse_args(argv)
     size_name = "tiny" if args.tiny else args.size
@@ -335,6 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     path = out / f"{STEMS[size_name]}.json"
     data = load_results(path, tag)
     if not args.report:
+        lock = hold(work)  # noqa: F841 (held while this process lives)
         todo = [(s, [a for a in group if f"{a}/{s}" not in data["runs"]])
                 for s, group in jobs_for(arms, seeds, args.parallel)]
         todo = [(s, g) for s, g in todo if g]
@@ -383,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
                     raise SystemExit(f"experiments.loop: seed {s} arms {','.join(group)} failed "
                                      f"({proc.returncode}), log {log} (a rerun goes on from its last "
                                      f"finished stage, in {work}):\n{text[-3000:]}")
-        shutil.rmtree(work, ignore_errors=True)  # every job measured: no workspace is needed again
+        forget(work, [(s, a) for s in seeds for a in arms], args.generations, size)  # all measured and kept
         if data["meta"]:
             data["meta"]["wall_seconds"] = data["meta"].get("wall_seconds", []) + [round(time.monotonic() - start)]
             store.write_json(data, path)

@@ -85,9 +85,25 @@ def test_a_job_killed_between_stages_goes_on_from_the_first_stage_it_had_not_fin
     proc.wait()
     assert progress is not None, "the job ended before it could be killed"
     finished = json.loads(progress.read_text())["stages"]
+    assert 9 <= len(finished) < 14  # killed with stages left to do
     stamps = {f: f.stat().st_mtime_ns for f in (progress.parent / "data" / "gen-000").rglob("*") if f.is_file()}
     resumed = run([*job, "--work", str(work)], ROOT)
     after = json.loads(progress.read_text())["stages"]
     assert after[:len(finished)] == finished and len(after) == len(set(after)) == 14  # each stage once
+    ran = [line.split()[0].strip("[]") + "@" + line.split()[1] for line in resumed.stdout.splitlines()
+           if line.startswith("[") and line.endswith(" done")]
+    assert ran == after[len(finished):]  # the rerun ran exactly the stages the kill had left
     assert {f: f.stat().st_mtime_ns for f in stamps} == stamps  # generation 0 was not made again
     assert _result(resumed.stdout) == _result(whole.stdout) != {}  # and the result is the unkilled run's
+
+
+def test_a_second_run_on_the_same_workspaces_is_refused(tmp_path):
+    import fcntl
+
+    (tmp_path / "work").mkdir()
+    with open(tmp_path / "work" / ".lock", "w") as held:  # as a run in progress holds it
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        proc = run([sys.executable, "-m", "experiments.loop", *TINY, "--arms", "full", "--out", str(tmp_path),
+                    "--work", str(tmp_path / "work")], ROOT, check=False)
+    assert proc.returncode != 0 and "another run is using" in proc.stderr
+    assert not (tmp_path / "loop.json").exists()
