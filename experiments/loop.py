@@ -59,6 +59,7 @@ that file with `--report`, and after every run.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import importlib
 import json
@@ -135,7 +136,7 @@ TINY = {"prepare": {"plan_rows": 60, "seed_rows": 40, "eval_rows": 60,
 STAGES = ("generate", "judge", "compose", "train", "evaluate", "probe", "expand")
 PREFIX = ("prepare", "generate", "judge", "compose", "train", "evaluate")  # generation 0, before its probe
 SEED0 = 20261121
-PROGRESS = "loop-progress.json"  # in an arm's workspace: the stages it has finished, and their seconds
+PROGRESS = "loop-progress.json"  # in an arm's workspace: its finished stages, their seconds, its fingerprint
 
 
 def arm_params(arm: str, seed: int, generations: int, size: dict) -> dict:
@@ -211,26 +212,27 @@ def _plan(gens: list[str]) -> list[tuple[str, str]]:
     return steps
 
 
-def _code_and_params(params: dict) -> tuple[bytes, dict]:
-    """The stage code the runs import (the checkout's flywheel/, tasks/ and domains/) and
-    the params.yaml their stages read (the checkout's, merged with `params`)."""
+@functools.cache
+def _code() -> bytes:
+    """The stage code the runs import (the checkout's flywheel/, tasks/ and domains/), read once."""
     code = b""
     for folder in ("flywheel", "tasks", "domains"):
         for f in sorted((ROOT / folder).rglob("*")):
             if f.is_file() and "__pycache__" not in f.parts:
                 code += str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes()
-    return code, workspace.merge(yaml.safe_load((ROOT / "params.yaml").read_text()), params)
+    return hashlib.sha256(code).digest()
 
 
 def fingerprint(params: dict, sections: tuple[str, ...] | None = None) -> str:
     """What a kept workspace's finished stages depend on beyond its name: the stage code
-    and the params (`sections` of them, or all). A workspace made under another
-    fingerprint is not gone on from but started afresh."""
-    code, merged = _code_and_params(params)
+    and the params its stages read (the checkout's params.yaml merged with `params`;
+    `sections` of them, or all). A workspace made under another fingerprint is not gone
+    on from but started afresh."""
+    merged = workspace.merge(yaml.safe_load((ROOT / "params.yaml").read_text()), params)
     if sections is not None:
         merged = {k: merged.get(k) for k in sections}
     text = json.dumps(merged, sort_keys=True, default=str).encode()
-    return hashlib.sha256(code + b"\0" + text).hexdigest()[:12]
+    return hashlib.sha256(_code() + b"\0" + text).hexdigest()[:12]
 
 
 def _progress(dest: Path, made_under: str) -> dict | None:
@@ -255,7 +257,7 @@ def arm_workspace(arm: str, seed: int, generations: int) -> str:
     return f"{arm}-{arm_hash(arm)}-{seed}-{generations}"
 
 
-def job(seed: int, arms: list[str], generations: int, size: dict, work: Path) -> dict[str, list[dict]]:
+def job(seed: int, arms: list[str], generations: int, size: dict, work: Path) -> None:
     """Run `arms` for one seed in this process; a shared generation-0 prefix is made once.
     Each arm's workspace (work/<arm>-<hash>-<seed>-<generations>) records the stages it has finished
     (PROGRESS) and what it was made under (`fingerprint`), so a job killed at any moment
@@ -268,7 +270,6 @@ def job(seed: int, arms: list[str], generations: int, size: dict, work: Path) ->
 
     stage.offline()
     gens = list(workspace.generations(generations))
-    results = {}
     home = Path.cwd()
     for arm in arms:
         params = arm_params(arm, seed, generations, size)
@@ -306,12 +307,12 @@ def job(seed: int, arms: list[str], generations: int, size: dict, work: Path) ->
                 done["stages"].append(f"{name}@{g}")
                 done["seconds"] = round(done["seconds"] + time.monotonic() - start, 1)
                 store.write_json(done, dest / PROGRESS)
-            results[arm] = measure(dest, gens)
-            results[arm][-1]["seconds"] = done["seconds"]
+            curve = measure(dest, gens)
+            curve[-1]["seconds"] = done["seconds"]
         finally:
             os.chdir(home)
-        print("RESULT " + json.dumps({arm: results[arm]}), flush=True)
-    return results  # the workspaces stay: the parent removes `work` once every job is measured and kept
+        print("RESULT " + json.dumps({arm: curve}), flush=True)
+    # the workspaces stay: the parent removes them (`forget`) once every job is measured and kept
 
 
 def hold(work: Path):
